@@ -1,0 +1,20 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="kdseg",
+    version="0.1.0",
+    description="Class-incremental semantic segmentation in TensorFlow/Keras: the MiB and KD "
+                "papers' methods, protocols and metrics.",
+    python_requires=">=3.10",
+    packages=find_packages(include=["kdseg", "kdseg.*"]),
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.15,<4",
+        "tensorboard>=2.20",
+        "absl-py>=2.1",
+        "numpy>=1.26",
+        "pillow>=10",
+    ],
+    extras_require={"test": ["pytest>=8"]},
+    entry_points={"console_scripts": ["kdseg-train=kdseg.train:run"]},
+)
