@@ -1,0 +1,72 @@
+"""tf.data pipelines for one step: read -> remap labels (lookup table) -> augment -> batch.
+
+Images come out normalised with ImageNet statistics, [B, H, W, 3] float32; labels [B, H, W]
+int32 in the step's class numbering, 255 = ignore.
+"""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from kdseg.data import augment
+from kdseg.data.source import SegmentationSource, SplitFiles
+from kdseg.data.voc import IGNORE_LABEL
+
+IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+
+
+def normalize(image: tf.Tensor) -> tf.Tensor:
+  return (tf.cast(image, tf.float32) - IMAGENET_MEAN) / IMAGENET_STD
+
+
+def _reader(source: SegmentationSource, label_table: np.ndarray):
+  table = tf.constant(label_table, tf.int32)
+
+  def read(image_path, label_path):
+    image = tf.cast(tf.io.decode_jpeg(tf.io.read_file(image_path), channels=3), tf.float32)
+    raw = source.decode_label(tf.io.read_file(label_path))
+    label = tf.gather(table, tf.cast(raw, tf.int32))
+    return image, label
+
+  return read
+
+
+def _files_dataset(files: SplitFiles) -> tf.data.Dataset:
+  return tf.data.Dataset.from_tensor_slices((list(files.image_paths), list(files.label_paths)))
+
+
+def train_dataset(source: SegmentationSource, files: SplitFiles, label_table: np.ndarray,
+                  batch_size: int, crop_size: int, min_scale: float, max_scale: float,
+                  seed: int) -> tf.data.Dataset:
+  """One epoch, shuffled (reshuffled each epoch, seeded), full batches only."""
+  if len(files.ids) < batch_size:
+    raise ValueError(f"only {len(files.ids)} training images for a batch of {batch_size}; "
+                     "lower --batch_size.")
+  read = _reader(source, label_table)
+
+  def load_and_augment(image_path, label_path):
+    image, label = read(image_path, label_path)
+    image, label = augment.train_augment(image, label, crop_size, min_scale, max_scale)
+    return normalize(image), label
+
+  return (_files_dataset(files)
+          .shuffle(len(files.ids), seed=seed, reshuffle_each_iteration=True)
+          .map(load_and_augment, num_parallel_calls=tf.data.AUTOTUNE)
+          .batch(batch_size, drop_remainder=True)
+          .prefetch(tf.data.AUTOTUNE))
+
+
+def eval_dataset(source: SegmentationSource, files: SplitFiles, label_table: np.ndarray,
+                 batch_size: int) -> tf.data.Dataset:
+  """Full-resolution images; batches of unequal sizes are padded (labels with 255)."""
+  read = _reader(source, label_table)
+
+  def load(image_path, label_path):
+    image, label = read(image_path, label_path)
+    return normalize(image), label
+
+  return (_files_dataset(files)
+          .map(load, num_parallel_calls=tf.data.AUTOTUNE)
+          .padded_batch(batch_size, padding_values=(0.0, IGNORE_LABEL))
+          .prefetch(tf.data.AUTOTUNE))

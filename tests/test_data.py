@@ -1,0 +1,125 @@
+"""VOC-layout reader, in-graph label decoding, class-presence index and pipelines."""
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from kdseg.data import pipeline, presence, splits
+from kdseg.data.source import DatasetLayoutError
+from kdseg.data.tasks import make_plan
+from kdseg.data.voc import decode_voc_label, read_voc_layout, voc_palette
+from tests.helpers import write_label, write_voc_tree
+
+LABEL_A = np.array([[0, 0, 1, 1], [0, 255, 1, 1], [2, 2, 0, 0], [2, 2, 0, 20]], np.uint8)
+LABEL_B = np.array([[0, 0, 0, 0], [0, 3, 3, 0], [0, 3, 3, 0], [0, 0, 0, 255]], np.uint8)
+
+
+class PaletteTest(tf.test.TestCase):
+
+  def test_voc_colour_map_known_entries(self):
+    palette = voc_palette()
+    self.assertAllEqual(palette[1], [128, 0, 0])      # aeroplane
+    self.assertAllEqual(palette[15], [192, 128, 128])  # person
+    self.assertAllEqual(palette[255], [224, 224, 192])  # ignore border
+    self.assertLen({tuple(c) for c in palette}, 256)
+
+  def test_palette_and_grayscale_pngs_decode_to_the_same_ids(self):
+    every_value = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    directory = self.get_temp_dir()
+    for name, palette in (("p.png", True), ("l.png", False)):
+      write_label(os.path.join(directory, name), every_value, palette)
+      decoded = decode_voc_label(tf.io.read_file(os.path.join(directory, name)))
+      self.assertAllEqual(decoded, every_value)
+
+
+class ReaderTest(tf.test.TestCase):
+
+  def _tree(self):
+    return write_voc_tree(os.path.join(self.get_temp_dir(), "VOC2012"),
+                          {"train": {"a": LABEL_A, "b": LABEL_B}, "val": {"b": LABEL_B}})
+
+  def test_reads_ids_and_paths(self):
+    source = read_voc_layout(self._tree())
+    files = source.split("train")
+    self.assertEqual(files.ids, ("a", "b"))
+    self.assertTrue(files.image_paths[0].endswith("JPEGImages/a.jpg"))
+    self.assertTrue(files.label_paths[1].endswith("SegmentationClass/b.png"))
+    self.assertEqual(source.num_object_classes, 20)
+
+  def test_missing_folder_is_named(self):
+    root = self._tree()
+    os.rename(os.path.join(root, "JPEGImages"), os.path.join(root, "images"))
+    with self.assertRaisesRegex(DatasetLayoutError, "JPEGImages.*Pascal VOC 2012 layout"):
+      read_voc_layout(root)
+    with self.assertRaisesRegex(DatasetLayoutError, "does not exist"):
+      read_voc_layout(os.path.join(root, "nowhere"))
+
+  def test_listed_image_without_file_is_named(self):
+    root = self._tree()
+    os.remove(os.path.join(root, "SegmentationClass", "b.png"))
+    with self.assertRaisesRegex(DatasetLayoutError, r"train.txt lists 1 ids.*\['b'\]"):
+      read_voc_layout(root)
+
+
+class PresenceTest(tf.test.TestCase):
+
+  def test_presence_matrix_and_cache_refresh(self):
+    root = write_voc_tree(os.path.join(self.get_temp_dir(), "VOC2012"),
+                          {"train": {"a": LABEL_A, "b": LABEL_B}})
+    files = read_voc_layout(root, splits=("train",)).split("train")
+    cache = os.path.join(self.get_temp_dir(), "cache")
+    present = presence.class_presence(files, 21, cache)
+    self.assertAllEqual(np.flatnonzero(present[0]), [0, 1, 2, 20, 255])
+    self.assertAllEqual(np.flatnonzero(present[1]), [0, 3, 255])
+    # Rewriting a label invalidates its row only.
+    write_label(files.label_paths[1], np.full((4, 4), 5, np.uint8))
+    os.utime(files.label_paths[1], ns=(1, 1))
+    self.assertAllEqual(np.flatnonzero(presence.class_presence(files, 21, cache)[1]), [5])
+
+  def test_values_outside_the_class_set_name_the_file(self):
+    bad = LABEL_B.copy()
+    bad[0, 0] = 21
+    root = write_voc_tree(os.path.join(self.get_temp_dir(), "VOC2012"), {"train": {"bad": bad}})
+    files = read_voc_layout(root, splits=("train",)).split("train")
+    with self.assertRaisesRegex(presence.LabelValueError, r"bad.png \(values \[21\]\)"):
+      presence.class_presence(files, 21, os.path.join(self.get_temp_dir(), "cache"))
+
+  def test_corrupt_image_is_named(self):
+    root = write_voc_tree(os.path.join(self.get_temp_dir(), "VOC2012"), {"train": {"a": LABEL_A}})
+    with open(os.path.join(root, "JPEGImages", "a.jpg"), "wb") as out:
+      out.write(b"not a jpeg")
+    files = read_voc_layout(root, splits=("train",)).split("train")
+    with self.assertRaisesRegex(presence.LabelValueError, "a.jpg"):
+      presence.class_presence(files, 21, os.path.join(self.get_temp_dir(), "cache"))
+
+
+class PipelineTest(tf.test.TestCase):
+
+  def test_eval_pipeline_remaps_labels_and_keeps_full_size(self):
+    root = write_voc_tree(os.path.join(self.get_temp_dir(), "VOC2012"),
+                          {"val": {"a": LABEL_A, "b": LABEL_B}})
+    source = read_voc_layout(root, splits=("val",))
+    plan = make_plan("2-18", list(range(1, 21)))  # step 0 knows 1, 2; 3 and 20 are unseen
+    dataset = pipeline.eval_dataset(source, source.split("val"),
+                                    splits.eval_label_table(plan, 0), batch_size=2)
+    images, labels = next(iter(dataset))
+    self.assertEqual(images.shape, (2, 4, 4, 3))
+    expected_a = np.where(np.isin(LABEL_A, [0, 1, 2]), LABEL_A, 255)
+    expected_b = np.where(LABEL_B == 0, 0, 255)
+    self.assertAllEqual(labels, [expected_a, expected_b])
+
+  def test_train_pipeline_crops_and_keeps_label_values_valid(self):
+    root = write_voc_tree(os.path.join(self.get_temp_dir(), "VOC2012"),
+                          {"train": {"a": LABEL_A, "b": LABEL_B}})
+    source = read_voc_layout(root, splits=("train",))
+    plan = make_plan("2-18", list(range(1, 21)))
+    dataset = pipeline.train_dataset(source, source.split("train"),
+                                     splits.train_label_table(plan, 0), batch_size=2,
+                                     crop_size=6, min_scale=0.5, max_scale=2.0, seed=0)
+    for images, labels in dataset.repeat(5):
+      self.assertEqual(images.shape, (2, 6, 6, 3))
+      self.assertContainsSubset(set(np.unique(labels.numpy())), {0, 1, 2, 255})
+
+
+if __name__ == "__main__":
+  tf.test.main()
