@@ -1,0 +1,74 @@
+"""Model pieces: dilated convolutions, shapes, incremental classifier and MiB init (Eq. 10-11)."""
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kdseg.models.classifier import IncrementalClassifier, init_new_head_from_background
+from kdseg.models.layers import AtrousConv2D
+from kdseg.models.segmenter import ModelConfig, build_segmenter, copy_matching_weights
+
+
+class AtrousConvTest(tf.test.TestCase):
+
+  def test_matches_keras_conv2d(self):
+    images = tf.random.stateless_normal([2, 9, 7, 5], seed=[0, 1])
+    for rate, stride in ((1, 1), (1, 2), (2, 1), (6, 1), (18, 1)):
+      reference = keras.layers.Conv2D(4, 3, strides=stride, padding="same", dilation_rate=rate)
+      ours = AtrousConv2D(4, 3, strides=stride, padding="same", dilation_rate=rate)
+      reference.build(images.shape)
+      ours.build(images.shape)
+      ours.set_weights(reference.get_weights())
+      self.assertAllClose(ours(images), reference(images), atol=1e-5)
+
+
+class SegmenterTest(tf.test.TestCase):
+
+  def test_endpoints_and_output_stride(self):
+    for output_stride in (8, 16):
+      model = build_segmenter(ModelConfig("tiny", output_stride, 16), [3, 2])
+      outputs = model(tf.zeros([2, 64, 48, 3]))
+      self.assertEqual(outputs["logits"].shape, (2, 64, 48, 5))
+      self.assertEqual(outputs["encoder"].shape[1:3], (64 // output_stride, 48 // output_stride))
+      self.assertEqual(outputs["decoder"].shape[-1], 16)
+
+  def test_copy_leaves_only_the_new_head_unmatched(self):
+    old = build_segmenter(ModelConfig("tiny", 16, 16), [3])
+    new = build_segmenter(ModelConfig("tiny", 16, 16), [3, 2])
+    unmatched = copy_matching_weights(old, new)
+    self.assertEqual(unmatched, ["segmenter/classifier/head_1/bias",
+                                 "segmenter/classifier/head_1/kernel"])
+    images = tf.random.stateless_normal([1, 32, 32, 3], seed=[3, 4])
+    self.assertAllClose(new(images)["logits"][..., :3], old(images)["logits"])
+
+  def test_copy_refuses_a_different_network(self):
+    old = build_segmenter(ModelConfig("tiny", 16, 16), [3])
+    new = build_segmenter(ModelConfig("tiny", 16, 32), [3, 2])
+    with self.assertRaisesRegex(ValueError, "without a counterpart"):
+      copy_matching_weights(old, new)
+
+
+class BackgroundInitTest(tf.test.TestCase):
+
+  def test_new_classes_share_the_old_background_probability(self):
+    # Old model: 3 classes (bg + 2). New: 2 new classes. After init, for any features:
+    # p_new(bg) = p_new(new_k) = p_old(bg) / 3 and p_new(c) = p_old(c) for old classes.
+    features = tf.random.stateless_normal([2, 4, 4, 8], seed=[5, 6])
+    old = IncrementalClassifier([3])
+    old(features)
+    old.heads[0].bias.assign([0.3, -0.2, 0.5])
+    new = IncrementalClassifier([3, 2])
+    new(features)
+    new.heads[0].set_weights(old.heads[0].get_weights())
+    init_new_head_from_background(new)
+    p_old = tf.nn.softmax(old(features)).numpy()
+    p_new = tf.nn.softmax(new(features)).numpy()
+    self.assertAllClose(p_new[..., 1:3], p_old[..., 1:3], atol=1e-6)
+    for channel in (0, 3, 4):
+      self.assertAllClose(p_new[..., channel], p_old[..., 0] / 3, atol=1e-6)
+    # The bias values themselves (spec §3): b_bg - log(|new| + 1) for background and new classes.
+    self.assertAllClose(new.heads[1].bias, [0.3 - np.log(3)] * 2)
+    self.assertAllClose(new.heads[0].bias, [0.3 - np.log(3), -0.2, 0.5])
+
+
+if __name__ == "__main__":
+  tf.test.main()
