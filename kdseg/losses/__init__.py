@@ -1,0 +1,1 @@
+"""Loss terms, one keras.losses.Loss class each; see segmentation.py and distillation.py."""

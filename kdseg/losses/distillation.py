@@ -1,0 +1,33 @@
+"""Distillation terms between the frozen model of step t-1 and the model being trained.
+
+Convention: y_true = the old model's endpoint (e.g. logits [B, H, W, C_old]), y_pred = the new
+model's (logits [B, H, W, C_t], C_t >= C_old). Per-pixel values from `call`, reduced by Keras'
+"sum_over_batch_size" = mean over all pixels (spec §2).
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+
+class UnbiasedKnowledgeDistillation(keras.losses.Loss):
+  """MiB unbiased distillation (Eq. 9; spec §2).
+
+  The old model's background is compared with the new probability of background OR any new class:
+    den = logsumexp(z),  log q(bg) = logsumexp(z[..., {0} ∪ [C_old, C_t)]) - den,
+    log q(c) = z_c - den for old classes 1..C_old-1,  t = softmax(alpha * z_old),
+    per pixel: -(t_0 log q(bg) + sum_{c=1}^{C_old-1} t_c log q(c)) / C_old.
+  """
+
+  def __init__(self, alpha: float = 1.0, name: str | None = None):
+    super().__init__(name=name, reduction="sum_over_batch_size")
+    self.alpha = float(alpha)
+
+  def call(self, y_true, y_pred):
+    old = y_true.shape[-1]
+    targets = tf.nn.softmax(self.alpha * y_true, axis=-1)
+    log_partition = tf.reduce_logsumexp(y_pred, axis=-1, keepdims=True)
+    background_or_new = tf.concat([y_pred[..., :1], y_pred[..., old:]], axis=-1)
+    log_background = tf.reduce_logsumexp(background_or_new, axis=-1, keepdims=True)
+    log_q = tf.concat([log_background, y_pred[..., 1:old]], axis=-1) - log_partition
+    return -tf.reduce_sum(targets * log_q, axis=-1) / old

@@ -1,0 +1,83 @@
+"""Supervised per-pixel losses on the current step's labels.
+
+Every class here returns per-pixel losses [B, H, W] from `call` and reduces with a built-in Keras
+reduction:
+  pixel_mean="all"    mean over all B*H*W pixels, ignored ones counting 0 (MiB reference, spec §2);
+  pixel_mean="valid"  mean over non-ignored pixels only (KD paper, spec §6): Keras'
+                      "mean_with_sample_weight" reduction with the valid-pixel mask as weight
+                      (an all-ignored batch gives 0, not NaN).
+Under tf.distribute Keras divides the reduced value by the number of replicas, so summing replica
+losses gives the global mean.
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from kdseg.data.voc import IGNORE_LABEL
+
+PIXEL_MEANS = ("all", "valid")
+
+
+class _PixelLoss(keras.losses.Loss):
+
+  def __init__(self, pixel_mean: str = "all", name: str | None = None):
+    if pixel_mean not in PIXEL_MEANS:
+      raise ValueError(f"pixel_mean={pixel_mean!r}; choose one of {PIXEL_MEANS}")
+    reduction = "sum_over_batch_size" if pixel_mean == "all" else "mean_with_sample_weight"
+    super().__init__(name=name, reduction=reduction)
+    self.pixel_mean = pixel_mean
+
+  def __call__(self, y_true, y_pred, sample_weight=None):
+    if self.pixel_mean == "valid" and sample_weight is None:
+      sample_weight = tf.cast(tf.not_equal(tf.cast(y_true, tf.int32), IGNORE_LABEL), tf.float32)
+    return super().__call__(y_true, y_pred, sample_weight=sample_weight)
+
+  @staticmethod
+  def _finish(per_pixel: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
+    return tf.where(valid, per_pixel, tf.zeros_like(per_pixel))
+
+
+def _labels_and_valid(y_true: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+  labels = tf.cast(y_true, tf.int32)  # Keras' __call__ hands labels over as float32
+  valid = tf.not_equal(labels, IGNORE_LABEL)
+  return tf.where(valid, labels, tf.zeros_like(labels)), valid
+
+
+class CrossEntropy(_PixelLoss):
+  """Cross-entropy over all C_t classes with ignore 255 (KD paper Eq. 2, MiB Eq. 4).
+
+  y_true: [B, H, W] labels (255 = ignore); y_pred: [B, H, W, C_t] float32 logits.
+  Per pixel: -log softmax(z)[y].
+  """
+
+  def call(self, y_true, y_pred):
+    labels, valid = _labels_and_valid(y_true)
+    per_pixel = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=y_pred)
+    return self._finish(per_pixel, valid)
+
+
+class UnbiasedCrossEntropy(_PixelLoss):
+  """MiB unbiased cross-entropy (Eq. 5-6; spec §2), for steps with C_old > 0 known classes.
+
+  Background's probability is that of background OR any old class:
+    log p(bg) = logsumexp(z[..., :C_old]) - logsumexp(z),  log p(c) = z_c - logsumexp(z), c >= C_old.
+  Labels < C_old (background, and old classes if any remain) count as background.
+  y_true: [B, H, W] labels; y_pred: [B, H, W, C_t] logits; returns per-pixel NLL [B, H, W].
+  With old_classes <= 1 (only background known) this equals CrossEntropy.
+  """
+
+  def __init__(self, old_classes: int, pixel_mean: str = "all", name: str | None = None):
+    super().__init__(pixel_mean=pixel_mean, name=name)
+    self.old_classes = int(old_classes)
+
+  def call(self, y_true, y_pred):
+    labels, valid = _labels_and_valid(y_true)
+    old = self.old_classes
+    log_partition = tf.reduce_logsumexp(y_pred, axis=-1, keepdims=True)
+    log_background = tf.reduce_logsumexp(y_pred[..., :old], axis=-1, keepdims=True)
+    # Column 0: background-or-old; column k >= 1: the class with id old + k - 1.
+    log_probs = tf.concat([log_background, y_pred[..., old:]], axis=-1) - log_partition
+    column = tf.where(labels < old, tf.zeros_like(labels), labels - old + 1)
+    per_pixel = -tf.gather(log_probs, column, batch_dims=3)
+    return self._finish(per_pixel, valid)
