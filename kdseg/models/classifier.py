@@ -17,8 +17,13 @@ class IncrementalClassifier(keras.layers.Layer):
   def __init__(self, classes_per_step: list[int], **kwargs):
     super().__init__(**kwargs)
     self.classes_per_step = list(classes_per_step)
-    self.heads = [layers.Conv2D(count, 1, name=f"head_{step}")
-                  for step, count in enumerate(self.classes_per_step)]
+    # Named attributes, not a list: tf.train.Checkpoint does not see Keras 3 layers in lists.
+    for step, count in enumerate(self.classes_per_step):
+      setattr(self, f"head_{step}", layers.Conv2D(count, 1, name=f"head_{step}"))
+
+  @property
+  def heads(self) -> list[layers.Conv2D]:
+    return [getattr(self, f"head_{step}") for step in range(len(self.classes_per_step))]
 
   def call(self, features):
     return tf.concat([head(features) for head in self.heads], axis=-1)

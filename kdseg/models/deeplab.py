@@ -26,9 +26,12 @@ class DeepLabV3Head(keras.layers.Layer):
                **kwargs):
     super().__init__(**kwargs)
     rates = aspp_rates(output_stride)
-    self.branches = [layers.Conv2D(hidden_channels, 1, use_bias=False, name="map_conv0")] + [
-        AtrousConv2D(hidden_channels, 3, padding="same", dilation_rate=rate, use_bias=False,
-                     name=f"map_conv{index + 1}") for index, rate in enumerate(rates)]
+    # Named attributes, not a list: tf.train.Checkpoint does not see Keras 3 layers in lists.
+    self.map_conv0 = layers.Conv2D(hidden_channels, 1, use_bias=False, name="map_conv0")
+    for index, rate in enumerate(rates, start=1):
+      setattr(self, f"map_conv{index}", AtrousConv2D(
+          hidden_channels, 3, padding="same", dilation_rate=rate, use_bias=False,
+          name=f"map_conv{index}"))
     self.map_bn = layers.BatchNormalization(momentum=BN_MOMENTUM, name="map_bn")
     self.red_conv = layers.Conv2D(out_channels, 1, use_bias=False, name="red_conv")
     self.pool_conv = layers.Conv2D(hidden_channels, 1, use_bias=False, name="pool_conv")
@@ -42,7 +45,8 @@ class DeepLabV3Head(keras.layers.Layer):
     return tf.nn.leaky_relu(x, alpha=0.01)
 
   def call(self, features, training=None):
-    x = tf.concat([branch(features) for branch in self.branches], axis=-1)
+    branches = (self.map_conv0, self.map_conv1, self.map_conv2, self.map_conv3)
+    x = tf.concat([branch(features) for branch in branches], axis=-1)
     x = self.red_conv(self._act(self.map_bn(x, training=training)))
     pooled = tf.reduce_mean(features, axis=[1, 2], keepdims=True)
     pooled = self._act(self.pool_bn(self.pool_conv(pooled), training=training))

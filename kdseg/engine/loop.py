@@ -1,0 +1,116 @@
+"""The one training loop, for every method: a tf.function step under a tf.distribute strategy.
+
+The loop reads an Objective (kdseg.methods) and never a method's name. Losses come from Keras
+Loss objects, which already divide by the number of replicas, so per-replica values are summed.
+Weight decay is the reference's coupled L2 (PyTorch SGD weight_decay): 0.5 * wd * ||theta||^2 added
+to the loss over trainable variables, i.e. wd * theta added to each gradient.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+
+import keras
+import tensorflow as tf
+
+from kdseg.methods import Objective
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+  learning_rate: float
+  epochs: int
+  steps_per_epoch: int
+  momentum: float = 0.9
+  weight_decay: float = 1e-4
+  poly_power: float = 0.9
+
+  @property
+  def total_iterations(self) -> int:
+    return self.epochs * self.steps_per_epoch
+
+
+def make_optimizer(schedule: Schedule) -> keras.optimizers.Optimizer:
+  """SGD with momentum and polynomial decay to 0 over the step (MiB/DeepLab 'poly' policy)."""
+  learning_rate = keras.optimizers.schedules.PolynomialDecay(
+      schedule.learning_rate, decay_steps=max(1, schedule.total_iterations),
+      end_learning_rate=0.0, power=schedule.poly_power)
+  return keras.optimizers.SGD(learning_rate=learning_rate, momentum=schedule.momentum)
+
+
+class StepTrainer:
+  """Trains `model` for one learning step; `old_model` (frozen, inference mode) or None."""
+
+  def __init__(self, strategy: tf.distribute.Strategy, model, old_model, objective: Objective,
+               optimizer: keras.optimizers.Optimizer, weight_decay: float,
+               jit_compile: bool = False):
+    self.strategy = strategy
+    self.model = model
+    self.old_model = old_model
+    self.objective = objective
+    self.optimizer = optimizer
+    self.weight_decay = weight_decay
+    self.variables = model.trainable_variables
+    self.term_names = ([objective.classification.name] +
+                       [loss.name for _, loss in objective.distillation] + ["weight_decay"])
+    self._step = tf.function(self._distributed_step, jit_compile=jit_compile)
+
+  def _replica_step(self, images, labels):
+    old_outputs = None if self.old_model is None else self.old_model(images, training=False)
+    replicas = self.strategy.num_replicas_in_sync
+    with tf.GradientTape() as tape:
+      outputs = self.model(images, training=True)
+      terms = {self.objective.classification.name:
+               self.objective.classification(labels, outputs["logits"])}
+      for term, loss in self.objective.distillation:
+        terms[loss.name] = term.weight * loss(tf.stop_gradient(old_outputs[term.endpoint]),
+                                              outputs[term.endpoint])
+      squared_norm = tf.add_n([tf.reduce_sum(tf.square(v)) for v in self.variables])
+      terms["weight_decay"] = 0.5 * self.weight_decay * squared_norm / replicas
+      total = tf.add_n(list(terms.values()))
+    gradients = tape.gradient(total, self.variables)
+    self.optimizer.apply_gradients(zip(gradients, self.variables))
+    return terms
+
+  def _distributed_step(self, batch):
+    per_replica = self.strategy.run(self._replica_step, args=batch)
+    return {name: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+            for name, value in per_replica.items()}
+
+  def train(self, dataset: tf.data.Dataset, schedule: Schedule, epoch: tf.Variable,
+            on_epoch_end, writer: tf.summary.SummaryWriter | None, log_every: int,
+            verbose: int, iteration_offset: int = 0) -> dict[str, float]:
+    """Runs the remaining epochs (from `epoch`); returns the last epoch's mean loss terms."""
+    distributed = self.strategy.experimental_distribute_dataset(dataset)
+    means = {}
+    for epoch_index in range(int(epoch.numpy()), schedule.epochs):
+      # The live bar only on a terminal; logs get the one line per epoch printed below.
+      show_bar = verbose and sys.stdout.isatty()
+      progress = keras.utils.Progbar(schedule.steps_per_epoch, verbose=int(show_bar),
+                                     stateful_metrics=["lr"])
+      sums, count, start = {}, 0, time.time()
+      for batch in distributed:
+        terms = self._step(batch)
+        terms["total"] = tf.add_n(list(terms.values()))
+        count += 1
+        for name, value in terms.items():
+          sums[name] = sums.get(name, 0.0) + value
+        iteration = int(self.optimizer.iterations.numpy())
+        learning_rate = float(self.optimizer.learning_rate.numpy())
+        if writer is not None and iteration % log_every == 0:
+          with writer.as_default(step=iteration_offset + iteration):
+            for name, value in terms.items():
+              tf.summary.scalar(f"train/{name}", value)
+            tf.summary.scalar("train/learning_rate", learning_rate)
+        if show_bar:
+          progress.update(count, [(name, float(value)) for name, value in terms.items()] +
+                          [("lr", learning_rate)])
+      means = {name: float(value) / max(count, 1) for name, value in sums.items()}
+      epoch.assign(epoch_index + 1)
+      on_epoch_end()
+      if verbose:
+        print(f"  epoch {epoch_index + 1}/{schedule.epochs}: " +
+              " ".join(f"{k}={v:.4f}" for k, v in means.items()) +
+              f" ({time.time() - start:.1f}s)", flush=True)
+    return means

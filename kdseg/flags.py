@@ -1,0 +1,62 @@
+"""Command-line flags shared by kdseg's entry points, grouped as the papers describe a run."""
+from __future__ import annotations
+
+import os
+
+from absl import flags
+
+# Data.
+flags.DEFINE_string("dataset", "shapes", "Dataset reader: shapes (procedural, VOC layout) or voc.")
+flags.DEFINE_string("data_root", None, "Root of the dataset tree (e.g. VOCdevkit/VOC2012); "
+                    "not needed for shapes.")
+flags.DEFINE_string("cache_dir", os.path.join("~", ".cache", "kdseg"),
+                    "Where the shapes dataset and class-presence indexes are cached.")
+flags.DEFINE_integer("shapes_image_size", 64, "shapes: image side in pixels.")
+flags.DEFINE_integer("shapes_num_train", 1000, "shapes: number of training images.")
+flags.DEFINE_integer("shapes_num_val", 300, "shapes: number of validation images.")
+flags.DEFINE_integer("shapes_seed", 0, "shapes: seed of the generator.")
+
+# Incremental protocol.
+flags.DEFINE_string("task", "15-1", "Scenario: 19-1, 15-5, 15-1 (= 15-5s), 10-1, 10-10, 10-5-5, "
+                    "100-50, 100-10, 50-50, 100-5.")
+flags.DEFINE_enum("setting", "overlapped", ["overlapped", "disjoint"],
+                  "MiB paper §6.2.3 image-selection setting.")
+
+# Method.
+flags.DEFINE_list("method", ["mib"], "Method(s) to train, comma-separated (e.g. ft,mib); "
+                  "methods sharing step 0 reuse one step-0 checkpoint.")
+flags.DEFINE_enum("pixel_mean", "all", ["all", "valid"],
+                  "Reduction of the supervised loss: mean over all pixels (MiB reference) or "
+                  "over non-ignored pixels (KD paper).")
+
+# Model.
+flags.DEFINE_string("backbone", "tiny", "Backbone: tiny, resnet18, resnet50, resnet101.")
+flags.DEFINE_integer("output_stride", 16, "Backbone output stride: 8 or 16.")
+flags.DEFINE_integer("head_channels", 256, "Channels of the DeepLab-v3 head.")
+
+# Optimisation (MiB paper §6.2.2 defaults).
+flags.DEFINE_float("lr", 1e-2, "Learning rate of step 0.")
+flags.DEFINE_float("lr_incremental", 1e-3, "Learning rate of steps >= 1.")
+flags.DEFINE_integer("epochs", 30, "Epochs of step 0.")
+flags.DEFINE_integer("epochs_incremental", 30, "Epochs of each step >= 1.")
+flags.DEFINE_integer("batch_size", 24, "Global batch size (split across replicas).")
+flags.DEFINE_integer("crop_size", 512, "Training crop side.")
+flags.DEFINE_float("min_scale", 0.5, "Smallest random rescaling factor.")
+flags.DEFINE_float("max_scale", 2.0, "Largest random rescaling factor.")
+flags.DEFINE_float("momentum", 0.9, "SGD momentum.")
+flags.DEFINE_float("weight_decay", 1e-4, "Coupled L2 weight decay (PyTorch SGD semantics).")
+flags.DEFINE_float("poly_power", 0.9, "Power of the polynomial learning-rate decay.")
+
+# Run.
+flags.DEFINE_string("run_dir", None, "Directory of this experiment (splits, checkpoints, logs, "
+                    "results). Default: runs/<dataset>_<task>_<setting>.")
+flags.DEFINE_integer("step", -1, "Train only this step (its previous step must be finished); "
+                     "-1 trains all steps in order, skipping finished ones.")
+flags.DEFINE_integer("seed", 0, "Seed of shuffling, augmentation and initialisation.")
+flags.DEFINE_integer("eval_batch_size", 8, "Evaluation batch size (images padded to the largest).")
+flags.DEFINE_enum("strategy", "auto", ["auto", "default", "mirrored"],
+                  "tf.distribute strategy; auto = mirrored when several devices are visible.")
+flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA.")
+flags.DEFINE_integer("log_every", 10, "TensorBoard scalars every N iterations.")
+flags.DEFINE_bool("background_in_old", True, "Count background among the old classes in mIoU old.")
+flags.DEFINE_integer("verbose", 1, "0 silent, 1 progress bar and per-epoch lines.")

@@ -1,0 +1,40 @@
+"""Saving and restoring a step's model: every variable must come back."""
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from kdseg.engine import checkpoints
+from kdseg.models.segmenter import ModelConfig, build_segmenter
+
+CONFIG = ModelConfig("tiny", 8, 16)
+
+
+class FinalCheckpointTest(tf.test.TestCase):
+
+  def test_round_trip_restores_every_variable(self):
+    model = build_segmenter(CONFIG, [4, 2])
+    rng = np.random.default_rng(0)
+    for variable in model.variables:
+      variable.assign(rng.uniform(0.5, 1.5, variable.shape).astype(np.float32))
+    directory = os.path.join(self.get_temp_dir(), "step_1")
+    self.assertFalse(checkpoints.is_complete(directory))
+    checkpoints.save_final(model, directory)
+    self.assertTrue(checkpoints.is_complete(directory))
+    restored = checkpoints.load_final(directory, CONFIG, [4, 2], "")
+    by_path = {v.path: v for v in restored.variables}
+    self.assertLen(by_path, len(model.variables))
+    for variable in model.variables:
+      self.assertAllEqual(by_path[variable.path], variable, msg=variable.path)
+
+  def test_other_model_or_missing_checkpoint_is_a_clear_error(self):
+    directory = os.path.join(self.get_temp_dir(), "step_0")
+    with self.assertRaisesRegex(checkpoints.CheckpointError, "done.json.*train it"):
+      checkpoints.load_final(directory, CONFIG, [4], "train it")
+    checkpoints.save_final(build_segmenter(CONFIG, [4]), directory)
+    with self.assertRaisesRegex(checkpoints.CheckpointError, "does not match"):
+      checkpoints.load_final(directory, ModelConfig("tiny", 8, 32), [4], "")
+
+
+if __name__ == "__main__":
+  tf.test.main()

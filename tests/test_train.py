@@ -1,0 +1,107 @@
+"""End to end: 2-step runs on 32 px shapes, checkpoint chaining, resuming and start-up errors."""
+import glob
+import json
+import os
+
+from absl import flags
+import numpy as np
+import tensorflow as tf
+
+from kdseg import train
+from kdseg.engine import checkpoints
+from kdseg.methods import MethodError, get_method
+from kdseg.models.segmenter import ModelConfig
+
+FLAGS = flags.FLAGS
+MODEL = ModelConfig("tiny", 16, 16)
+
+
+def run_train(*args):
+  FLAGS.unparse_flags()
+  FLAGS(["kdseg.train", *args])
+  train.main([])
+
+
+class EndToEndTest(tf.test.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.base = os.path.join(os.environ.get("TEST_TMPDIR", "/tmp"), f"kdseg_e2e_{os.getpid()}")
+    cls.common = [
+        f"--cache_dir={cls.base}/cache", "--dataset=shapes", "--shapes_image_size=32",
+        "--shapes_num_train=64", "--shapes_num_val=24", "--task=19-1", "--backbone=tiny",
+        "--output_stride=16", "--head_channels=16", "--batch_size=8", "--crop_size=32",
+        "--lr=0.01", "--lr_incremental=0.001", "--eval_batch_size=12", "--verbose=0"]
+
+  def test_two_steps_two_methods(self):
+    run_dir = f"{self.base}/two_steps"
+    run_train(*self.common, f"--run_dir={run_dir}", "--method=ft,mib", "--epochs=1",
+              "--epochs_incremental=1")
+    # One shared step 0, one step 1 per method; results for both steps of both methods.
+    self.assertTrue(checkpoints.is_complete(f"{run_dir}/step_0"))
+    for method in ("ft", "mib"):
+      self.assertTrue(checkpoints.is_complete(f"{run_dir}/{method}/step_1"))
+      with open(f"{run_dir}/{method}/results/step_1.json") as handle:
+        record = json.load(handle)
+      self.assertEqual(record["step"], 1)
+      self.assertLen(record["class_iou"], 21)
+      self.assertBetween(record["miou_all"], 0.0, 1.0)
+      confusion = np.array(record["confusion"])
+      self.assertEqual(confusion.shape, (21, 21))
+      self.assertGreater(confusion.sum(), 0)
+    self.assertTrue(os.path.isfile(f"{run_dir}/splits/step_1_train.txt"))
+    self.assertTrue(glob.glob(f"{run_dir}/tensorboard/mib/step_1/events.out.tfevents.*"))
+    self.assertTrue(glob.glob(f"{run_dir}/tensorboard/mib/eval/events.out.tfevents.*"))
+    with open(f"{run_dir}/comparison.txt") as handle:
+      table = handle.read()
+    self.assertIn("ft", table)
+    self.assertIn("mib", table)
+
+    # Running again finds every step finished: nothing is retrained or rewritten.
+    before = os.path.getmtime(f"{run_dir}/mib/step_1/final/done.json")
+    run_train(*self.common, f"--run_dir={run_dir}", "--method=mib", "--epochs=1",
+              "--epochs_incremental=1", "--step=1")
+    self.assertEqual(before, os.path.getmtime(f"{run_dir}/mib/step_1/final/done.json"))
+
+    # Other flags in the same run directory are refused before anything is touched.
+    with self.assertRaisesRegex(train.ConfigMismatchError, "epochs"):
+      run_train(*self.common, f"--run_dir={run_dir}", "--method=mib", "--epochs=3",
+                "--epochs_incremental=1")
+
+  def test_step_chains_from_the_previous_checkpoint(self):
+    run_dir = f"{self.base}/chain"
+    run_train(*self.common, f"--run_dir={run_dir}", "--method=mib", "--epochs=1",
+              "--epochs_incremental=0", "--step=0")
+    # --step=1 alone, with zero epochs: the saved step-1 model is exactly the initialisation.
+    run_train(*self.common, f"--run_dir={run_dir}", "--method=mib", "--epochs=1",
+              "--epochs_incremental=0", "--step=1")
+    step0 = checkpoints.load_final(f"{run_dir}/step_0", MODEL, [20], "")
+    step1 = checkpoints.load_final(f"{run_dir}/mib/step_1", MODEL, [20, 1], "")
+    step1_by_path = {v.path: v for v in step1.variables}
+    for variable in step0.variables:  # backbone, head, BN statistics: all carried over
+      if variable.path != "segmenter/classifier/head_0/bias":
+        self.assertAllEqual(step1_by_path[variable.path], variable, msg=variable.path)
+    old_head, background_head, new_head = (step0.classifier.heads[0],
+                                           step1.classifier.heads[0], step1.classifier.heads[1])
+    self.assertAllEqual(new_head.kernel[..., 0], old_head.kernel[..., 0])
+    self.assertAllClose(new_head.bias[0], old_head.bias[0] - np.log(2))
+    self.assertAllClose(background_head.bias[0], old_head.bias[0] - np.log(2))
+    self.assertAllEqual(background_head.bias[1:], old_head.bias[1:])
+
+  def test_missing_previous_step_is_a_clear_error(self):
+    run_dir = f"{self.base}/missing"
+    with self.assertRaisesRegex(checkpoints.CheckpointError,
+                                r"needs the finished step 0 .*--step=0"):
+      run_train(*self.common, f"--run_dir={run_dir}", "--method=ft", "--step=1")
+    self.assertFalse(os.path.exists(f"{run_dir}/ft/step_1"))
+
+  def test_unknown_method_and_task(self):
+    with self.assertRaisesRegex(MethodError, "--method='mibb'"):
+      get_method("mibb")
+    with self.assertRaisesRegex(train.TaskError, "--task"):
+      run_train(*self.common, f"--run_dir={self.base}/bad_task", "--task=19-2")
+
+
+if __name__ == "__main__":
+  tf.test.main()
