@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # ~3.5x faster train steps on these CPUs
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import dataclasses  # noqa: E402

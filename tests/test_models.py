@@ -18,7 +18,14 @@ class AtrousConvTest(tf.test.TestCase):
       reference.build(images.shape)
       ours.build(images.shape)
       ours.set_weights(reference.get_weights())
-      self.assertAllClose(ours(images), reference(images), atol=1e-5)
+      with tf.GradientTape(persistent=True) as tape:
+        tape.watch(images)
+        ours_out, reference_out = ours(images), reference(images)
+        ours_loss = tf.reduce_sum(tf.square(ours_out))
+        reference_loss = tf.reduce_sum(tf.square(reference_out))
+      self.assertAllClose(ours_out, reference_out, atol=1e-5)
+      self.assertAllClose(tape.gradient(ours_loss, [images, ours.kernel]),
+                          tape.gradient(reference_loss, [images, reference.kernel]), atol=1e-4)
 
 
 class SegmenterTest(tf.test.TestCase):
