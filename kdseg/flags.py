@@ -30,8 +30,11 @@ flags.DEFINE_enum("pixel_mean", "all", ["all", "valid"],
                   "over non-ignored pixels (KD paper).")
 
 # Model.
-flags.DEFINE_string("backbone", "tiny", "Backbone: tiny, resnet18, resnet50, resnet101.")
+flags.DEFINE_enum("backbone", "tiny", ["tiny", "resnet18", "resnet50", "resnet101"],
+                  "Dilated ResNet backbone (tiny: for tests and the shapes demo).")
 flags.DEFINE_integer("output_stride", 16, "Backbone output stride: 8 or 16.")
+flags.register_validator("output_stride", lambda value: value in (8, 16),
+                         message="--output_stride must be 8 or 16.")
 flags.DEFINE_integer("head_channels", 256, "Channels of the DeepLab-v3 head.")
 
 # Optimisation (MiB paper §6.2.2 defaults).

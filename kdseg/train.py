@@ -45,6 +45,10 @@ class ConfigMismatchError(ValueError):
   """The run directory holds results of an experiment with other settings."""
 
 
+class FlagValueError(ValueError):
+  """Flags that contradict each other or the machine (e.g. batch size vs replicas)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Experiment:
   """Everything a step needs besides the method: data, task plan, model and run directory."""
@@ -107,7 +111,7 @@ def build_experiment() -> Experiment:
   model_config = ModelConfig(FLAGS.backbone, FLAGS.output_stride, FLAGS.head_channels)
   strategy = make_strategy(FLAGS.strategy)
   if FLAGS.batch_size % strategy.num_replicas_in_sync:
-    raise ValueError(f"--batch_size={FLAGS.batch_size} must be a multiple of the "
+    raise FlagValueError(f"--batch_size={FLAGS.batch_size} must be a multiple of the "
                      f"{strategy.num_replicas_in_sync} replicas.")
   run_dir = os.path.abspath(FLAGS.run_dir or os.path.join(
       "runs", f"{FLAGS.dataset}_{FLAGS.task}_{FLAGS.setting}"))
@@ -241,6 +245,13 @@ def main(argv):
         raise checkpoints.CheckpointError(
             f"--step={FLAGS.step} needs the finished step {FLAGS.step - 1} in {previous}. "
             + _how_to_train(FLAGS.step - 1, method))
+  for step in steps:  # every step must fill at least one batch: fail before training any
+    count = len(splits.train_rows(experiment.train_presence, experiment.plan, step,
+                                  experiment.setting))
+    if count < FLAGS.batch_size:
+      raise FlagValueError(f"step {step} has {count} training images under --setting="
+                           f"{FLAGS.setting}, fewer than --batch_size={FLAGS.batch_size}; "
+                           "lower --batch_size.")
   print(f"kdseg: {experiment.source.name} {FLAGS.task} {FLAGS.setting}, methods "
         f"{[m.name for m in methods]}, {experiment.strategy.num_replicas_in_sync} replica(s), "
         f"run dir {experiment.run_dir}", flush=True)
@@ -253,7 +264,8 @@ def main(argv):
 
 # Errors caused by flags or data: reported as one message (what and how to fix), exit code 2.
 USER_ERRORS = (TaskError, MethodError, SplitError, DatasetLayoutError, presence.LabelValueError,
-               checkpoints.CheckpointError, ConfigMismatchError)
+               pipeline.PipelineError, checkpoints.CheckpointError, ConfigMismatchError,
+               FlagValueError)
 
 
 def _main_with_clean_errors(argv):

@@ -101,6 +101,15 @@ class EndToEndTest(tf.test.TestCase):
       get_method("mibb")
     with self.assertRaisesRegex(train.TaskError, "--task"):
       run_train(*self.common, f"--run_dir={self.base}/bad_task", "--task=19-2")
+    with self.assertRaisesRegex(flags.IllegalFlagValueError, "output_stride"):
+      run_train(*self.common, f"--run_dir={self.base}/bad_stride", "--output_stride=12")
+
+  def test_split_smaller_than_a_batch_is_a_clear_error(self):
+    run_dir = f"{self.base}/big_batch"
+    with self.assertRaisesRegex(train.FlagValueError, r"step 1 has \d+ training images.*"
+                                r"--batch_size=40"):
+      run_train(*self.common, f"--run_dir={run_dir}", "--batch_size=40", "--method=ft")
+    self.assertFalse(os.path.exists(f"{run_dir}/step_0"))  # refused before step 0 trained
 
 
 if __name__ == "__main__":

@@ -16,6 +16,10 @@ IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 
 
+class PipelineError(ValueError):
+  """A split that cannot fill one batch."""
+
+
 def normalize(image: tf.Tensor) -> tf.Tensor:
   return (tf.cast(image, tf.float32) - IMAGENET_MEAN) / IMAGENET_STD
 
@@ -41,8 +45,8 @@ def train_dataset(source: SegmentationSource, files: SplitFiles, label_table: np
                   seed: int) -> tf.data.Dataset:
   """One epoch, shuffled (reshuffled each epoch, seeded), full batches only."""
   if len(files.ids) < batch_size:
-    raise ValueError(f"only {len(files.ids)} training images for a batch of {batch_size}; "
-                     "lower --batch_size.")
+    raise PipelineError(f"only {len(files.ids)} training images for a batch of {batch_size}; "
+                        "lower --batch_size.")
   read = _reader(source, label_table)
 
   def load_and_augment(image_path, label_path):

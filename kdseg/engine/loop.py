@@ -75,8 +75,10 @@ class StepTrainer:
 
   def _distributed_step(self, batch):
     per_replica = self.strategy.run(self._replica_step, args=batch)
-    return {name: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
-            for name, value in per_replica.items()}
+    terms = {name: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+             for name, value in per_replica.items()}
+    terms["total"] = tf.add_n(list(terms.values()))
+    return terms
 
   def train(self, dataset: tf.data.Dataset, schedule: Schedule, epoch: tf.Variable,
             on_epoch_end, writer: tf.summary.SummaryWriter | None, log_every: int,
@@ -92,7 +94,6 @@ class StepTrainer:
       sums, count, start = {}, 0, time.time()
       for batch in distributed:
         terms = self._step(batch)
-        terms["total"] = tf.add_n(list(terms.values()))
         count += 1
         for name, value in terms.items():
           sums[name] = sums.get(name, 0.0) + value
