@@ -55,6 +55,8 @@ flags.DEFINE_string("run_dir", None, "Directory of this experiment (splits, chec
                     "results). Default: runs/<dataset>_<task>_<setting>.")
 flags.DEFINE_integer("step", -1, "Train only this step (its previous step must be finished); "
                      "-1 trains all steps in order, skipping finished ones.")
+flags.register_validator("step", lambda value: value >= -1,
+                         message="--step is a step index (0, 1, ...) or -1 for all steps.")
 flags.DEFINE_integer("seed", 0, "Seed of shuffling, augmentation and initialisation.")
 flags.DEFINE_integer("eval_batch_size", 8, "Evaluation batch size (images padded to the largest).")
 flags.DEFINE_enum("strategy", "auto", ["auto", "default", "mirrored"],

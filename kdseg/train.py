@@ -112,7 +112,7 @@ def build_experiment() -> Experiment:
   strategy = make_strategy(FLAGS.strategy)
   if FLAGS.batch_size % strategy.num_replicas_in_sync:
     raise FlagValueError(f"--batch_size={FLAGS.batch_size} must be a multiple of the "
-                     f"{strategy.num_replicas_in_sync} replicas.")
+                         f"{strategy.num_replicas_in_sync} replicas.")
   run_dir = os.path.abspath(FLAGS.run_dir or os.path.join(
       "runs", f"{FLAGS.dataset}_{FLAGS.task}_{FLAGS.setting}"))
   guard_config(os.path.join(run_dir, "experiment.json"), {
@@ -166,7 +166,8 @@ def train_step(experiment: Experiment, method: Method, step: int) -> None:
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
     checkpoint, manager = checkpoints.training_manager(directory, model, optimizer, epoch)
     if manager.latest_checkpoint:
-      checkpoint.restore(manager.latest_checkpoint)
+      optimizer.build(model.trainable_variables)  # create the momentum slots it restores into
+      checkpoint.restore(manager.latest_checkpoint).assert_consumed()
       print(f"  resuming step {step} from {manager.latest_checkpoint} (epoch {int(epoch.numpy())})")
     trainer = StepTrainer(strategy, model, old_model, objective, optimizer,
                           FLAGS.weight_decay, FLAGS.jit_compile)

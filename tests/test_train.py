@@ -89,6 +89,18 @@ class EndToEndTest(tf.test.TestCase):
     self.assertAllClose(background_head.bias[0], old_head.bias[0] - np.log(2))
     self.assertAllEqual(background_head.bias[1:], old_head.bias[1:])
 
+  def test_interrupted_step_resumes_from_its_last_epoch(self):
+    run_dir = f"{self.base}/resume"
+    args = [*self.common, f"--run_dir={run_dir}", "--method=ft", "--epochs=2", "--step=0"]
+    run_train(*args)
+    finished = checkpoints.load_final(f"{run_dir}/step_0", MODEL, [20], "")
+    # Simulate an interruption after the last epoch's checkpoint, before the final save.
+    os.remove(f"{run_dir}/step_0/final/done.json")
+    run_train(*args)  # restores model, optimizer slots and epoch 2 of 2: nothing left to train
+    resumed = checkpoints.load_final(f"{run_dir}/step_0", MODEL, [20], "")
+    for before, after in zip(finished.variables, resumed.variables):
+      self.assertAllEqual(before, after, msg=before.path)
+
   def test_missing_previous_step_is_a_clear_error(self):
     run_dir = f"{self.base}/missing"
     with self.assertRaisesRegex(checkpoints.CheckpointError,
