@@ -11,7 +11,8 @@ from typing import Callable
 
 import keras
 
-from kdseg.losses.distillation import UnbiasedKnowledgeDistillation
+from kdseg.losses.distillation import (FeatureDistillation, KnowledgeDistillation,
+                                       UnbiasedKnowledgeDistillation)
 from kdseg.losses.segmentation import CrossEntropy, UnbiasedCrossEntropy
 
 
@@ -46,13 +47,19 @@ CLASSIFICATION_LOSSES: dict[str, Callable[[int, str], keras.losses.Loss]] = {
 
 # name -> factory() for distillation terms (y_true = old endpoint, y_pred = new endpoint).
 LOSS_TERMS: dict[str, Callable[[], keras.losses.Loss]] = {
+    "kd": lambda: KnowledgeDistillation(name="kd"),
     "ukd": lambda: UnbiasedKnowledgeDistillation(name="ukd"),
+    "feature_mse": lambda: FeatureDistillation(name="feature_mse"),
 }
 
 INITS = ("random", "background")
 
 METHODS = {m.name: m for m in (
     Method("ft", "fine-tuning: plain cross-entropy on the current step's labels", "ce"),
+    Method("lwf", "LwF: CE + output distillation re-normalised over old classes (x100)",
+           "ce", (Term("kd", 100.0),)),
+    Method("ilt", "ILT: CE + output distillation (x100) + encoder-feature MSE (x100)",
+           "ce", (Term("kd", 100.0), Term("feature_mse", 100.0, endpoint="encoder"))),
     Method("mib", "MiB: unbiased CE + unbiased KD (x10) + background-based init of new heads",
            "unce", (Term("ukd", 10.0),), init="background"),
 )}

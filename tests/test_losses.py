@@ -4,7 +4,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from kdseg.losses.distillation import UnbiasedKnowledgeDistillation
+from kdseg.losses.distillation import (FeatureDistillation, KnowledgeDistillation,
+                                       UnbiasedKnowledgeDistillation)
 from kdseg.losses.segmentation import CrossEntropy, UnbiasedCrossEntropy
 
 LOG3 = math.log(3.0)
@@ -94,6 +95,37 @@ class UnbiasedKnowledgeDistillationTest(tf.test.TestCase):
     pixel_2 = -(0.5 * math.log(0.75) + 0.5 * math.log(0.25)) / 2
     self.assertAllClose(UnbiasedKnowledgeDistillation(alpha=2.0)(old_logits, new_logits),
                         (pixel_1 + pixel_2) / 2)
+
+
+class KnowledgeDistillationTest(tf.test.TestCase):
+
+  def test_value_from_the_equation(self):
+    # MiB Eq. 7-8 as the reference codes it: new logits re-normalised over the C_old = 2 old
+    # classes (the new class, logit 5, is dropped), targets softmax(z_old), mean over classes.
+    old_logits = tf.constant([[[[math.log(3.0), 0.0]]]])      # targets (3/4, 1/4)
+    new_logits = tf.constant([[[[1.0, 0.0, 5.0]]]])
+    log_p_0 = 1.0 - _lse(1.0, 0.0)
+    log_p_1 = 0.0 - _lse(1.0, 0.0)
+    expected = -(0.75 * log_p_0 + 0.25 * log_p_1) / 2
+    self.assertAllClose(KnowledgeDistillation()(old_logits, new_logits), expected)
+
+  def test_minimum_is_at_matching_distributions_and_alpha_sharpens(self):
+    old_logits = tf.constant([[[[0.0, math.log(2.0)]]]])
+    same = tf.constant([[[[0.0, math.log(2.0), -3.0]]]])
+    other = tf.constant([[[[math.log(2.0), 0.0, -3.0]]]])
+    kd = KnowledgeDistillation()
+    self.assertLess(float(kd(old_logits, same)), float(kd(old_logits, other)))
+    # alpha = 2: targets softmax(0, 2 log 2) = (1/5, 4/5); new p = (1/3, 2/3).
+    expected = -(0.2 * math.log(1 / 3) + 0.8 * math.log(2 / 3)) / 2
+    self.assertAllClose(KnowledgeDistillation(alpha=2.0)(old_logits, same), expected)
+
+
+class FeatureDistillationTest(tf.test.TestCase):
+
+  def test_mean_over_all_elements(self):
+    old_features = tf.zeros([1, 2, 1, 2])
+    new_features = tf.constant([[[[1.0, 2.0]], [[0.0, -1.0]]]])
+    self.assertAllClose(FeatureDistillation()(old_features, new_features), (1 + 4 + 0 + 1) / 4)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from kdseg import train
 from kdseg.engine import checkpoints
-from kdseg.methods import MethodError, get_method
+from kdseg.methods import METHODS, MethodError, get_method
 from kdseg.models.segmenter import ModelConfig
 
 FLAGS = flags.FLAGS
@@ -34,13 +34,13 @@ class EndToEndTest(tf.test.TestCase):
         "--output_stride=16", "--head_channels=16", "--batch_size=8", "--crop_size=32",
         "--lr=0.01", "--lr_incremental=0.001", "--eval_batch_size=12", "--verbose=0"]
 
-  def test_two_steps_two_methods(self):
+  def test_two_steps_every_method(self):
     run_dir = f"{self.base}/two_steps"
-    run_train(*self.common, f"--run_dir={run_dir}", "--method=ft,mib", "--epochs=1",
-              "--epochs_incremental=1")
-    # One shared step 0, one step 1 per method; results for both steps of both methods.
+    run_train(*self.common, f"--run_dir={run_dir}", f"--method={','.join(METHODS)}",
+              "--epochs=1", "--epochs_incremental=1")
+    # One shared step 0, one step 1 per method; results for both steps of every method.
     self.assertTrue(checkpoints.is_complete(f"{run_dir}/step_0"))
-    for method in ("ft", "mib"):
+    for method in METHODS:
       self.assertTrue(checkpoints.is_complete(f"{run_dir}/{method}/step_1"))
       with open(f"{run_dir}/{method}/results/step_1.json") as handle:
         record = json.load(handle)
@@ -55,8 +55,8 @@ class EndToEndTest(tf.test.TestCase):
     self.assertTrue(glob.glob(f"{run_dir}/tensorboard/mib/eval/events.out.tfevents.*"))
     with open(f"{run_dir}/comparison.txt") as handle:
       table = handle.read()
-    self.assertIn("ft", table)
-    self.assertIn("mib", table)
+    for method in METHODS:
+      self.assertIn(method, table)
 
     # Running again finds every step finished: nothing is retrained or rewritten.
     before = os.path.getmtime(f"{run_dir}/mib/step_1/final/done.json")

@@ -31,3 +31,30 @@ class UnbiasedKnowledgeDistillation(keras.losses.Loss):
     log_background = tf.reduce_logsumexp(background_or_new, axis=-1, keepdims=True)
     log_q = tf.concat([log_background, y_pred[..., 1:old]], axis=-1) - log_partition
     return -tf.reduce_sum(targets * log_q, axis=-1) / old
+
+
+class KnowledgeDistillation(keras.losses.Loss):
+  """Standard output distillation of LwF / ILT (MiB Eq. 7-8; spec §2).
+
+  The first C_old new logits are re-normalised among themselves (log_softmax over the old
+  classes, MiB Eq. 8); targets t = softmax(alpha * z_old); per pixel -sum_c t_c log p_c / C_old
+  (the reference takes the mean over the C_old classes).
+  """
+
+  def __init__(self, alpha: float = 1.0, name: str | None = None):
+    super().__init__(name=name, reduction="sum_over_batch_size")
+    self.alpha = float(alpha)
+
+  def call(self, y_true, y_pred):
+    old = y_true.shape[-1]
+    targets = tf.nn.softmax(self.alpha * y_true, axis=-1)
+    log_probs = tf.nn.log_softmax(y_pred[..., :old], axis=-1)
+    return -tf.reduce_mean(targets * log_probs, axis=-1)
+
+
+class FeatureDistillation(keras.losses.MeanSquaredError):
+  """ILT's feature term (spec §2): mean squared error over all elements between the old and new
+  encoder outputs [B, h, w, F]. Keras' MSE averages over F, then over B*h*w: the same mean."""
+
+  def __init__(self, name: str | None = None):
+    super().__init__(reduction="sum_over_batch_size", name=name)
