@@ -10,7 +10,19 @@ import keras
 import tensorflow as tf
 
 
-class UnbiasedKnowledgeDistillation(keras.losses.Loss):
+class _OutputDistillation(keras.losses.Loss):
+  """Shared part of the output-distillation terms: targets softmax(alpha * z_old), mean over all
+  pixels of the per-pixel values returned by `call`."""
+
+  def __init__(self, alpha: float = 1.0, name: str | None = None):
+    super().__init__(name=name, reduction="sum_over_batch_size")
+    self.alpha = float(alpha)
+
+  def _targets(self, old_logits):
+    return tf.nn.softmax(self.alpha * old_logits, axis=-1)
+
+
+class UnbiasedKnowledgeDistillation(_OutputDistillation):
   """MiB unbiased distillation (Eq. 9; spec §2).
 
   The old model's background is compared with the new probability of background OR any new class:
@@ -19,13 +31,9 @@ class UnbiasedKnowledgeDistillation(keras.losses.Loss):
     per pixel: -(t_0 log q(bg) + sum_{c=1}^{C_old-1} t_c log q(c)) / C_old.
   """
 
-  def __init__(self, alpha: float = 1.0, name: str | None = None):
-    super().__init__(name=name, reduction="sum_over_batch_size")
-    self.alpha = float(alpha)
-
   def call(self, y_true, y_pred):
     old = y_true.shape[-1]
-    targets = tf.nn.softmax(self.alpha * y_true, axis=-1)
+    targets = self._targets(y_true)
     log_partition = tf.reduce_logsumexp(y_pred, axis=-1, keepdims=True)
     background_or_new = tf.concat([y_pred[..., :1], y_pred[..., old:]], axis=-1)
     log_background = tf.reduce_logsumexp(background_or_new, axis=-1, keepdims=True)
@@ -33,7 +41,7 @@ class UnbiasedKnowledgeDistillation(keras.losses.Loss):
     return -tf.reduce_sum(targets * log_q, axis=-1) / old
 
 
-class KnowledgeDistillation(keras.losses.Loss):
+class KnowledgeDistillation(_OutputDistillation):
   """Standard output distillation of LwF / ILT (MiB Eq. 7-8; spec §2).
 
   The first C_old new logits are re-normalised among themselves (log_softmax over the old
@@ -41,13 +49,9 @@ class KnowledgeDistillation(keras.losses.Loss):
   (the reference takes the mean over the C_old classes).
   """
 
-  def __init__(self, alpha: float = 1.0, name: str | None = None):
-    super().__init__(name=name, reduction="sum_over_batch_size")
-    self.alpha = float(alpha)
-
   def call(self, y_true, y_pred):
     old = y_true.shape[-1]
-    targets = tf.nn.softmax(self.alpha * y_true, axis=-1)
+    targets = self._targets(y_true)
     log_probs = tf.nn.log_softmax(y_pred[..., :old], axis=-1)
     return -tf.reduce_mean(targets * log_probs, axis=-1)
 
