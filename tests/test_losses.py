@@ -1,12 +1,15 @@
-"""Loss values on hand-computed tiny cases (MiB Eq. 4-6, 9; spec §2)."""
+"""Loss values on hand-computed tiny cases (MiB Eq. 4-9, KD paper Eq. 2-9; spec §2, §6)."""
 import math
 
 import numpy as np
 import tensorflow as tf
 
 from kdseg.losses.distillation import (FeatureDistillation, KnowledgeDistillation,
-                                       UnbiasedKnowledgeDistillation)
-from kdseg.losses.segmentation import CrossEntropy, UnbiasedCrossEntropy
+                                       OutputDistillation, SigmoidDistillation,
+                                       SimilarityPreservingDistillation,
+                                       SquaredFrobeniusDistillation, UnbiasedKnowledgeDistillation,
+                                       pixel_selection)
+from kdseg.losses.segmentation import BinaryCrossEntropy, CrossEntropy, UnbiasedCrossEntropy
 
 LOG3 = math.log(3.0)
 
@@ -126,6 +129,135 @@ class FeatureDistillationTest(tf.test.TestCase):
     old_features = tf.zeros([1, 2, 1, 2])
     new_features = tf.constant([[[[1.0, 2.0]], [[0.0, -1.0]]]])
     self.assertAllClose(FeatureDistillation()(old_features, new_features), (1 + 4 + 0 + 1) / 4)
+
+
+def _bce(logit, target):
+  """Binary cross-entropy with logits, written out: -(t log s(z) + (1 - t) log(1 - s(z)))."""
+  s = 1.0 / (1.0 + math.exp(-logit))
+  return -(target * math.log(s) + (1 - target) * math.log(1 - s))
+
+
+def _sigmoid(x):
+  return 1.0 / (1.0 + math.exp(-x))
+
+
+class BinaryCrossEntropyTest(tf.test.TestCase):
+
+  def test_sum_over_classes_mean_over_labelled_pixels(self):
+    # LwF-MC classification term (spec §2): one-hot targets, BCE summed over the 2 classes,
+    # averaged over the 2 labelled pixels; the ignored pixel (all-zero target row) is skipped.
+    logits = tf.constant([[[[1.0, -1.0]], [[0.5, 2.0]], [[7.0, 7.0]]]])   # [1, 3, 1, 2]
+    labels = tf.constant([[[0], [1], [255]]])
+    pixel_a = _bce(1.0, 1) + _bce(-1.0, 0)
+    pixel_b = _bce(0.5, 0) + _bce(2.0, 1)
+    self.assertAllClose(BinaryCrossEntropy()(labels, logits), (pixel_a + pixel_b) / 2)
+
+  def test_only_ignored_pixels_give_zero(self):
+    self.assertAllClose(BinaryCrossEntropy()(tf.fill([1, 2, 2], 255), tf.ones([1, 2, 2, 3])), 0.0)
+
+
+class SigmoidDistillationTest(tf.test.TestCase):
+
+  def test_bce_to_old_sigmoids_mean_over_elements_times_old_classes(self):
+    # LwF-MC distillation (spec §2): BCE(z[:C_old], sigmoid(z_old)), mean over all elements,
+    # times C_old = 2; the new class's logit (9.0) plays no part. Two pixels.
+    old_logits = tf.constant([[[[0.0, 1.0]], [[-2.0, 0.5]]]])
+    new_logits = tf.constant([[[[1.0, 0.0, 9.0]], [[0.0, 0.0, 9.0]]]])
+    elements = [_bce(1.0, 0.5), _bce(0.0, _sigmoid(1.0)), _bce(0.0, _sigmoid(-2.0)),
+                _bce(0.0, _sigmoid(0.5))]
+    self.assertAllClose(SigmoidDistillation()(old_logits, new_logits), 2 * sum(elements) / 4)
+
+
+class OutputDistillationTest(tf.test.TestCase):
+  """KD paper L_cls (Eq. 3) and L_cls-T (Eq. 4-5)."""
+
+  def test_softmax_over_all_current_classes_and_old_targets(self):
+    # C_old = 2, C_t = 3: p_new is the softmax over all 3 classes (not re-normalised over the old
+    # ones as in MiB's KD); targets are the old softmax over the 2 old classes.
+    old_logits = tf.constant([[[[math.log(3.0), 0.0]]]])      # targets (3/4, 1/4)
+    new_logits = tf.constant([[[[1.0, 0.0, 2.0]]]])
+    den = _lse(1.0, 0.0, 2.0)
+    expected = -(0.75 * (1.0 - den) + 0.25 * (0.0 - den))
+    self.assertAllClose(OutputDistillation()(old_logits, new_logits), expected)
+
+  def test_temperature_divides_both_logits(self):
+    old_logits = tf.constant([[[[2 * math.log(3.0), 0.0]]]])  # /T=2 -> targets (3/4, 1/4)
+    new_logits = tf.constant([[[[2.0, 0.0, 4.0]]]])           # /T=2 -> (1, 0, 2)
+    den = _lse(1.0, 0.0, 2.0)
+    expected = -(0.75 * (1.0 - den) + 0.25 * (0.0 - den))
+    self.assertAllClose(OutputDistillation(temperature=2.0)(old_logits, new_logits), expected)
+
+  def test_pixel_selections_and_empty_selection_is_zero(self):
+    # Labels: bg, old class 1, new class 2, ignored. C_old = 2.
+    labels = tf.constant([[[0, 1, 2, 255]]])
+    self.assertAllEqual(pixel_selection(labels, "valid", 2), [[[1, 1, 1, 0]]])
+    self.assertAllEqual(pixel_selection(labels, "old", 2), [[[0, 1, 0, 0]]])
+    self.assertAllEqual(pixel_selection(labels, "old+bg", 2), [[[1, 1, 0, 0]]])
+    self.assertAllEqual(pixel_selection(labels, "all", 2), [[[1, 1, 1, 1]]])
+    old_logits = tf.zeros([1, 1, 4, 2])
+    new_logits = tf.constant([[[[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 2.0, 0.0],
+                                [5.0, 5.0, 0.0]]]])
+    per_pixel = [-(0.5 * (z[0] - _lse(*z)) + 0.5 * (z[1] - _lse(*z)))
+                 for z in ((0, 0, 0), (1, 0, 0), (0, 2, 0), (5, 5, 0))]
+    loss = OutputDistillation()
+    valid = pixel_selection(labels, "valid", 2)
+    self.assertAllClose(loss(old_logits, new_logits, sample_weight=valid), sum(per_pixel[:3]) / 3)
+    self.assertAllClose(loss(old_logits, new_logits, sample_weight=pixel_selection(labels, "old", 2)),
+                        per_pixel[1])
+    none = pixel_selection(tf.constant([[[2, 2, 255, 255]]]), "old", 2)
+    self.assertAllClose(loss(old_logits, new_logits, sample_weight=none), 0.0)
+
+
+class SquaredFrobeniusDistillationTest(tf.test.TestCase):
+
+  def test_encoder_term_is_sum_of_squares_mean_over_images(self):
+    # KD paper Eq. 6: ||E_old - E_new||_F^2 per image, averaged over the 2 images.
+    old = tf.zeros([2, 1, 2, 2])
+    new = tf.constant([[[[1.0, 2.0], [0.0, 1.0]]], [[[3.0, 0.0], [0.0, 0.0]]]])
+    self.assertAllClose(SquaredFrobeniusDistillation()(old, new), ((1 + 4 + 1) + 9) / 2)
+
+  def test_decoder_term_sums_branches_divides_by_four_and_keeps_old_channels(self):
+    # KD paper Eq. 7 on DeepLab-v2's 4 ASPP branches stacked on axis -2 ([B, h, w, 4, C]); the
+    # new model's branches score 3 classes, the old one's 2: only the old channels compare.
+    old = tf.zeros([1, 1, 1, 4, 2])
+    new = tf.constant([[[[[1.0, 0.0, 50.0], [0.0, 2.0, 50.0], [1.0, 1.0, 50.0],
+                          [0.0, 0.0, 50.0]]]]])
+    loss = SquaredFrobeniusDistillation(branch_axis=-2)
+    self.assertAllClose(loss(old, new), (1 + 4 + 2 + 0) / 4)
+
+
+class SimilarityPreservingDistillationTest(tf.test.TestCase):
+
+  def test_spkd_gram_rows_normalised_divided_by_batch(self):
+    # KD paper Eq. 8, B = 2, features flattened to vectors.
+    # old vectors a1 = (1, 0), a2 = (0, 1): Gram I, rows already unit -> A_old = I.
+    # new vectors b1 = (1, 1), b2 = (1, 0): Gram [[2, 1], [1, 1]];
+    # rows normalised: (2, 1)/sqrt5, (1, 1)/sqrt2.
+    old = tf.constant([[[[1.0]], [[0.0]]], [[[0.0]], [[1.0]]]])   # [2, 2, 1, 1]
+    new = tf.constant([[[[1.0]], [[1.0]]], [[[1.0]], [[0.0]]]])
+    r5, r2 = math.sqrt(5.0), math.sqrt(2.0)
+    squared = ((2 / r5 - 1) ** 2 + (1 / r5) ** 2) + ((1 / r2) ** 2 + (1 / r2 - 1) ** 2)
+    self.assertAllClose(SimilarityPreservingDistillation()(old, new), squared / 2)
+    self.assertAllClose(SimilarityPreservingDistillation(divide_by="batch_squared")(old, new),
+                        squared / 4)
+
+  def test_spkd_avg_sums_over_space_first(self):
+    # KD paper Eq. 9: features summed over H x W into [B, F] before the Gram matrix.
+    # old: image 1 has (1, 0) at both locations -> (2, 0); image 2 -> (0, 3). A_old = I.
+    # new: image 1 -> (1, 1); image 2 -> (2, 0): Gram [[2, 2], [2, 4]] -> normalised rows
+    # (1, 1)/sqrt2 and (1, 2)/sqrt5.
+    old = tf.constant([[[[1.0, 0.0]], [[1.0, 0.0]]], [[[0.0, 1.0]], [[0.0, 2.0]]]])  # [2,2,1,2]
+    new = tf.constant([[[[1.0, 0.0]], [[0.0, 1.0]]], [[[2.0, 0.0]], [[0.0, 0.0]]]])
+    r5, r2 = math.sqrt(5.0), math.sqrt(2.0)
+    squared = ((1 / r2 - 1) ** 2 + (1 / r2) ** 2) + ((1 / r5) ** 2 + (2 / r5 - 1) ** 2)
+    self.assertAllClose(SimilarityPreservingDistillation(spatial_sum=True)(old, new), squared / 2)
+
+  def test_gradient_is_finite_for_zero_features(self):
+    old = tf.zeros([2, 2, 2, 3])
+    new = tf.Variable(tf.zeros([2, 2, 2, 3]))
+    with tf.GradientTape() as tape:
+      loss = SimilarityPreservingDistillation()(old, new)
+    self.assertAllEqual(tf.math.is_finite(tape.gradient(loss, new)), tf.ones([2, 2, 2, 3], bool))
 
 
 if __name__ == "__main__":

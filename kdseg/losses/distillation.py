@@ -1,18 +1,49 @@
 """Distillation terms between the frozen model of step t-1 and the model being trained.
 
 Convention: y_true = the old model's endpoint (e.g. logits [B, H, W, C_old]), y_pred = the new
-model's (logits [B, H, W, C_t], C_t >= C_old). Per-pixel values from `call`, reduced by Keras'
-"sum_over_batch_size" = mean over all pixels (spec §2).
+model's (logits [B, H, W, C_t], C_t >= C_old; features of equal shapes). Where the new endpoint
+has more channels than the old one (logits, DeepLab-v2's class-scoring ASPP branches) only the
+first C_old channels -- the classes the old model knows -- are compared.
+
+Output terms return per-pixel values from `call`; the MiB terms reduce by the mean over all pixels
+(Keras "sum_over_batch_size", spec §2); the KD paper's L_cls takes the mean over the pixels selected
+by `sample_weight` (see `pixel_selection`, spec §6). Feature terms return one value per image (or
+per Gram-matrix row for SPKD), averaged over the batch.
 """
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
 
+from kdseg.data.voc import IGNORE_LABEL
+
+# Which pixels the KD paper's L_cls averages over (spec §6): selected from the step's labels.
+PIXEL_SELECTIONS = ("all", "valid", "old", "old+bg")
+
+
+def pixel_selection(labels: tf.Tensor, selection: str, old_classes: int) -> tf.Tensor:
+  """float32 [B, H, W] mask of the pixels a distillation term is averaged over.
+
+  all: every pixel; valid: label != 255; old: labels of old object classes (1..C_old-1,
+  background excluded); old+bg: labels < C_old (old classes or background).
+  """
+  labels = tf.cast(labels, tf.int32)
+  if selection == "all":
+    mask = tf.ones_like(labels, dtype=tf.bool)
+  elif selection == "valid":
+    mask = tf.not_equal(labels, IGNORE_LABEL)
+  elif selection == "old":
+    mask = (labels >= 1) & (labels < old_classes)
+  elif selection == "old+bg":
+    mask = labels < old_classes
+  else:
+    raise ValueError(f"pixel selection {selection!r}; choose one of {PIXEL_SELECTIONS}")
+  return tf.cast(mask, tf.float32)
+
 
 class _OutputDistillation(keras.losses.Loss):
-  """Shared part of the output-distillation terms: targets softmax(alpha * z_old), mean over all
-  pixels of the per-pixel values returned by `call`."""
+  """Shared part of the MiB output-distillation terms: targets softmax(alpha * z_old), mean over
+  all pixels of the per-pixel values returned by `call`."""
 
   def __init__(self, alpha: float = 1.0, name: str | None = None):
     super().__init__(name=name, reduction="sum_over_batch_size")
@@ -56,9 +87,103 @@ class KnowledgeDistillation(_OutputDistillation):
     return -tf.reduce_mean(targets * log_probs, axis=-1)
 
 
+class OutputDistillation(keras.losses.Loss):
+  """KD paper L_cls (Eq. 3) and, with temperature T, L_cls-T (Eq. 4-5); spec §6.
+
+  Per pixel: -sum_{c in S_{k-1}} softmax(z_old / T)_c * log softmax(z / T)_c, where the new
+  softmax runs over ALL C_t current classes (unlike MiB's KD, no re-normalisation over the old
+  ones) and the sum over the C_old old classes. No T^2 factor, as printed. The mean is over the
+  pixels weighted by `sample_weight` (a `pixel_selection` mask; the trainer passes the valid
+  pixels by default); an empty selection gives 0. Without sample_weight: mean over all pixels.
+  """
+
+  def __init__(self, temperature: float = 1.0, name: str | None = None):
+    super().__init__(name=name, reduction="mean_with_sample_weight")
+    if temperature <= 0:
+      raise ValueError(f"temperature must be positive, got {temperature}")
+    self.temperature = float(temperature)
+
+  def call(self, y_true, y_pred):
+    old = y_true.shape[-1]
+    targets = tf.nn.softmax(y_true / self.temperature, axis=-1)
+    log_probs = tf.nn.log_softmax(y_pred / self.temperature, axis=-1)[..., :old]
+    return -tf.reduce_sum(targets * log_probs, axis=-1)
+
+
+class SigmoidDistillation(keras.losses.Loss):
+  """LwF-MC's distillation term (spec §2): BCE-with-logits of the first C_old new logits against
+  the old model's sigmoids, mean over all elements, times C_old (the reference's way to sum, not
+  average, the per-class contributions). Per pixel: sum_{c < C_old} BCE(z_c, sigmoid(z_old_c)).
+  """
+
+  def __init__(self, name: str | None = None):
+    super().__init__(name=name, reduction="sum_over_batch_size")
+
+  def call(self, y_true, y_pred):
+    old = y_true.shape[-1]
+    return tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(
+        labels=tf.sigmoid(y_true), logits=y_pred[..., :old]), axis=-1)
+
+
 class FeatureDistillation(keras.losses.MeanSquaredError):
   """ILT's feature term (spec §2): mean squared error over all elements between the old and new
   encoder outputs [B, h, w, F]. Keras' MSE averages over F, then over B*h*w: the same mean."""
 
   def __init__(self, name: str | None = None):
     super().__init__(reduction="sum_over_batch_size", name=name)
+
+
+class SquaredFrobeniusDistillation(keras.losses.Loss):
+  """KD paper L_enc (Eq. 6) and L_dec (Eq. 7); spec §6.
+
+  Per image ||old - new||_F^2 (sum of squares over all its elements), averaged over images.
+  With `branch_axis` (L_dec: the four ASPP branches stacked on that axis) the per-image sum
+  covers all branches and is divided by their number (4 for DeepLab-v2).
+  """
+
+  def __init__(self, branch_axis: int | None = None, name: str | None = None):
+    super().__init__(name=name, reduction="sum_over_batch_size")
+    self.branch_axis = branch_axis
+
+  def call(self, y_true, y_pred):
+    difference = tf.square(y_pred[..., :y_true.shape[-1]] - y_true)
+    per_image = tf.reduce_sum(tf.reshape(difference, [tf.shape(difference)[0], -1]), axis=-1)
+    if self.branch_axis is not None:
+      per_image = per_image / y_true.shape[self.branch_axis]
+    return per_image
+
+
+SPKD_DIVISORS = ("batch", "batch_squared")
+
+
+class SimilarityPreservingDistillation(keras.losses.Loss):
+  """KD paper SPKD (Eq. 8) and SPKD-avg (Eq. 9, `spatial_sum=True`); spec §6.
+
+  Each image's features [h, w, F] become one vector (flattened, or summed over h x w for -avg);
+  A = row-L2-normalised Gram matrix of the batch (B x B); loss = ||A_new - A_old||_F^2 / B as
+  printed in the paper, or / B^2 as in the original SPKD (`divide_by="batch_squared"`).
+  `call` returns each Gram row's squared error (divided by B for B^2); the Keras mean over the B
+  rows supplies the first 1/B. Under tf.distribute the Gram matrix is per replica batch.
+  """
+
+  def __init__(self, spatial_sum: bool = False, divide_by: str = "batch",
+               name: str | None = None):
+    super().__init__(name=name, reduction="sum_over_batch_size")
+    if divide_by not in SPKD_DIVISORS:
+      raise ValueError(f"divide_by={divide_by!r}; choose one of {SPKD_DIVISORS}")
+    self.spatial_sum = spatial_sum
+    self.divide_by = divide_by
+
+  def _similarity(self, features):
+    if self.spatial_sum:
+      vectors = tf.reduce_sum(features, axis=[1, 2])
+    else:
+      vectors = tf.reshape(features, [tf.shape(features)[0], -1])
+    gram = tf.matmul(vectors, vectors, transpose_b=True)
+    return tf.math.l2_normalize(gram, axis=1)
+
+  def call(self, y_true, y_pred):
+    rows = tf.reduce_sum(tf.square(self._similarity(y_pred) - self._similarity(y_true)), axis=1)
+    if self.divide_by == "batch_squared":
+      rows = rows / tf.cast(tf.shape(rows)[0], rows.dtype)
+    return rows

@@ -81,3 +81,23 @@ class UnbiasedCrossEntropy(_PixelLoss):
     column = tf.where(labels < old, tf.zeros_like(labels), labels - old + 1)
     per_pixel = -tf.gather(log_probs, column, batch_dims=3)
     return self._finish(per_pixel, valid)
+
+
+class BinaryCrossEntropy(_PixelLoss):
+  """LwF-MC's classification term (iCaRL-style multi-label BCE; spec §2).
+
+  Targets are the one-hot labels over all C_t channels (an ignored pixel has an all-zero row);
+  per pixel the BCE-with-logits is summed over classes, and the mean is over the pixels whose
+  target row is not all zero (i.e. the labelled pixels; an all-ignored batch gives 0).
+  y_true: [B, H, W] labels; y_pred: [B, H, W, C_t] logits.
+  """
+
+  def __init__(self, name: str | None = None):
+    super().__init__(pixel_mean="valid", name=name)
+
+  def call(self, y_true, y_pred):
+    labels, valid = _labels_and_valid(y_true)
+    targets = tf.one_hot(labels, tf.shape(y_pred)[-1]) * tf.cast(valid, y_pred.dtype)[..., None]
+    per_pixel = tf.reduce_sum(
+        tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=y_pred), axis=-1)
+    return self._finish(per_pixel, valid)
