@@ -35,6 +35,9 @@ flags.DEFINE_enum("backbone", "tiny", ["tiny", "resnet18", "resnet50", "resnet10
 flags.DEFINE_integer("output_stride", 16, "Backbone output stride: 8 or 16.")
 flags.register_validator("output_stride", lambda value: value in (8, 16),
                          message="--output_stride must be 8 or 16.")
+flags.DEFINE_enum("head", "v3", ["v3", "v2"],
+                  "Segmentation head: v3 = DeepLab-v3 ASPP with image pooling (MiB paper); v2 = "
+                  "DeepLab-v2, four dilated 3x3 classifiers summed (KD paper; needed by L_dec).")
 flags.DEFINE_integer("head_channels", 256, "Channels of the DeepLab-v3 head.")
 
 # Optimisation (MiB paper §6.2.2 defaults).

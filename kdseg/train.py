@@ -108,7 +108,8 @@ def build_experiment() -> Experiment:
   plan = make_plan(FLAGS.task, list(range(1, source.num_object_classes + 1)))
   if FLAGS.step >= plan.num_steps:
     raise TaskError(f"--step={FLAGS.step}, but task {FLAGS.task} has steps 0..{plan.num_steps - 1}.")
-  model_config = ModelConfig(FLAGS.backbone, FLAGS.output_stride, FLAGS.head_channels)
+  model_config = ModelConfig(FLAGS.backbone, FLAGS.output_stride, FLAGS.head_channels,
+                             FLAGS.head)
   strategy = make_strategy(FLAGS.strategy)
   if FLAGS.batch_size % strategy.num_replicas_in_sync:
     raise FlagValueError(f"--batch_size={FLAGS.batch_size} must be a multiple of the "

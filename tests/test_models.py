@@ -3,7 +3,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kdseg.models.classifier import IncrementalClassifier, init_new_head_from_background
+from kdseg.models.classifier import (AsppClassifier, IncrementalClassifier,
+                                     init_new_head_from_background)
 from kdseg.models.layers import AtrousConv2D
 from kdseg.models.segmenter import ModelConfig, build_segmenter, copy_matching_weights
 
@@ -37,6 +38,19 @@ class SegmenterTest(tf.test.TestCase):
       self.assertEqual(outputs["logits"].shape, (2, 64, 48, 5))
       self.assertEqual(outputs["encoder"].shape[1:3], (64 // output_stride, 48 // output_stride))
       self.assertEqual(outputs["decoder"].shape[-1], 16)
+      self.assertEqual(outputs["aspp"].shape[3:], (4, 16))   # the four ASPP convolutions
+
+  def test_deeplab_v2_sums_four_dilated_branches(self):
+    model = build_segmenter(ModelConfig("tiny", 8, 16, head="v2"), [3, 2])
+    self.assertEqual(model.classifier.rates, (6, 12, 18, 24))
+    images = tf.random.stateless_normal([2, 64, 48, 3], seed=[1, 1])
+    outputs = model(images)
+    self.assertEqual(outputs["logits"].shape, (2, 64, 48, 5))
+    self.assertEqual(outputs["aspp"].shape, (2, 8, 6, 4, 5))  # class scores of each branch
+    summed = tf.image.resize(tf.reduce_sum(outputs["aspp"], axis=-2), [64, 48])
+    self.assertAllClose(outputs["logits"], summed, atol=1e-5)
+    with self.assertRaisesRegex(ValueError, "--head"):
+      build_segmenter(ModelConfig("tiny", 8, 16, head="v4"), [3])
 
   def test_copy_leaves_only_the_new_head_unmatched(self):
     old = build_segmenter(ModelConfig("tiny", 16, 16), [3])
@@ -75,6 +89,22 @@ class BackgroundInitTest(tf.test.TestCase):
     # The bias values themselves (spec §3): b_bg - log(|new| + 1) for background and new classes.
     self.assertAllClose(new.heads[1].bias, [0.3 - np.log(3)] * 2)
     self.assertAllClose(new.heads[0].bias, [0.3 - np.log(3), -0.2, 0.5])
+
+  def test_summed_branches_shift_by_log_new_plus_one_in_total(self):
+    # DeepLab-v2: four branches are summed, so the same probabilities must result.
+    features = tf.random.stateless_normal([1, 6, 6, 8], seed=[7, 8])
+    old, new = AsppClassifier([3], 8), AsppClassifier([3, 2], 8)
+    old(features)
+    new(features)
+    for old_branch, new_branch in zip(old.branches, new.branches):
+      old_branch.heads[0].bias.assign([0.3, -0.2, 0.5])
+      new_branch.heads[0].set_weights(old_branch.heads[0].get_weights())
+    init_new_head_from_background(new)
+    p_old = tf.nn.softmax(old(features)[0]).numpy()
+    p_new = tf.nn.softmax(new(features)[0]).numpy()
+    self.assertAllClose(p_new[..., 1:3], p_old[..., 1:3], atol=1e-5)
+    for channel in (0, 3, 4):
+      self.assertAllClose(p_new[..., channel], p_old[..., 0] / 3, atol=1e-5)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
-"""Incremental classifier: one 1x1 convolution per learning step, logits concatenated.
+"""Incremental classifiers: one convolution per learning step, logits concatenated.
 
 Head 0 predicts background + the step-0 classes; head t predicts the classes new at step t.
+DeepLab-v3 (MiB) classifies with one 1x1 `IncrementalClassifier`; DeepLab-v2 (KD paper) with
+`AsppClassifier`: four dilated 3x3 `IncrementalClassifier` branches whose scores are summed.
+Both expose `branches` (the IncrementalClassifiers) and `classes_per_step`.
 """
 from __future__ import annotations
 
@@ -10,39 +13,79 @@ import keras
 from keras import layers
 import tensorflow as tf
 
+from kdseg.models.layers import AtrousConv2D
+
 
 class IncrementalClassifier(keras.layers.Layer):
   """[B, h, w, F] features -> [B, h, w, sum(classes_per_step)] logits."""
 
-  def __init__(self, classes_per_step: list[int], **kwargs):
+  def __init__(self, classes_per_step: list[int], kernel_size: int = 1, dilation_rate: int = 1,
+               **kwargs):
     super().__init__(**kwargs)
     self.classes_per_step = list(classes_per_step)
     # Named attributes, not a list: tf.train.Checkpoint does not see Keras 3 layers in lists.
     for step, count in enumerate(self.classes_per_step):
-      setattr(self, f"head_{step}", layers.Conv2D(count, 1, name=f"head_{step}"))
+      setattr(self, f"head_{step}", AtrousConv2D(count, kernel_size, padding="same",
+                                                 dilation_rate=dilation_rate, name=f"head_{step}"))
 
   @property
   def heads(self) -> list[layers.Conv2D]:
     return [getattr(self, f"head_{step}") for step in range(len(self.classes_per_step))]
 
+  @property
+  def branches(self) -> list["IncrementalClassifier"]:
+    return [self]
+
   def call(self, features):
     return tf.concat([head(features) for head in self.heads], axis=-1)
 
 
-def init_new_head_from_background(classifier: IncrementalClassifier) -> None:
+def v2_aspp_rates(output_stride: int) -> tuple[int, ...]:
+  """DeepLab-v2's ASPP-L rates (6, 12, 18, 24) at output stride 8; halved at output stride 16."""
+  return (6, 12, 18, 24) if output_stride <= 8 else (3, 6, 9, 12)
+
+
+class AsppClassifier(keras.layers.Layer):
+  """DeepLab-v2 ASPP (KD paper §4.1): four dilated 3x3 incremental classifiers on the encoder
+  output, summed into the logits. `call` returns (logits, branches stacked on axis -2) so that
+  L_dec (KD paper Eq. 7) can compare the four branch outputs."""
+
+  def __init__(self, classes_per_step: list[int], output_stride: int = 8, **kwargs):
+    super().__init__(**kwargs)
+    self.classes_per_step = list(classes_per_step)
+    self.rates = v2_aspp_rates(output_stride)
+    for index, rate in enumerate(self.rates):
+      setattr(self, f"branch_{index}", IncrementalClassifier(
+          classes_per_step, kernel_size=3, dilation_rate=rate, name=f"branch_{index}"))
+
+  @property
+  def branches(self) -> list[IncrementalClassifier]:
+    return [getattr(self, f"branch_{index}") for index in range(len(self.rates))]
+
+  def call(self, features):
+    scores = [branch(features) for branch in self.branches]
+    return tf.add_n(scores), tf.stack(scores, axis=-2)
+
+
+def init_new_head_from_background(classifier) -> None:
   """MiB Eq. 10-11 as the reference codes it (spec §3), for the last head.
 
   Every new class copies the background weights of head 0, and its bias, like the background's
   own bias, becomes b_bg - log(|new| + 1): the old background probability is spread evenly over
-  background and the new classes, and old-class probabilities are unchanged.
+  background and the new classes, and old-class probabilities are unchanged. With several summed
+  branches (DeepLab-v2) each branch's biases shift by log(|new| + 1) / branches, so the summed
+  logits shift by exactly log(|new| + 1).
   """
-  background, new_head = classifier.heads[0], classifier.heads[-1]
+  branches = classifier.branches
   num_new = classifier.classes_per_step[-1]
-  kernel_bg = background.kernel[..., :1]
-  bias_bg = background.bias[0] - math.log(num_new + 1)
-  new_head.kernel.assign(tf.tile(kernel_bg, [1, 1, 1, num_new]))
-  new_head.bias.assign(tf.fill([num_new], bias_bg))
-  background.bias.assign(tf.tensor_scatter_nd_update(background.bias, [[0]], [bias_bg]))
+  shift = math.log(num_new + 1) / len(branches)
+  for branch in branches:
+    background, new_head = branch.heads[0], branch.heads[-1]
+    kernel_bg = background.kernel[..., :1]
+    bias_bg = background.bias[0] - shift
+    new_head.kernel.assign(tf.tile(kernel_bg, [1, 1, 1, num_new]))
+    new_head.bias.assign(tf.fill([num_new], bias_bg))
+    background.bias.assign(tf.tensor_scatter_nd_update(background.bias, [[0]], [bias_bg]))
 
 
 # Method.init -> how the newest head starts (random = the Conv2D's own initialiser).

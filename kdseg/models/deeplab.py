@@ -45,10 +45,12 @@ class DeepLabV3Head(keras.layers.Layer):
     return tf.nn.leaky_relu(x, alpha=0.01)
 
   def call(self, features, training=None):
-    branches = (self.map_conv0, self.map_conv1, self.map_conv2, self.map_conv3)
-    x = tf.concat([branch(features) for branch in branches], axis=-1)
+    """Returns (decoder features, the four ASPP branch outputs stacked on axis -2)."""
+    branches = [branch(features) for branch in
+                (self.map_conv0, self.map_conv1, self.map_conv2, self.map_conv3)]
+    x = tf.concat(branches, axis=-1)
     x = self.red_conv(self._act(self.map_bn(x, training=training)))
     pooled = tf.reduce_mean(features, axis=[1, 2], keepdims=True)
     pooled = self._act(self.pool_bn(self.pool_conv(pooled), training=training))
     x = x + self.pool_red_conv(pooled)
-    return self._act(self.red_bn(x, training=training))
+    return self._act(self.red_bn(x, training=training)), tf.stack(branches, axis=-2)

@@ -1,9 +1,13 @@
 """The segmentation network of one step: backbone -> head -> incremental classifier.
 
+Two heads: "v3" (MiB: DeepLab-v3 ASPP with image pooling, then a 1x1 incremental classifier) and
+"v2" (KD paper: DeepLab-v2, four dilated 3x3 incremental classifiers summed).
 `Segmenter(images)` returns a dict of endpoints used by losses and distillation terms:
   logits   [B, H, W, C_t] float32, upsampled (bilinear) to the input size
-  encoder  [B, h, w, F_enc] backbone output (input of the ASPP head)
-  decoder  [B, h, w, F_dec] head output (input of the classifier)
+  encoder  [B, h, w, F_enc] backbone output (input of the ASPP)
+  decoder  [B, h, w, F_dec] input of the classifier (v3: head output; v2: the encoder output)
+  aspp     [B, h, w, 4, F] the four ASPP branch outputs (v3: the parallel convolutions before
+           their BN; v2: the four branches' class scores, F = C_t), for L_dec
 """
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from kdseg.models.classifier import IncrementalClassifier
+from kdseg.models.classifier import AsppClassifier, IncrementalClassifier
 from kdseg.models.deeplab import DeepLabV3Head
 from kdseg.models.resnet import build_resnet
 
@@ -22,6 +26,10 @@ class ModelConfig:
   backbone: str = "tiny"
   output_stride: int = 16
   head_channels: int = 256
+  head: str = "v3"
+
+
+HEADS = ("v3", "v2")
 
 
 class Segmenter(keras.Model):
@@ -29,10 +37,16 @@ class Segmenter(keras.Model):
   def __init__(self, config: ModelConfig, classes_per_step: list[int], **kwargs):
     super().__init__(**kwargs)
     self.config = config
+    if config.head not in HEADS:
+      raise ValueError(f"--head={config.head!r} is unknown; choose one of {', '.join(HEADS)}.")
     self.backbone = build_resnet(config.backbone, config.output_stride)
-    self.head = DeepLabV3Head(config.head_channels, config.head_channels, config.output_stride,
-                              name="deeplabv3")
-    self.classifier = IncrementalClassifier(classes_per_step, name="classifier")
+    if config.head == "v3":
+      self.head = DeepLabV3Head(config.head_channels, config.head_channels, config.output_stride,
+                                name="deeplabv3")
+      self.classifier = IncrementalClassifier(classes_per_step, name="classifier")
+    else:
+      self.head = None
+      self.classifier = AsppClassifier(classes_per_step, config.output_stride, name="classifier")
 
   @property
   def num_classes(self) -> int:
@@ -40,10 +54,14 @@ class Segmenter(keras.Model):
 
   def call(self, images, training=False):
     encoder = self.backbone(images, training=training)
-    decoder = self.head(encoder, training=training)
-    logits = self.classifier(decoder)
+    if self.head is not None:
+      decoder, aspp = self.head(encoder, training=training)
+      logits = self.classifier(decoder)
+    else:
+      decoder = encoder
+      logits, aspp = self.classifier(encoder)
     logits = tf.image.resize(logits, tf.shape(images)[1:3], method="bilinear")
-    return {"logits": logits, "encoder": encoder, "decoder": decoder}
+    return {"logits": logits, "encoder": encoder, "decoder": decoder, "aspp": aspp}
 
 
 def build_segmenter(config: ModelConfig, classes_per_step: list[int]) -> Segmenter:
