@@ -24,10 +24,29 @@ flags.DEFINE_enum("setting", "overlapped", ["overlapped", "disjoint"],
 
 # Method.
 flags.DEFINE_list("method", ["mib"], "Method(s) to train, comma-separated (e.g. ft,mib); "
-                  "methods sharing step 0 reuse one step-0 checkpoint.")
-flags.DEFINE_enum("pixel_mean", "all", ["all", "valid"],
+                  "methods sharing step 0 reuse one step-0 checkpoint. `python -m kdseg.methods` "
+                  "lists them.")
+# Changes to the named methods (default: each method's own setting). A changed method gets a
+# derived name, e.g. --method=mib --freeze=first-two --distill=enc:100 -> mib+freeze=first-two+enc=100.
+flags.DEFINE_enum("classification", None, ["ce", "unce", "bce"],
+                  "Supervised loss of steps >= 1: ce, unce (MiB unbiased CE), bce (LwF-MC).")
+flags.DEFINE_list("distill", [], "Distillation terms name:weight to add or re-weight (0 removes): "
+                  "kd, ukd, bce_distill, feature_mse, cls, enc, dec, spkd, spkd_avg.")
+flags.DEFINE_enum("freeze", None, ["none", "encoder", "first-two"],
+                  "Freeze from step 1 on: encoder (KD paper EF) or first-two (E2LF: conv1, conv2_x).")
+flags.DEFINE_enum("init", None, ["random", "background"],
+                  "Initialisation of new classifier heads (background: MiB Eq. 10-11).")
+flags.DEFINE_string("regularizer", None, "Parameter regulariser name:weight (ewc:500, pi:500, "
+                    "rw:100) or none.")
+flags.DEFINE_enum("pixel_mean", None, ["all", "valid"],
                   "Reduction of the supervised loss: mean over all pixels (MiB reference) or "
-                  "over non-ignored pixels (KD paper).")
+                  "over non-ignored pixels (KD paper). Default: the method's.")
+flags.DEFINE_float("temperature", None, "Temperature T of the KD paper's L_cls-T.")
+flags.DEFINE_float("kd_alpha", None, "alpha of MiB's (unbiased) KD targets softmax(alpha z_old).")
+flags.DEFINE_enum("distill_pixels", None, ["all", "valid", "old", "old+bg"],
+                  "Pixels L_cls averages over (KD paper code options); default valid.")
+flags.DEFINE_enum("spkd_divide_by", None, ["batch", "batch_squared"],
+                  "SPKD normalisation: 1/B as printed (Eq. 8) or 1/B^2 as in the original SPKD.")
 
 # Model.
 flags.DEFINE_enum("backbone", "tiny", ["tiny", "resnet18", "resnet50", "resnet101"],

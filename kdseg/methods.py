@@ -2,66 +2,163 @@
 
 The training loop reads these records and never tests a method's name. Adding a method is adding a
 record here (and, if it needs one, a loss class in kdseg/losses/ and an entry in LOSS_TERMS).
-Weights and defaults follow the MiB reference (spec §4).
+Weights and defaults follow the MiB reference (spec §4) and the KD paper (spec §6). Any record can
+be modified from flags (`customize`): another supervised loss, added or re-weighted distillation
+terms, freezing, head init, regulariser, temperature; the result gets its own derived name.
+
+Step 0 has no old model: every method trains it with plain cross-entropy (reduced as the method's
+`pixel_mean` says), and methods with the same step-0 recipe share one step-0 checkpoint, as the
+reference scripts do. Methods that accumulate state at step 0 (EWC, PI, RW) and the offline
+`joint` upper bound train their own.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Any, Callable
 
 import keras
 
-from kdseg.losses.distillation import (FeatureDistillation, KnowledgeDistillation,
-                                       UnbiasedKnowledgeDistillation)
-from kdseg.losses.segmentation import CrossEntropy, UnbiasedCrossEntropy
+from kdseg.losses.distillation import (PIXEL_SELECTIONS, SPKD_DIVISORS, FeatureDistillation,
+                                       KnowledgeDistillation, OutputDistillation,
+                                       SigmoidDistillation, SimilarityPreservingDistillation,
+                                       SquaredFrobeniusDistillation, UnbiasedKnowledgeDistillation)
+from kdseg.losses.regularizers import KINDS as REGULARIZERS
+from kdseg.losses.segmentation import (PIXEL_MEANS, BinaryCrossEntropy, CrossEntropy,
+                                       UnbiasedCrossEntropy)
+from kdseg.models.freezing import FREEZE_MODES
 
 
 @dataclasses.dataclass(frozen=True)
 class Term:
-  """A weighted distillation term comparing one endpoint of the old and new models."""
+  """A weighted distillation term comparing one endpoint of the old and new models.
+
+  endpoint None = the loss's own (LOSS_TERMS); pixels = which pixels an output term averages
+  over (see kdseg.losses.distillation.pixel_selection), for terms that take a selection.
+  """
   loss: str
   weight: float
-  endpoint: str = "logits"
+  endpoint: str | None = None
+  pixels: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class Method:
   name: str
   description: str
-  classification: str                    # key of CLASSIFICATION_LOSSES
+  classification: str = "ce"              # supervised loss of steps >= 1 (CLASSIFICATION_LOSSES)
   distillation: tuple[Term, ...] = ()
-  init: str = "random"                    # "random" | "background" (MiB Eq. 10-11)
-  # Step 0 has no old model, so methods whose step-0 training is plain CE can share one step-0
-  # checkpoint (as the reference scripts do); a method that accumulates state at step 0 cannot.
-  shares_step0: bool = True
+  init: str = "random"                     # "random" | "background" (MiB Eq. 10-11)
+  freeze: str = "none"                     # from step 1 on: "none" | "encoder" (EF) | "first-two"
+  regularizer: str | None = None           # "ewc" | "pi" | "rw" (spec §4)
+  regularizer_weight: float = 0.0
+  pixel_mean: str = "all"                  # CE reduction: "all" (MiB) or "valid" (KD paper)
+  temperature: float = 1.0                 # T of the KD paper's L_cls-T
+  kd_alpha: float = 1.0                    # alpha of MiB's (unbiased) KD targets
+  spkd_divide_by: str = "batch"            # SPKD: "batch" (Eq. 8 as printed) | "batch_squared"
+  offline: bool = False                    # joint training on all classes at once
+
+  @property
+  def shares_step0(self) -> bool:
+    return self.regularizer is None and not self.offline
+
+  @property
+  def step0_key(self) -> str:
+    """Methods with equal keys train the same step 0."""
+    return "ce" if self.pixel_mean == "all" else f"ce-{self.pixel_mean}"
 
 
-# name -> factory(old_classes, pixel_mean) for the supervised term of a step.
+@dataclasses.dataclass(frozen=True)
+class LossTerm:
+  """How to build one distillation term, which endpoint it compares by default, and whether it
+  averages over a pixel selection (and which by default)."""
+  build: Callable[[Method], keras.losses.Loss]
+  endpoint: str
+  pixels: str | None = None
+
+
+# name -> factory(old_classes, pixel_mean) for the supervised term of a step >= 1.
 CLASSIFICATION_LOSSES: dict[str, Callable[[int, str], keras.losses.Loss]] = {
     "ce": lambda old_classes, pixel_mean: CrossEntropy(pixel_mean=pixel_mean, name="ce"),
-    # With only background known (step 0), the unbiased CE is the plain CE.
-    "unce": lambda old_classes, pixel_mean: (
-        UnbiasedCrossEntropy(old_classes, pixel_mean=pixel_mean, name="unce")
-        if old_classes > 1 else CrossEntropy(pixel_mean=pixel_mean, name="ce")),
+    "unce": lambda old_classes, pixel_mean: UnbiasedCrossEntropy(
+        old_classes, pixel_mean=pixel_mean, name="unce"),
+    # LwF-MC: always the mean over labelled pixels (spec §2), whatever pixel_mean says.
+    "bce": lambda old_classes, pixel_mean: BinaryCrossEntropy(name="bce"),
 }
 
-# name -> factory() for distillation terms (y_true = old endpoint, y_pred = new endpoint).
-LOSS_TERMS: dict[str, Callable[[], keras.losses.Loss]] = {
-    "kd": lambda: KnowledgeDistillation(name="kd"),
-    "ukd": lambda: UnbiasedKnowledgeDistillation(name="ukd"),
-    "feature_mse": lambda: FeatureDistillation(name="feature_mse"),
+LOSS_TERMS: dict[str, LossTerm] = {
+    # MiB paper (spec §2): mean over all pixels.
+    "kd": LossTerm(lambda m: KnowledgeDistillation(m.kd_alpha, name="kd"), "logits"),
+    "ukd": LossTerm(lambda m: UnbiasedKnowledgeDistillation(m.kd_alpha, name="ukd"), "logits"),
+    "bce_distill": LossTerm(lambda m: SigmoidDistillation(name="bce_distill"), "logits"),
+    "feature_mse": LossTerm(lambda m: FeatureDistillation(name="feature_mse"), "encoder"),
+    # KD paper (spec §6).
+    "cls": LossTerm(lambda m: OutputDistillation(m.temperature, name="cls"), "logits", "valid"),
+    "enc": LossTerm(lambda m: SquaredFrobeniusDistillation(name="enc"), "encoder"),
+    "dec": LossTerm(lambda m: SquaredFrobeniusDistillation(branch_axis=-2, name="dec"), "aspp"),
+    "spkd": LossTerm(lambda m: SimilarityPreservingDistillation(
+        divide_by=m.spkd_divide_by, name="spkd"), "encoder"),
+    "spkd_avg": LossTerm(lambda m: SimilarityPreservingDistillation(
+        spatial_sum=True, divide_by=m.spkd_divide_by, name="spkd_avg"), "encoder"),
 }
 
 INITS = ("random", "background")
 
+# The KD paper's lambda_D (Eq. 1) is "experimentally tuned" and not reported, nor is T per
+# scenario (1 to 1000). These defaults are kdseg's, chosen on shapes 15-1 (docs/METHODS.md).
+KD_PAPER_WEIGHTS = {"cls": 1.0, "enc": 1.0, "dec": 1.0, "spkd": 1.0, "spkd_avg": 1.0}
+KD_PAPER_TEMPERATURE = 10.0
+
+
+def _kd(name, description, *terms, freeze="none", temperature=1.0):
+  """A KD-paper record: CE over valid pixels (Eq. 2) + the given terms at the default weights."""
+  return Method(name, description, "ce",
+                tuple(Term(t, KD_PAPER_WEIGHTS[t]) for t in terms), freeze=freeze,
+                pixel_mean="valid", temperature=temperature)
+
+
+T = KD_PAPER_TEMPERATURE
 METHODS = {m.name: m for m in (
-    Method("ft", "fine-tuning: plain cross-entropy on the current step's labels", "ce"),
+    # MiB paper: baselines and MiB (spec §4).
+    Method("ft", "fine-tuning: plain cross-entropy on the current step's labels"),
+    Method("joint", "offline upper bound: all classes and all training images in one step",
+           offline=True),
     Method("lwf", "LwF: CE + output distillation re-normalised over old classes (x100)",
-           "ce", (Term("kd", 100.0),)),
+           distillation=(Term("kd", 100.0),)),
+    Method("lwf-mc", "LwF-MC: multi-label BCE + sigmoid distillation to the old outputs "
+           "(x C_old x 10)", "bce", (Term("bce_distill", 10.0),)),
     Method("ilt", "ILT: CE + output distillation (x100) + encoder-feature MSE (x100)",
-           "ce", (Term("kd", 100.0), Term("feature_mse", 100.0, endpoint="encoder"))),
+           distillation=(Term("kd", 100.0), Term("feature_mse", 100.0))),
+    Method("ewc", "EWC: CE + Fisher-weighted L2 to the previous weights (x500)",
+           regularizer="ewc", regularizer_weight=500.0),
+    Method("pi", "PI: CE + path-integral-weighted L2 to the previous weights (x500)",
+           regularizer="pi", regularizer_weight=500.0),
+    Method("rw", "RW: CE + Riemannian-walk-weighted L2 to the previous weights (x100)",
+           regularizer="rw", regularizer_weight=100.0),
     Method("mib", "MiB: unbiased CE + unbiased KD (x10) + background-based init of new heads",
            "unce", (Term("ukd", 10.0),), init="background"),
+    # MiB Table 2 ablation rows: LwF + unbiased CE; + unbiased KD; (+ init = mib).
+    Method("mib-ce-only", "MiB ablation: unbiased CE + LwF's output distillation (x100)",
+           "unce", (Term("kd", 100.0),)),
+    Method("mib-ce-kd", "MiB ablation: unbiased CE + unbiased KD (x10), random init of new heads",
+           "unce", (Term("ukd", 10.0),)),
+    # KD paper (spec §6): CE over valid pixels + lambda_D * L_D, optional encoder freezing.
+    _kd("kd-cls", "KD paper L_cls: CE + output distillation over all current classes (Eq. 3)",
+        "cls"),
+    _kd("kd-cls-t", f"KD paper L_cls-T: L_cls with temperature (Eq. 5; T={T:g})", "cls",
+        temperature=T),
+    _kd("ef", "KD paper EF: encoder frozen from step 1 on, CE only", freeze="encoder"),
+    _kd("e2lf", "KD paper E2LF: first two ResNet layers (conv1, conv2_x) frozen, CE only",
+        freeze="first-two"),
+    _kd("ef+kd-cls-t", "KD paper EF + L_cls-T", "cls", freeze="encoder", temperature=T),
+    _kd("e2lf+kd-cls-t", "KD paper E2LF + L_cls-T", "cls", freeze="first-two", temperature=T),
+    _kd("kd-enc", "KD paper L_enc: squared Frobenius distance of encoder outputs (Eq. 6)", "enc"),
+    _kd("kd-dec", "KD paper L_dec: the same on the four DeepLab-v2 ASPP branches, /4 (Eq. 7)",
+        "dec"),
+    _kd("ef+kd-dec", "KD paper EF + L_dec", "dec", freeze="encoder"),
+    _kd("kd-spkd", "KD paper SPKD: similarity-preserving distillation of encoder outputs (Eq. 8)",
+        "spkd"),
+    _kd("kd-spkd-avg", "KD paper SPKD-avg: SPKD on spatially summed encoder outputs (Eq. 9)",
+        "spkd_avg"),
 )}
 
 
@@ -75,25 +172,165 @@ def get_method(name: str) -> Method:
   return METHODS[name]
 
 
+def validate(method: Method) -> Method:
+  """Raises MethodError naming the field (and the flag that sets it) if the record is unusable."""
+  problems = []
+  if method.classification not in CLASSIFICATION_LOSSES:
+    problems.append(f"classification loss {method.classification!r} (--classification: "
+                    f"{', '.join(CLASSIFICATION_LOSSES)})")
+  for term in method.distillation:
+    if term.loss not in LOSS_TERMS:
+      problems.append(f"distillation term {term.loss!r} (--distill: {', '.join(LOSS_TERMS)})")
+    elif term.pixels is not None and (LOSS_TERMS[term.loss].pixels is None
+                                      or term.pixels not in PIXEL_SELECTIONS):
+      problems.append(f"pixel selection {term.pixels!r} for {term.loss!r} (--distill_pixels "
+                      f"applies to cls only: {', '.join(PIXEL_SELECTIONS)})")
+  if method.init not in INITS:
+    problems.append(f"init {method.init!r} (--init: {', '.join(INITS)})")
+  if method.freeze not in FREEZE_MODES:
+    problems.append(f"freeze {method.freeze!r} (--freeze: {', '.join(FREEZE_MODES)})")
+  if method.regularizer is not None and method.regularizer not in REGULARIZERS:
+    problems.append(f"regulariser {method.regularizer!r} (--regularizer: "
+                    f"{', '.join(REGULARIZERS)})")
+  if method.pixel_mean not in PIXEL_MEANS:
+    problems.append(f"pixel_mean {method.pixel_mean!r} ({', '.join(PIXEL_MEANS)})")
+  if method.temperature <= 0:
+    problems.append(f"temperature {method.temperature} (must be > 0)")
+  if method.spkd_divide_by not in SPKD_DIVISORS:
+    problems.append(f"spkd_divide_by {method.spkd_divide_by!r} ({', '.join(SPKD_DIVISORS)})")
+  if problems:
+    raise MethodError(f"method {method.name}: unknown or invalid " + "; ".join(problems) + ".")
+  return method
+
+
+def parse_weighted(entries: list[str], flag: str) -> list[tuple[str, float]]:
+  """["enc:100", "kd"] -> [("enc", 100.0), ("kd", None)]; a bare name keeps its default weight."""
+  parsed = []
+  for entry in entries:
+    name, _, weight = entry.partition(":")
+    try:
+      parsed.append((name.strip(), float(weight) if weight else None))
+    except ValueError as error:
+      raise MethodError(f"--{flag}={entry!r}: expected name:weight (e.g. enc:100).") from error
+  return parsed
+
+
+def customize(method: Method, *, classification: str | None = None,
+              distill: list[str] | None = None, freeze: str | None = None,
+              init: str | None = None, regularizer: str | None = None,
+              pixel_mean: str | None = None, temperature: float | None = None,
+              kd_alpha: float | None = None, distill_pixels: str | None = None,
+              spkd_divide_by: str | None = None) -> Method:
+  """`method` changed by flags; the name records each change (e.g. mib+freeze=first-two+enc=100).
+
+  distill: "name:weight" entries add a term or re-weight the method's own (weight 0 removes it;
+  a bare name adds it at the KD paper's default weight). regularizer: "ewc:500", "none".
+  """
+  changes: dict[str, Any] = {}
+  suffix = []
+
+  def change(field, value, label=None):
+    if value is not None and value != getattr(method, field):
+      changes[field] = value
+      suffix.append(f"{label or field}={value}")
+
+  change("classification", classification)
+  change("freeze", freeze)
+  change("init", init)
+  change("pixel_mean", pixel_mean)
+  change("temperature", temperature, "T")
+  change("kd_alpha", kd_alpha, "alpha")
+  change("spkd_divide_by", spkd_divide_by, "spkd")
+  if regularizer is not None:
+    (kind, weight), = parse_weighted([regularizer], "regularizer")
+    kind = None if kind == "none" else kind
+    default = METHODS.get(kind or "", Method("", "")).regularizer_weight if kind else 0.0
+    weight = default if weight is None else weight
+    if (kind, weight) != (method.regularizer, method.regularizer_weight):
+      changes.update(regularizer=kind, regularizer_weight=weight)
+      suffix.append(f"reg={kind}:{weight:g}" if kind else "reg=none")
+  terms = list(method.distillation)
+  for name, weight in parse_weighted(distill or [], "distill"):
+    position = next((i for i, t in enumerate(terms) if t.loss == name), None)
+    if weight is None:
+      weight = terms[position].weight if position is not None else KD_PAPER_WEIGHTS.get(name, 1.0)
+    if position is None and weight:
+      terms.append(Term(name, weight))
+    elif position is not None and weight != terms[position].weight:
+      terms[position] = dataclasses.replace(terms[position], weight=weight)
+    else:
+      continue
+    suffix.append(f"{name}={weight:g}")
+  terms = [t for t in terms if t.weight]
+  if distill_pixels is not None:
+    terms = [dataclasses.replace(t, pixels=distill_pixels)
+             if t.loss in LOSS_TERMS and LOSS_TERMS[t.loss].pixels else t for t in terms]
+    if any(t.pixels == distill_pixels for t in terms):
+      suffix.append(f"pixels={distill_pixels}")
+  if tuple(terms) != method.distillation:
+    changes["distillation"] = tuple(terms)
+  if not changes:
+    return validate(method)
+  return validate(dataclasses.replace(
+      method, name="+".join([method.name] + suffix),
+      description=f"{method.description}; changed by flags: {', '.join(suffix)}", **changes))
+
+
+@dataclasses.dataclass(frozen=True)
+class Distillation:
+  """One ready-to-call distillation term of a step."""
+  name: str
+  weight: float
+  endpoint: str
+  pixels: str | None
+  loss: keras.losses.Loss
+
+
 @dataclasses.dataclass(frozen=True)
 class Objective:
-  """The loss terms of one step, ready to call: supervised + weighted distillation terms."""
+  """The loss terms of one step, ready to call: supervised + weighted distillation terms, the
+  parameter regulariser (kind, weight) and what to freeze."""
   classification: keras.losses.Loss
-  distillation: tuple[tuple[Term, keras.losses.Loss], ...]
+  distillation: tuple[Distillation, ...]
+  old_classes: int
+  regularizer: str | None = None
+  regularizer_weight: float = 0.0
+  freeze: str = "none"
 
 
-def build_objective(method: Method, old_classes: int, pixel_mean: str = "all") -> Objective:
+def build_objective(method: Method, old_classes: int) -> Objective:
   """Objective of a step whose model already knew `old_classes` classes (0 at step 0).
 
-  Distillation needs an old model, so step 0 gets none of the method's distillation terms.
+  Step 0 (no old model) is plain CE with the method's pixel mean and no distillation or freezing;
+  a regulariser still accumulates its state there (spec §4).
   """
-  if method.classification not in CLASSIFICATION_LOSSES:
-    raise MethodError(f"method {method.name}: unknown classification loss "
-                      f"{method.classification!r}")
-  unknown = [t.loss for t in method.distillation if t.loss not in LOSS_TERMS]
-  if unknown or method.init not in INITS:
-    raise MethodError(f"method {method.name}: unknown terms {unknown} or init {method.init!r}")
-  distillation = () if old_classes == 0 else tuple(
-      (term, LOSS_TERMS[term.loss]()) for term in method.distillation)
-  return Objective(CLASSIFICATION_LOSSES[method.classification](old_classes, pixel_mean),
-                   distillation)
+  validate(method)
+  regularizer = (method.regularizer, method.regularizer_weight)
+  if old_classes == 0:
+    return Objective(CrossEntropy(pixel_mean=method.pixel_mean, name="ce"), (), 0, *regularizer)
+  distillation = []
+  for term in method.distillation:
+    spec = LOSS_TERMS[term.loss]
+    distillation.append(Distillation(term.loss, term.weight, term.endpoint or spec.endpoint,
+                                     (term.pixels or spec.pixels) if spec.pixels else None,
+                                     spec.build(method)))
+  return Objective(CLASSIFICATION_LOSSES[method.classification](old_classes, method.pixel_mean),
+                   tuple(distillation), old_classes, *regularizer, freeze=method.freeze)
+
+
+def describe() -> str:
+  """One line per named method: name, supervised loss, terms, freezing, regulariser, init."""
+  lines = [f"{'method':15s} {'CE':5s} {'pixels':6s} {'distillation':26s} {'freeze':10s} "
+           f"{'regulariser':11s} init"]
+  for m in METHODS.values():
+    terms = ", ".join(f"{t.loss} x{t.weight:g}" for t in m.distillation) or "-"
+    if any(t.loss == "cls" for t in m.distillation) and m.temperature != 1.0:
+      terms += f" (T={m.temperature:g})"
+    regulariser = f"{m.regularizer} x{m.regularizer_weight:g}" if m.regularizer else "-"
+    lines.append(f"{m.name:15s} {m.classification:5s} {m.pixel_mean:6s} {terms:26s} "
+                 f"{m.freeze:10s} {regulariser:11s} {m.init}" + (" (offline)" if m.offline else ""))
+  return "\n".join(lines)
+
+
+if __name__ == "__main__":
+  print(describe())

@@ -34,8 +34,10 @@ from kdseg.data.tasks import TaskError, TaskPlan, make_plan  # noqa: E402
 from kdseg.engine import checkpoints  # noqa: E402
 from kdseg.engine.evaluation import confusion_matrix  # noqa: E402
 from kdseg.engine.loop import Schedule, StepTrainer, make_optimizer  # noqa: E402
-from kdseg.methods import Method, MethodError, build_objective, get_method  # noqa: E402
+from kdseg.losses.regularizers import ImportanceRegularizer  # noqa: E402
+from kdseg.methods import Method, MethodError, build_objective, customize, get_method  # noqa: E402
 from kdseg.models.classifier import HEAD_INITIALIZERS  # noqa: E402
+from kdseg.models.freezing import freeze  # noqa: E402
 from kdseg.models.segmenter import ModelConfig, build_segmenter, copy_matching_weights  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -87,8 +89,7 @@ def guard_config(path: str, payload: dict) -> None:
 
 
 def step0_config() -> dict:
-  return {"lr": FLAGS.lr, "epochs": FLAGS.epochs, "pixel_mean": FLAGS.pixel_mean,
-          **_shared_schedule_config()}
+  return {"lr": FLAGS.lr, "epochs": FLAGS.epochs, **_shared_schedule_config()}
 
 
 def _shared_schedule_config() -> dict:
@@ -133,12 +134,47 @@ def _how_to_train(step: int, method: Method) -> str:
           f"--step={step} (or omit --step to train all steps in order).")
 
 
-def train_step(experiment: Experiment, method: Method, step: int) -> None:
+def resolve_methods() -> list[Method]:
+  """The --method records, changed by the method flags (--distill, --freeze, ...)."""
+  return [customize(get_method(name), classification=FLAGS.classification,
+                    distill=FLAGS.distill, freeze=FLAGS.freeze, init=FLAGS.init,
+                    regularizer=FLAGS.regularizer, pixel_mean=FLAGS.pixel_mean,
+                    temperature=FLAGS.temperature, kd_alpha=FLAGS.kd_alpha,
+                    distill_pixels=FLAGS.distill_pixels, spkd_divide_by=FLAGS.spkd_divide_by)
+          for name in FLAGS.method]
+
+
+def joint_plan(plan: TaskPlan) -> TaskPlan:
+  """The offline upper bound: every class of `plan`, in its order, learned in one step."""
+  return TaskPlan(name=f"{plan.name} joint", steps=(plan.order(plan.num_steps - 1),))
+
+
+def _split_dir(experiment: Experiment, plan: TaskPlan) -> str:
+  directory = os.path.join(experiment.run_dir, "splits")
+  return directory if plan is experiment.plan else os.path.join(directory, "joint")
+
+
+def _regularizer(method: Method, model, old_model, previous_dir: str | None, step: int):
+  """The step's EWC/PI/RW state, seeded with the previous step's finished state (None if the
+  method has no regulariser)."""
+  if method.regularizer is None:
+    return None
+  previous = old_parameters = None
+  if old_model is not None:
+    previous = checkpoints.load_state(previous_dir, _how_to_train(step - 1, method))
+    old_parameters = {v.path: v.numpy() for v in old_model.variables}
+  return ImportanceRegularizer(method.regularizer,
+                               [(v.path, v) for v in model.trainable_variables], previous,
+                               old_parameters, name=method.regularizer)
+
+
+def train_step(experiment: Experiment, method: Method, step: int,
+               plan: TaskPlan | None = None) -> None:
   """Trains `step` of `method` (resuming if interrupted) and saves its final checkpoint."""
-  plan, strategy = experiment.plan, experiment.strategy
+  plan, strategy = plan or experiment.plan, experiment.strategy
   directory = checkpoints.step_dir(experiment.run_dir, method, step)
   train_files = experiment.source.split("train")
-  ids = splits.step_ids(os.path.join(experiment.run_dir, "splits"), step, "train",
+  ids = splits.step_ids(_split_dir(experiment, plan), step, "train",
                         train_files.ids, splits.train_rows(experiment.train_presence, plan, step,
                                                            experiment.setting))
   first = step == 0
@@ -153,59 +189,72 @@ def train_step(experiment: Experiment, method: Method, step: int) -> None:
   keras.utils.set_random_seed(FLAGS.seed + step)
   with strategy.scope():
     model = build_segmenter(experiment.model_config, plan.classes_per_step(step))
-    old_model = None
+    old_model = previous_dir = None
     if step > 0:
+      previous_dir = checkpoints.step_dir(experiment.run_dir, method, step - 1)
       old_model = checkpoints.load_final(
-          checkpoints.step_dir(experiment.run_dir, method, step - 1), experiment.model_config,
-          plan.classes_per_step(step - 1), _how_to_train(step - 1, method))
+          previous_dir, experiment.model_config, plan.classes_per_step(step - 1),
+          _how_to_train(step - 1, method))
       old_model.trainable = False
       copy_matching_weights(old_model, model)
       HEAD_INITIALIZERS[method.init](model.classifier)
-    objective = build_objective(method, plan.num_classes(step - 1) if step else 0,
-                                FLAGS.pixel_mean)
+    objective = build_objective(method, plan.num_classes(step - 1) if step else 0)
+    frozen = freeze(model, objective.freeze)
+    regularizer = _regularizer(method, model, old_model, previous_dir, step)
     optimizer = make_optimizer(schedule)
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-    checkpoint, manager = checkpoints.training_manager(directory, model, optimizer, epoch)
+    checkpoint, manager = checkpoints.training_manager(directory, model, optimizer, epoch,
+                                                       regularizer)
     if manager.latest_checkpoint:
       optimizer.build(model.trainable_variables)  # create the momentum slots it restores into
       checkpoint.restore(manager.latest_checkpoint).assert_consumed()
       print(f"  resuming step {step} from {manager.latest_checkpoint} (epoch {int(epoch.numpy())})")
     trainer = StepTrainer(strategy, model, old_model, objective, optimizer,
-                          FLAGS.weight_decay, FLAGS.jit_compile)
+                          FLAGS.weight_decay, FLAGS.jit_compile, regularizer)
   writer = tf.summary.create_file_writer(os.path.join(
       experiment.run_dir, "tensorboard", os.path.relpath(directory, experiment.run_dir)))
   print(f"[{method.name}] step {step}: classes {list(plan.new_classes(step))}, {len(ids)} "
         f"training images, {schedule.epochs} epochs x {schedule.steps_per_epoch} iterations, "
-        f"terms {trainer.term_names}", flush=True)
+        f"terms {trainer.term_names}" + (f", {len(frozen)} frozen variables" if frozen else ""),
+        flush=True)
   start = time.time()
   trainer.train(dataset, schedule, epoch, on_epoch_end=manager.save, writer=writer,
                 log_every=FLAGS.log_every, verbose=FLAGS.verbose)
-  checkpoints.save_final(model, directory)
+  checkpoints.save_final(model, directory,
+                         None if regularizer is None else regularizer.finish())
   writer.close()
   print(f"[{method.name}] step {step} trained in {time.time() - start:.1f}s", flush=True)
 
 
-def evaluate_step(experiment: Experiment, method: Method, step: int) -> dict:
-  """Evaluates the finished model of `step` on the validation images of the classes seen so far."""
-  plan = experiment.plan
+def evaluate_step(experiment: Experiment, method: Method, step: int,
+                  plan: TaskPlan | None = None) -> dict:
+  """Evaluates the finished model of `step` on the validation images of the classes seen so far.
+
+  With `plan` (joint training) the model of that plan's `step` is evaluated and reported as the
+  last step of the experiment's plan, whose classes it predicts in the same order.
+  """
+  plan = plan or experiment.plan
+  report_plan, report_step = experiment.plan, step if plan is experiment.plan else (
+      experiment.plan.num_steps - 1)
   directory = checkpoints.step_dir(experiment.run_dir, method, step)
   model = checkpoints.load_final(directory, experiment.model_config, plan.classes_per_step(step),
                                  _how_to_train(step, method))
   val_files = experiment.source.split("val")
-  ids = splits.step_ids(os.path.join(experiment.run_dir, "splits"), step, "val", val_files.ids,
+  ids = splits.step_ids(_split_dir(experiment, plan), step, "val", val_files.ids,
                         splits.eval_rows(experiment.val_presence, plan, step))
   dataset = pipeline.eval_dataset(experiment.source, val_files.select(ids),
                                   splits.eval_label_table(plan, step), FLAGS.eval_batch_size)
   confusion = confusion_matrix(model, dataset, plan.num_classes(step))
-  record = report.step_record(plan, step, metrics.scores(confusion),
+  record = report.step_record(report_plan, report_step, metrics.scores(confusion),
                               experiment.source.class_names, FLAGS.background_in_old)
   record["num_val_images"] = len(ids)
   record["confusion"] = confusion.tolist()
   checkpoints.write_json_atomic(
-      os.path.join(experiment.run_dir, method.name, "results", f"step_{step}.json"), record)
+      os.path.join(experiment.run_dir, method.name, "results", f"step_{report_step}.json"),
+      record)
   writer = tf.summary.create_file_writer(
       os.path.join(experiment.run_dir, "tensorboard", method.name, "eval"))
-  with writer.as_default(step=step):
+  with writer.as_default(step=report_step):
     for key in ("miou_old", "miou_new", "miou_all"):
       if record[key] is not None:
         tf.summary.scalar(f"eval/{key}", record[key])
@@ -217,17 +266,19 @@ def run_method(experiment: Experiment, method: Method, steps: list[int]) -> dict
   method_dir = os.path.join(experiment.run_dir, method.name)
   guard_config(os.path.join(method_dir, "method.json"), {
       "method": dataclasses.asdict(method), "lr_incremental": FLAGS.lr_incremental,
-      "epochs_incremental": FLAGS.epochs_incremental, "pixel_mean": FLAGS.pixel_mean,
-      **_shared_schedule_config()})
+      "epochs_incremental": FLAGS.epochs_incremental, **_shared_schedule_config()})
   with open(os.path.join(method_dir, "flags.txt"), "w") as out:
     out.write(FLAGS.flags_into_string())
+  plan = None
+  if method.offline:  # one step with every class; reported as the experiment's last step
+    plan, steps = joint_plan(experiment.plan), [0]
   record = {}
   for step in steps:
     if checkpoints.is_complete(checkpoints.step_dir(experiment.run_dir, method, step)):
       print(f"[{method.name}] step {step} already trained; evaluating its checkpoint.")
     else:
-      train_step(experiment, method, step)
-    record = evaluate_step(experiment, method, step)
+      train_step(experiment, method, step, plan)
+    record = evaluate_step(experiment, method, step, plan)
     print(report.format_step_table(record, method.name), flush=True)
   return record
 
@@ -236,12 +287,12 @@ def main(argv):
   del argv
   tf.get_logger().setLevel("ERROR")
   logging.set_verbosity(logging.WARNING)
-  methods = [get_method(name) for name in FLAGS.method]
+  methods = resolve_methods()
   start = time.time()
   experiment = build_experiment()
   steps = list(range(experiment.plan.num_steps)) if FLAGS.step < 0 else [FLAGS.step]
   if FLAGS.step > 0:  # fail before any training if a previous step is missing
-    for method in methods:
+    for method in (m for m in methods if not m.offline):
       previous = checkpoints.step_dir(experiment.run_dir, method, FLAGS.step - 1)
       if not checkpoints.is_complete(previous):
         raise checkpoints.CheckpointError(

@@ -1,35 +1,126 @@
-"""Method records become the right objective at each step (spec §4 weights)."""
+"""Method records become the right objective at each step (spec §4, §6 weights and options)."""
 import tensorflow as tf
 
-from kdseg.losses.segmentation import CrossEntropy, UnbiasedCrossEntropy
-from kdseg.methods import METHODS, MethodError, Method, Term, build_objective, get_method
+from kdseg.losses.distillation import OutputDistillation, SimilarityPreservingDistillation
+from kdseg.losses.segmentation import BinaryCrossEntropy, CrossEntropy, UnbiasedCrossEntropy
+from kdseg.methods import (KD_PAPER_TEMPERATURE, METHODS, Method, MethodError, Term,
+                           build_objective, customize, get_method)
+
+# Every named method the issue lists: both papers' methods and the MiB ablation rows.
+NAMED = ["ft", "joint", "lwf", "lwf-mc", "ilt", "ewc", "pi", "rw", "mib", "mib-ce-only",
+         "mib-ce-kd", "kd-cls", "kd-cls-t", "ef", "e2lf", "ef+kd-cls-t", "e2lf+kd-cls-t",
+         "kd-enc", "kd-dec", "ef+kd-dec", "kd-spkd", "kd-spkd-avg"]
+
+
+def _terms(name, old_classes=16):
+  objective = build_objective(get_method(name), old_classes)
+  return [(t.name, t.weight, t.endpoint, t.pixels) for t in objective.distillation]
 
 
 class ObjectiveTest(tf.test.TestCase):
 
-  def test_step_0_has_no_distillation_and_plain_ce(self):
+  def test_every_named_method_is_registered(self):
+    self.assertCountEqual(METHODS, NAMED)
+
+  def test_step_0_is_plain_ce_without_distillation_or_freezing(self):
     for method in METHODS.values():
       objective = build_objective(method, old_classes=0)
       self.assertEmpty(objective.distillation, msg=method.name)
       self.assertIsInstance(objective.classification, CrossEntropy, msg=method.name)
+      self.assertEqual(objective.freeze, "none", msg=method.name)
+      self.assertEqual(objective.classification.pixel_mean, method.pixel_mean, msg=method.name)
 
-  def test_incremental_terms_and_weights(self):
-    expected = {"ft": [], "lwf": [("kd", 100.0, "logits")],
-                "ilt": [("kd", 100.0, "logits"), ("feature_mse", 100.0, "encoder")],
-                "mib": [("ukd", 10.0, "logits")]}
-    for name, terms in expected.items():
-      objective = build_objective(get_method(name), old_classes=16)
-      self.assertEqual([(loss.name, term.weight, term.endpoint)
-                        for term, loss in objective.distillation], terms, msg=name)
-    self.assertIsInstance(build_objective(get_method("mib"), 16).classification,
-                          UnbiasedCrossEntropy)
-    self.assertEqual(get_method("mib").init, "background")
+  def test_mib_paper_terms_and_weights(self):
+    self.assertEqual(_terms("ft"), [])
+    self.assertEqual(_terms("lwf"), [("kd", 100.0, "logits", None)])
+    self.assertEqual(_terms("ilt"), [("kd", 100.0, "logits", None),
+                                     ("feature_mse", 100.0, "encoder", None)])
+    self.assertEqual(_terms("mib"), [("ukd", 10.0, "logits", None)])
+    self.assertEqual(_terms("lwf-mc"), [("bce_distill", 10.0, "logits", None)])
+    self.assertIsInstance(build_objective(get_method("lwf-mc"), 16).classification,
+                          BinaryCrossEntropy)
+    self.assertEqual(_terms("mib-ce-only"), [("kd", 100.0, "logits", None)])
+    self.assertEqual(_terms("mib-ce-kd"), [("ukd", 10.0, "logits", None)])
+    for name in ("mib", "mib-ce-only", "mib-ce-kd"):
+      self.assertIsInstance(build_objective(get_method(name), 16).classification,
+                            UnbiasedCrossEntropy)
+    self.assertEqual([get_method(n).init for n in ("mib", "mib-ce-kd")], ["background", "random"])
+    for name, weight in (("ewc", 500.0), ("pi", 500.0), ("rw", 100.0)):
+      objective = build_objective(get_method(name), 16)
+      self.assertEqual((objective.regularizer, objective.regularizer_weight), (name, weight))
+      self.assertFalse(get_method(name).shares_step0)   # their state starts at step 0
+    self.assertTrue(get_method("joint").offline)
+
+  def test_kd_paper_terms_freezing_and_valid_pixel_ce(self):
+    self.assertEqual(_terms("kd-cls"), [("cls", 1.0, "logits", "valid")])
+    self.assertEqual(_terms("kd-enc"), [("enc", 1.0, "encoder", None)])
+    self.assertEqual(_terms("kd-dec"), [("dec", 1.0, "aspp", None)])
+    self.assertEqual(_terms("kd-spkd-avg"), [("spkd_avg", 1.0, "encoder", None)])
+    cls_t = build_objective(get_method("kd-cls-t"), 16).distillation[0].loss
+    self.assertIsInstance(cls_t, OutputDistillation)
+    self.assertEqual(cls_t.temperature, KD_PAPER_TEMPERATURE)
+    self.assertEqual(build_objective(get_method("kd-cls"), 16).distillation[0].loss.temperature,
+                     1.0)
+    self.assertFalse(build_objective(get_method("kd-spkd"), 16).distillation[0].loss.spatial_sum)
+    freezes = {n: build_objective(get_method(n), 16).freeze for n in
+               ("ef", "e2lf", "ef+kd-cls-t", "e2lf+kd-cls-t", "ef+kd-dec", "kd-cls")}
+    self.assertEqual(freezes, {"ef": "encoder", "e2lf": "first-two", "ef+kd-cls-t": "encoder",
+                               "e2lf+kd-cls-t": "first-two", "ef+kd-dec": "encoder",
+                               "kd-cls": "none"})
+    for name in NAMED:
+      kd_paper = name.startswith(("kd-", "ef", "e2lf"))
+      self.assertEqual(get_method(name).pixel_mean, "valid" if kd_paper else "all", msg=name)
+    # KD-paper methods share a step 0 trained with the valid-pixel CE, MiB ones theirs.
+    self.assertEqual({get_method(n).step0_key for n in ("kd-cls", "ef")}, {"ce-valid"})
+    self.assertEqual(get_method("lwf").step0_key, "ce")
 
   def test_inconsistent_records_are_rejected(self):
-    with self.assertRaisesRegex(MethodError, "unknown terms"):
+    with self.assertRaisesRegex(MethodError, "distillation term 'nope'"):
       build_objective(Method("x", "", "ce", (Term("nope", 1.0),)), old_classes=3)
-    with self.assertRaisesRegex(MethodError, "classification"):
-      build_objective(Method("x", "", "bce"), old_classes=3)
+    with self.assertRaisesRegex(MethodError, "classification loss 'bce2'"):
+      build_objective(Method("x", "", "bce2"), old_classes=3)
+    with self.assertRaisesRegex(MethodError, "freeze 'half'"):
+      build_objective(Method("x", "", freeze="half"), old_classes=3)
+
+
+class CustomizeTest(tf.test.TestCase):
+
+  def test_flags_compose_any_method(self):
+    method = customize(get_method("mib"), freeze="first-two", distill=["enc:100"])
+    self.assertEqual(method.name, "mib+freeze=first-two+enc=100")
+    self.assertEqual(_terms_of(method), [("ukd", 10.0, "logits", None),
+                                         ("enc", 100.0, "encoder", None)])
+    self.assertEqual(method.init, "background")
+
+  def test_reweight_remove_and_options(self):
+    self.assertEqual(customize(get_method("lwf"), distill=["kd:10"]).distillation,
+                     (Term("kd", 10.0),))
+    self.assertEqual(customize(get_method("ilt"), distill=["feature_mse:0"]).distillation,
+                     (Term("kd", 100.0),))
+    method = customize(get_method("kd-cls-t"), temperature=3.0, distill_pixels="old")
+    self.assertEqual(method.name, "kd-cls-t+T=3.0+pixels=old")
+    objective = build_objective(method, 5)
+    self.assertEqual((objective.distillation[0].loss.temperature,
+                      objective.distillation[0].pixels), (3.0, "old"))
+    method = customize(get_method("ft"), regularizer="ewc")
+    self.assertEqual((method.regularizer, method.regularizer_weight), ("ewc", 500.0))
+    spkd = build_objective(customize(get_method("kd-spkd"), spkd_divide_by="batch_squared"), 5)
+    self.assertIsInstance(spkd.distillation[0].loss, SimilarityPreservingDistillation)
+    self.assertEqual(spkd.distillation[0].loss.divide_by, "batch_squared")
+    self.assertIs(customize(get_method("mib")), get_method("mib"))   # no change, same record
+
+  def test_bad_values_name_the_flag(self):
+    with self.assertRaisesRegex(MethodError, "--distill"):
+      customize(get_method("ft"), distill=["enc:lots"])
+    with self.assertRaisesRegex(MethodError, "--distill:"):
+      customize(get_method("ft"), distill=["l2:1"])
+    with self.assertRaisesRegex(MethodError, "--regularizer"):
+      customize(get_method("ft"), regularizer="si:1")
+
+
+def _terms_of(method):
+  return [(t.name, t.weight, t.endpoint, t.pixels)
+          for t in build_objective(method, 16).distillation]
 
 
 if __name__ == "__main__":

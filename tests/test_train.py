@@ -34,23 +34,37 @@ class EndToEndTest(tf.test.TestCase):
         "--output_stride=16", "--head_channels=16", "--batch_size=8", "--crop_size=32",
         "--lr=0.01", "--lr_incremental=0.001", "--eval_batch_size=12", "--verbose=0"]
 
-  def test_two_steps_every_method(self):
+  def test_two_steps_of_15_1_every_method(self):
     run_dir = f"{self.base}/two_steps"
-    run_train(*self.common, f"--run_dir={run_dir}", f"--method={','.join(METHODS)}",
-              "--epochs=1", "--epochs_incremental=1")
-    # One shared step 0, one step 1 per method; results for both steps of every method.
+    # 15-1's first added class is in only 3 of the 64 training images: batches of 2.
+    args = [*self.common, "--task=15-1", "--batch_size=2", f"--run_dir={run_dir}",
+            f"--method={','.join(METHODS)}", "--epochs=1", "--epochs_incremental=1"]
+    run_train(*args, "--step=0")
+    run_train(*args, "--step=1")
+    # Step 0 is shared by recipe: MiB-paper CE, KD-paper valid-pixel CE; the regularised
+    # methods and joint train their own.
     self.assertTrue(checkpoints.is_complete(f"{run_dir}/step_0"))
+    self.assertTrue(checkpoints.is_complete(f"{run_dir}/step_0_ce-valid"))
+    for method in ("ewc", "pi", "rw", "joint"):
+      self.assertTrue(checkpoints.is_complete(f"{run_dir}/{method}/step_0"), msg=method)
+    for method in ("ewc", "pi", "rw"):   # state saved with each step for the next one
+      for step in (0, 1):
+        self.assertTrue(os.path.isfile(f"{run_dir}/{method}/step_{step}/final/regularizer.npz"))
     for method in METHODS:
-      self.assertTrue(checkpoints.is_complete(f"{run_dir}/{method}/step_1"))
-      with open(f"{run_dir}/{method}/results/step_1.json") as handle:
+      if method != "joint":
+        self.assertTrue(checkpoints.is_complete(f"{run_dir}/{method}/step_1"), msg=method)
+      # joint is reported as the last step (5) of 15-1: all 21 classes.
+      step = 5 if method == "joint" else 1
+      with open(f"{run_dir}/{method}/results/step_{step}.json") as handle:
         record = json.load(handle)
-      self.assertEqual(record["step"], 1)
-      self.assertLen(record["class_iou"], 21)
+      self.assertEqual(record["step"], step)
+      self.assertLen(record["class_iou"], 21 if method == "joint" else 17)
       self.assertBetween(record["miou_all"], 0.0, 1.0)
       confusion = np.array(record["confusion"])
-      self.assertEqual(confusion.shape, (21, 21))
+      self.assertEqual(confusion.shape, (21, 21) if method == "joint" else (17, 17))
       self.assertGreater(confusion.sum(), 0)
     self.assertTrue(os.path.isfile(f"{run_dir}/splits/step_1_train.txt"))
+    self.assertTrue(os.path.isfile(f"{run_dir}/splits/joint/step_0_train.txt"))
     self.assertTrue(glob.glob(f"{run_dir}/tensorboard/mib/step_1/events.out.tfevents.*"))
     self.assertTrue(glob.glob(f"{run_dir}/tensorboard/mib/eval/events.out.tfevents.*"))
     with open(f"{run_dir}/comparison.txt") as handle:
@@ -58,16 +72,43 @@ class EndToEndTest(tf.test.TestCase):
     for method in METHODS:
       self.assertIn(method, table)
 
+    # EF: the whole encoder, BN statistics included, is the step-0 encoder; E2LF: only conv1 and
+    # conv2_x are, the rest of the encoder trained.
+    step0 = checkpoints.load_final(f"{run_dir}/step_0_ce-valid", MODEL, [16], "")
+    before = {v.path: v.numpy() for v in step0.backbone.variables}
+    for method, frozen_prefixes in (("ef", ("",)), ("e2lf", ("conv1_", "conv2_"))):
+      after = checkpoints.load_final(f"{run_dir}/{method}/step_1", MODEL, [16, 1], "")
+      for variable in after.backbone.variables:
+        layer = variable.path.split("/")[-2]
+        if layer.startswith(frozen_prefixes):
+          self.assertAllEqual(variable, before[variable.path], msg=f"{method} {variable.path}")
+      changed = [v.path for v in after.backbone.variables
+                 if not np.array_equal(v.numpy(), before[v.path])]
+      self.assertEqual(bool(changed), method == "e2lf", msg=method)
+
     # Running again finds every step finished: nothing is retrained or rewritten.
     before = os.path.getmtime(f"{run_dir}/mib/step_1/final/done.json")
-    run_train(*self.common, f"--run_dir={run_dir}", "--method=mib", "--epochs=1",
-              "--epochs_incremental=1", "--step=1")
+    run_train(*args[:-3], "--method=mib", "--epochs=1", "--epochs_incremental=1", "--step=1")
     self.assertEqual(before, os.path.getmtime(f"{run_dir}/mib/step_1/final/done.json"))
 
     # Other flags in the same run directory are refused before anything is touched.
     with self.assertRaisesRegex(train.ConfigMismatchError, "epochs"):
-      run_train(*self.common, f"--run_dir={run_dir}", "--method=mib", "--epochs=3",
-                "--epochs_incremental=1")
+      run_train(*args[:-3], "--method=mib", "--epochs=3", "--epochs_incremental=1")
+
+  def test_deeplab_v2_decoder_distillation_and_composed_flags(self):
+    run_dir = f"{self.base}/v2"
+    run_train(*self.common, f"--run_dir={run_dir}", "--head=v2", "--output_stride=8",
+              "--method=kd-dec,mib", "--freeze=encoder", "--distill=dec:0.5", "--epochs=1",
+              "--epochs_incremental=1")
+    for name in ("kd-dec+freeze=encoder+dec=0.5", "mib+freeze=encoder+dec=0.5"):
+      with open(f"{run_dir}/{name}/method.json") as handle:
+        record = json.load(handle)["method"]
+      self.assertEqual(record["freeze"], "encoder")
+      self.assertIn({"loss": "dec", "weight": 0.5, "endpoint": None, "pixels": None},
+                    record["distillation"])
+      self.assertTrue(os.path.isfile(f"{run_dir}/{name}/results/step_1.json"))
+    with self.assertRaisesRegex(MethodError, "--distill"):
+      run_train(*self.common, f"--run_dir={run_dir}", "--method=ft", "--distill=foo:1")
 
   def test_step_chains_from_the_previous_checkpoint(self):
     run_dir = f"{self.base}/chain"

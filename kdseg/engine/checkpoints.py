@@ -1,9 +1,12 @@
 """Where each step's weights live, and how step t is chained from step t-1.
 
-  <run_dir>/step_0/                  step 0 shared by methods with shares_step0
+  <run_dir>/step_0/                  step 0 shared by methods with shares_step0 (MiB's CE)
+  <run_dir>/step_0_<key>/            ... with another step-0 recipe (e.g. ce-valid, KD paper)
   <run_dir>/<method>/step_<t>/
-      train/        tf.train.CheckpointManager: model + optimizer + epoch, for resuming a step
-      final/        the finished step's model weights; final/done.json marks completion
+      train/        tf.train.CheckpointManager: model + optimizer + epoch (+ regulariser
+                    statistics), for resuming a step
+      final/        the finished step's model weights, regulariser.npz (EWC/PI/RW state handed
+                    to the next step) and done.json, which marks completion
 A step counts as trained only once done.json exists, which is written after the weights, so an
 interrupted run never leaves a half-written step that the next step would chain from.
 """
@@ -13,6 +16,7 @@ import json
 import os
 import tempfile
 
+import numpy as np
 import tensorflow as tf
 
 from kdseg.methods import Method
@@ -33,7 +37,8 @@ def write_json_atomic(path: str, payload) -> None:
 
 def step_dir(run_dir: str, method: Method, step: int) -> str:
   if step == 0 and method.shares_step0:
-    return os.path.join(run_dir, "step_0")
+    key = method.step0_key
+    return os.path.join(run_dir, "step_0" if key == "ce" else f"step_0_{key}")
   return os.path.join(run_dir, method.name, f"step_{step}")
 
 
@@ -41,10 +46,29 @@ def is_complete(directory: str) -> bool:
   return os.path.isfile(os.path.join(directory, "final", "done.json"))
 
 
-def save_final(model: Segmenter, directory: str) -> None:
+def save_final(model: Segmenter, directory: str, state: dict | None = None) -> None:
+  """Writes the finished weights (and a regulariser's state), then done.json."""
   tf.train.Checkpoint(model=model).write(os.path.join(directory, "final", "model"))
+  if state is not None:
+    path = os.path.join(directory, "final", STATE_FILE)
+    with open(path + ".tmp", "wb") as out:
+      np.savez(out, **state)
+    os.replace(path + ".tmp", path)
   write_json_atomic(os.path.join(directory, "final", "done.json"),
                     {"classes_per_step": model.classifier.classes_per_step})
+
+
+STATE_FILE = "regularizer.npz"
+
+
+def load_state(directory: str, how_to_make_it: str) -> dict[str, np.ndarray]:
+  """The regulariser state saved with a finished step."""
+  path = os.path.join(directory, "final", STATE_FILE)
+  if not os.path.isfile(path):
+    raise CheckpointError(f"{path} is missing: the step in {directory} was not trained with "
+                          f"this regulariser. {how_to_make_it}")
+  with np.load(path) as stored:
+    return {key: stored[key] for key in stored.files}
 
 
 def load_final(directory: str, config: ModelConfig, classes_per_step: list[int],
@@ -69,8 +93,9 @@ def load_final(directory: str, config: ModelConfig, classes_per_step: list[int],
   return model
 
 
-def training_manager(directory: str, model, optimizer, epoch: tf.Variable):
+def training_manager(directory: str, model, optimizer, epoch: tf.Variable, regularizer=None):
   """CheckpointManager of a step in progress (latest two kept)."""
-  checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch)
+  extra = {} if regularizer is None else {"regularizer": regularizer}
+  checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch, **extra)
   return checkpoint, tf.train.CheckpointManager(checkpoint, os.path.join(directory, "train"),
                                                 max_to_keep=2)

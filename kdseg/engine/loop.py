@@ -14,6 +14,8 @@ import time
 import keras
 import tensorflow as tf
 
+from kdseg.losses.distillation import pixel_selection
+from kdseg.losses.regularizers import ImportanceRegularizer
 from kdseg.methods import Objective
 
 
@@ -40,37 +42,60 @@ def make_optimizer(schedule: Schedule) -> keras.optimizers.Optimizer:
 
 
 class StepTrainer:
-  """Trains `model` for one learning step; `old_model` (frozen, inference mode) or None."""
+  """Trains `model` for one learning step; `old_model` (frozen, inference mode) or None.
+
+  Per iteration: the loss terms of the Objective give the gradient g; a parameter regulariser
+  (EWC/PI/RW) updates its statistics from g summed over replicas; weight decay and the
+  regulariser's penalty add their own gradients; the optimizer applies the sum.
+  """
 
   def __init__(self, strategy: tf.distribute.Strategy, model, old_model, objective: Objective,
                optimizer: keras.optimizers.Optimizer, weight_decay: float,
-               jit_compile: bool = False):
+               jit_compile: bool = False, regularizer: ImportanceRegularizer | None = None):
     self.strategy = strategy
     self.model = model
     self.old_model = old_model
     self.objective = objective
     self.optimizer = optimizer
     self.weight_decay = weight_decay
+    self.regularizer = regularizer
     self.variables = model.trainable_variables
     self.term_names = ([objective.classification.name] +
-                       [loss.name for _, loss in objective.distillation] + ["weight_decay"])
+                       [term.name for term in objective.distillation] + ["weight_decay"] +
+                       ([objective.regularizer] if regularizer is not None else []))
     self._step = tf.function(self._distributed_step, jit_compile=jit_compile)
 
   def _replica_step(self, images, labels):
+    objective = self.objective
     old_outputs = None if self.old_model is None else self.old_model(images, training=False)
     replicas = self.strategy.num_replicas_in_sync
     with tf.GradientTape() as tape:
       outputs = self.model(images, training=True)
-      terms = {self.objective.classification.name:
-               self.objective.classification(labels, outputs["logits"])}
-      for term, loss in self.objective.distillation:
-        terms[loss.name] = term.weight * loss(tf.stop_gradient(old_outputs[term.endpoint]),
-                                              outputs[term.endpoint])
+      terms = {objective.classification.name: objective.classification(labels, outputs["logits"])}
+      for term in objective.distillation:
+        sample_weight = (None if term.pixels is None else
+                         pixel_selection(labels, term.pixels, objective.old_classes))
+        terms[term.name] = term.weight * term.loss(
+            tf.stop_gradient(old_outputs[term.endpoint]), outputs[term.endpoint],
+            sample_weight=sample_weight)
+      loss = tf.add_n(list(terms.values()))
+    gradients = [tf.zeros_like(v) if g is None else g
+                 for g, v in zip(tape.gradient(loss, self.variables), self.variables)]
+    if self.regularizer is not None:  # statistics from the loss gradient of the whole batch
+      self.regularizer.update(gradients if replicas == 1 else
+                              tf.distribute.get_replica_context().all_reduce(
+                                  tf.distribute.ReduceOp.SUM, gradients))
+    with tf.GradientTape() as penalty_tape:
       squared_norm = tf.add_n([tf.reduce_sum(tf.square(v)) for v in self.variables])
       terms["weight_decay"] = 0.5 * self.weight_decay * squared_norm / replicas
-      total = tf.add_n(list(terms.values()))
-    gradients = tape.gradient(total, self.variables)
-    self.optimizer.apply_gradients(zip(gradients, self.variables))
+      penalty = terms["weight_decay"]
+      if self.regularizer is not None:
+        terms[objective.regularizer] = (objective.regularizer_weight *
+                                        self.regularizer.penalty() / replicas)
+        penalty = penalty + terms[objective.regularizer]
+    penalty_gradients = penalty_tape.gradient(penalty, self.variables)
+    self.optimizer.apply_gradients(zip([g + p for g, p in zip(gradients, penalty_gradients)],
+                                       self.variables))
     return terms
 
   def _distributed_step(self, batch):
