@@ -35,6 +35,18 @@ class FinalCheckpointTest(tf.test.TestCase):
     with self.assertRaisesRegex(checkpoints.CheckpointError, "does not match"):
       checkpoints.load_final(directory, ModelConfig("tiny", 8, 32), [4], "")
 
+  def test_regulariser_state_round_trip_and_missing_state(self):
+    directory = os.path.join(self.get_temp_dir(), "ewc_step_0")
+    state = {"fisher/segmenter/backbone/conv1_conv/kernel": np.arange(6, dtype=np.float32)}
+    checkpoints.save_final(build_segmenter(CONFIG, [4]), directory, state)
+    loaded = checkpoints.load_state(directory, "")
+    self.assertEqual(list(loaded), list(state))
+    self.assertAllEqual(loaded["fisher/segmenter/backbone/conv1_conv/kernel"], np.arange(6))
+    plain = os.path.join(self.get_temp_dir(), "ft_step_0")
+    checkpoints.save_final(build_segmenter(CONFIG, [4]), plain)
+    with self.assertRaisesRegex(checkpoints.CheckpointError, "regularizer.npz is missing.*retrain"):
+      checkpoints.load_state(plain, "retrain")
+
 
 if __name__ == "__main__":
   tf.test.main()

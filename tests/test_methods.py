@@ -53,8 +53,10 @@ class ObjectiveTest(tf.test.TestCase):
 
   def test_kd_paper_terms_freezing_and_valid_pixel_ce(self):
     self.assertEqual(_terms("kd-cls"), [("cls", 1.0, "logits", "valid")])
-    self.assertEqual(_terms("kd-enc"), [("enc", 1.0, "encoder", None)])
-    self.assertEqual(_terms("kd-dec"), [("dec", 1.0, "aspp", None)])
+    self.assertEqual(_terms("kd-enc"), [("enc", 0.1, "encoder", None)])
+    self.assertEqual(_terms("kd-dec"), [("dec", 0.1, "aspp", None)])
+    # L_cls-T's weight is T^2 (the printed term has no T^2 factor).
+    self.assertEqual(_terms("kd-cls-t"), [("cls", KD_PAPER_TEMPERATURE ** 2, "logits", "valid")])
     self.assertEqual(_terms("kd-spkd-avg"), [("spkd_avg", 1.0, "encoder", None)])
     cls_t = build_objective(get_method("kd-cls-t"), 16).distillation[0].loss
     self.assertIsInstance(cls_t, OutputDistillation)
