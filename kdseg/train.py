@@ -234,8 +234,8 @@ def evaluate_step(experiment: Experiment, method: Method, step: int,
   last step of the experiment's plan, whose classes it predicts in the same order.
   """
   plan = plan or experiment.plan
-  report_plan, report_step = experiment.plan, step if plan is experiment.plan else (
-      experiment.plan.num_steps - 1)
+  report_plan = experiment.plan
+  report_step = step if plan is experiment.plan else report_plan.num_steps - 1
   directory = checkpoints.step_dir(experiment.run_dir, method, step)
   model = checkpoints.load_final(directory, experiment.model_config, plan.classes_per_step(step),
                                  _how_to_train(step, method))

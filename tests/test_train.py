@@ -142,6 +142,27 @@ class EndToEndTest(tf.test.TestCase):
     for before, after in zip(finished.variables, resumed.variables):
       self.assertAllEqual(before, after, msg=before.path)
 
+  def test_regularised_step_resumes_with_its_state(self):
+    run_dir = f"{self.base}/ewc_resume"
+    args = [*self.common, f"--run_dir={run_dir}", "--method=ewc", "--epochs=1",
+            "--epochs_incremental=2"]
+    run_train(*args)
+    with np.load(f"{run_dir}/ewc/step_1/final/regularizer.npz") as stored:
+      fisher = {key: stored[key] for key in stored.files}
+    # Interrupted after the last epoch's checkpoint: model, optimizer, epoch and the EWC
+    # statistics (and penalty constants) come back from the training checkpoint.
+    os.remove(f"{run_dir}/ewc/step_1/final/done.json")
+    run_train(*args, "--step=1")
+    with np.load(f"{run_dir}/ewc/step_1/final/regularizer.npz") as stored:
+      self.assertCountEqual(stored.files, fisher)
+      for key in stored.files:
+        self.assertAllEqual(stored[key], fisher[key], msg=key)
+    # The previous step's state is required: without it step 1 cannot be trained.
+    os.remove(f"{run_dir}/ewc/step_0/final/regularizer.npz")
+    os.remove(f"{run_dir}/ewc/step_1/final/done.json")
+    with self.assertRaisesRegex(checkpoints.CheckpointError, "regularizer.npz is missing"):
+      run_train(*args, "--step=1")
+
   def test_missing_previous_step_is_a_clear_error(self):
     run_dir = f"{self.base}/missing"
     with self.assertRaisesRegex(checkpoints.CheckpointError,

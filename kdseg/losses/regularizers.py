@@ -86,8 +86,10 @@ class ImportanceRegularizer(tf.Module):
                           else np.asarray(previous[f"{key}/{path}"], np.float32))
                          for key in STATE_KEYS[kind])
         self.penalised_paths.append(path)
-        self._importance.append(tf.constant(importance, variable.dtype))
-        self._old.append(tf.constant(np.asarray(old_parameters[path]), variable.dtype))
+        # Variables, not constants: ResNet-101 would embed twice its 170 MB in the graph.
+        self._importance.append(tf.Variable(importance, trainable=False, dtype=variable.dtype))
+        self._old.append(tf.Variable(np.asarray(old_parameters[path]), trainable=False,
+                                     dtype=variable.dtype))
     self._penalised = [self.parameters[self.paths.index(p)] for p in self.penalised_paths]
 
   def penalty(self) -> tf.Tensor:
