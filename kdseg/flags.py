@@ -68,6 +68,11 @@ flags.DEFINE_integer("batch_size", 24, "Global batch size (split across replicas
 flags.DEFINE_integer("crop_size", 512, "Training crop side.")
 flags.DEFINE_float("min_scale", 0.5, "Smallest random rescaling factor.")
 flags.DEFINE_float("max_scale", 2.0, "Largest random rescaling factor.")
+flags.DEFINE_integer("iterations_per_class", 0,
+                     "If > 0, each step runs this many iterations per class it learns (KD paper: "
+                     "1000, background counted at step 0) instead of --epochs passes.")
+flags.DEFINE_float("end_lr", 0.0, "Learning rate at the end of each step's poly decay (KD paper "
+                   "1e-6, MiB 0).")
 flags.DEFINE_float("momentum", 0.9, "SGD momentum.")
 flags.DEFINE_float("weight_decay", 1e-4, "Coupled L2 weight decay (PyTorch SGD semantics).")
 flags.DEFINE_float("poly_power", 0.9, "Power of the polynomial learning-rate decay.")

@@ -93,10 +93,13 @@ def step0_config() -> dict:
 
 
 def _shared_schedule_config() -> dict:
+  # Options added later are recorded only when set, so run directories written before them
+  # (where they had their default) stay valid.
+  optional = {"end_lr": FLAGS.end_lr, "iterations_per_class": FLAGS.iterations_per_class}
   return {"batch_size": FLAGS.batch_size, "crop_size": FLAGS.crop_size,
           "min_scale": FLAGS.min_scale, "max_scale": FLAGS.max_scale,
           "momentum": FLAGS.momentum, "weight_decay": FLAGS.weight_decay,
-          "poly_power": FLAGS.poly_power}
+          "poly_power": FLAGS.poly_power, **{k: v for k, v in optional.items() if v}}
 
 
 def build_experiment() -> Experiment:
@@ -182,7 +185,10 @@ def train_step(experiment: Experiment, method: Method, step: int,
       learning_rate=FLAGS.lr if first else FLAGS.lr_incremental,
       epochs=FLAGS.epochs if first else FLAGS.epochs_incremental,
       steps_per_epoch=len(ids) // FLAGS.batch_size, momentum=FLAGS.momentum,
-      weight_decay=FLAGS.weight_decay, poly_power=FLAGS.poly_power)
+      weight_decay=FLAGS.weight_decay, poly_power=FLAGS.poly_power,
+      end_learning_rate=FLAGS.end_lr,
+      # KD paper §5.2: |S_0| x 1000 iterations at step 0 (background counts), |U_k| x 1000 later.
+      iterations=FLAGS.iterations_per_class * len(plan.steps[step]))
   dataset = pipeline.train_dataset(
       experiment.source, train_files.select(ids), splits.train_label_table(plan, step),
       FLAGS.batch_size, FLAGS.crop_size, FLAGS.min_scale, FLAGS.max_scale, FLAGS.seed + step)
@@ -214,7 +220,8 @@ def train_step(experiment: Experiment, method: Method, step: int,
   writer = tf.summary.create_file_writer(os.path.join(
       experiment.run_dir, "tensorboard", os.path.relpath(directory, experiment.run_dir)))
   print(f"[{method.name}] step {step}: classes {list(plan.new_classes(step))}, {len(ids)} "
-        f"training images, {schedule.epochs} epochs x {schedule.steps_per_epoch} iterations, "
+        f"training images, {schedule.total_iterations} iterations ({schedule.num_epochs} x "
+        f"{schedule.steps_per_epoch} per pass), "
         f"terms {trainer.term_names}" + (f", {len(frozen)} frozen variables" if frozen else ""),
         flush=True)
   start = time.time()

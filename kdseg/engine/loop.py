@@ -21,24 +21,44 @@ from kdseg.methods import Objective
 
 @dataclasses.dataclass(frozen=True)
 class Schedule:
+  """Length and learning rate of one step.
+
+  By default the step runs `epochs` passes over its images (MiB). With `iterations` > 0 it runs
+  exactly that many iterations instead (KD paper: |classes of the step| x 1000), the last pass
+  cut short. The learning rate decays polynomially to `end_learning_rate` over the step.
+  """
   learning_rate: float
   epochs: int
   steps_per_epoch: int
   momentum: float = 0.9
   weight_decay: float = 1e-4
   poly_power: float = 0.9
+  end_learning_rate: float = 0.0
+  iterations: int = 0
 
   @property
   def total_iterations(self) -> int:
-    return self.epochs * self.steps_per_epoch
+    return self.iterations if self.iterations > 0 else self.epochs * self.steps_per_epoch
+
+  @property
+  def num_epochs(self) -> int:
+    """Passes over the data, the last possibly partial."""
+    if self.iterations > 0:
+      return -(-self.iterations // max(1, self.steps_per_epoch))
+    return self.epochs
+
+
+def learning_rate_schedule(schedule: Schedule) -> keras.optimizers.schedules.LearningRateSchedule:
+  """Polynomial decay over the step (MiB/DeepLab 'poly' policy)."""
+  return keras.optimizers.schedules.PolynomialDecay(
+      schedule.learning_rate, decay_steps=max(1, schedule.total_iterations),
+      end_learning_rate=schedule.end_learning_rate, power=schedule.poly_power)
 
 
 def make_optimizer(schedule: Schedule) -> keras.optimizers.Optimizer:
-  """SGD with momentum and polynomial decay to 0 over the step (MiB/DeepLab 'poly' policy)."""
-  learning_rate = keras.optimizers.schedules.PolynomialDecay(
-      schedule.learning_rate, decay_steps=max(1, schedule.total_iterations),
-      end_learning_rate=0.0, power=schedule.poly_power)
-  return keras.optimizers.SGD(learning_rate=learning_rate, momentum=schedule.momentum)
+  """SGD with momentum on the step's poly schedule."""
+  return keras.optimizers.SGD(learning_rate=learning_rate_schedule(schedule),
+                              momentum=schedule.momentum)
 
 
 class StepTrainer:
@@ -111,13 +131,15 @@ class StepTrainer:
     """Runs the remaining epochs (from `epoch`); returns the last epoch's mean loss terms."""
     distributed = self.strategy.experimental_distribute_dataset(dataset)
     means = {}
-    for epoch_index in range(int(epoch.numpy()), schedule.epochs):
+    for epoch_index in range(int(epoch.numpy()), schedule.num_epochs):
       # The live bar only on a terminal; logs get the one line per epoch printed below.
       show_bar = verbose and sys.stdout.isatty()
       progress = keras.utils.Progbar(schedule.steps_per_epoch, verbose=int(show_bar),
                                      stateful_metrics=["lr"])
       sums, count, start = {}, 0, time.time()
       for batch in distributed:
+        if int(self.optimizer.iterations.numpy()) >= schedule.total_iterations:
+          break  # an iteration budget (Schedule.iterations) ends inside the last pass
         terms = self._step(batch)
         count += 1
         for name, value in terms.items():
@@ -136,7 +158,7 @@ class StepTrainer:
       epoch.assign(epoch_index + 1)
       on_epoch_end()
       if verbose:
-        print(f"  epoch {epoch_index + 1}/{schedule.epochs}: " +
+        print(f"  epoch {epoch_index + 1}/{schedule.num_epochs}: " +
               " ".join(f"{k}={v:.4f}" for k, v in means.items()) +
               f" ({time.time() - start:.1f}s)", flush=True)
     return means

@@ -1,0 +1,30 @@
+"""Every shipped flagfile parses (known flags, valid values) and names known methods."""
+import glob
+import os
+
+from absl import flags
+import tensorflow as tf
+
+from kdseg import train  # noqa: F401  (defines the flags)
+
+FLAGS = flags.FLAGS
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class FlagfileTest(tf.test.TestCase):
+
+  def test_every_flagfile_parses_and_its_methods_resolve(self):
+    paths = sorted(glob.glob(os.path.join(ROOT, "flags", "*.cfg")))
+    self.assertNotEmpty(paths)
+    for path in paths:
+      FLAGS.unparse_flags()
+      FLAGS(["kdseg.train", f"--flagfile={path}"])
+      methods = train.resolve_methods()
+      self.assertNotEmpty(methods, msg=path)
+      if os.path.basename(path).startswith("kd_"):
+        self.assertEqual((FLAGS.head, FLAGS.iterations_per_class), ("v2", 1000), msg=path)
+    FLAGS.unparse_flags()
+
+
+if __name__ == "__main__":
+  tf.test.main()

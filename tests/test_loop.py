@@ -1,0 +1,39 @@
+"""Step schedules: epochs or an iteration budget, poly decay to an end learning rate."""
+import tensorflow as tf
+
+from kdseg.engine.loop import Schedule, StepTrainer, learning_rate_schedule, make_optimizer
+from kdseg.methods import build_objective, get_method
+from kdseg.models.segmenter import ModelConfig, build_segmenter
+
+
+class ScheduleTest(tf.test.TestCase):
+
+  def test_epochs_or_iteration_budget(self):
+    self.assertEqual(Schedule(0.1, epochs=3, steps_per_epoch=5).total_iterations, 15)
+    budget = Schedule(0.1, epochs=3, steps_per_epoch=5, iterations=12)
+    self.assertEqual((budget.total_iterations, budget.num_epochs), (12, 3))
+
+  def test_poly_decay_reaches_the_end_learning_rate(self):
+    schedule = learning_rate_schedule(Schedule(1e-4, 1, 10, end_learning_rate=1e-6))
+    self.assertAllClose(schedule(0), 1e-4)
+    self.assertAllClose(schedule(10), 1e-6)
+    self.assertAllClose(schedule(5), (1e-4 - 1e-6) * 0.5 ** 0.9 + 1e-6)
+
+  def test_training_stops_at_the_iteration_budget_inside_a_pass(self):
+    model = build_segmenter(ModelConfig("tiny", 16, 8), [3])
+    images = tf.random.stateless_uniform([12, 32, 32, 3], seed=[0, 1])
+    labels = tf.random.stateless_uniform([12, 32, 32], seed=[0, 2], maxval=3, dtype=tf.int32)
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)   # 3 per pass
+    schedule = Schedule(0.01, epochs=1, steps_per_epoch=3, iterations=7)
+    optimizer = make_optimizer(schedule)
+    trainer = StepTrainer(tf.distribute.get_strategy(), model, None,
+                          build_objective(get_method("ft"), 0), optimizer, 1e-4)
+    epoch = tf.Variable(0, dtype=tf.int64)
+    trainer.train(dataset, schedule, epoch, on_epoch_end=lambda: None, writer=None,
+                  log_every=1, verbose=0)
+    self.assertEqual(int(optimizer.iterations.numpy()), 7)
+    self.assertEqual(int(epoch.numpy()), 3)
+
+
+if __name__ == "__main__":
+  tf.test.main()
