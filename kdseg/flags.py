@@ -41,6 +41,9 @@ flags.DEFINE_string("regularizer", None, "Parameter regulariser name:weight (ewc
 flags.DEFINE_enum("pixel_mean", None, ["all", "valid"],
                   "Reduction of the supervised loss: mean over all pixels (MiB reference) or "
                   "over non-ignored pixels (KD paper). Default: the method's.")
+flags.DEFINE_enum("ce_pixels", None, ["new", "objects"],
+                  "Steps >= 1: restrict the CE to new-class pixels or to object pixels (old + new, "
+                  "no background), as options of the KD paper's code; needs the valid-pixel mean.")
 flags.DEFINE_float("temperature", None, "Temperature T of the KD paper's L_cls-T.")
 flags.DEFINE_float("kd_alpha", None, "alpha of MiB's (unbiased) KD targets softmax(alpha z_old).")
 flags.DEFINE_enum("distill_pixels", None, ["all", "valid", "old", "old+bg"],

@@ -52,6 +52,7 @@ class Method:
   regularizer: str | None = None           # "ewc" | "pi" | "rw" (spec §4)
   regularizer_weight: float = 0.0
   pixel_mean: str = "all"                  # CE reduction: "all" (MiB) or "valid" (KD paper)
+  ce_pixels: str | None = None             # steps >= 1: CE only over "new" or "objects" pixels
   temperature: float = 1.0                 # T of the KD paper's L_cls-T
   kd_alpha: float = 1.0                    # alpha of MiB's (unbiased) KD targets
   spkd_divide_by: str = "batch"            # SPKD: "batch" (Eq. 8 as printed) | "batch_squared"
@@ -102,6 +103,9 @@ LOSS_TERMS: dict[str, LossTerm] = {
 }
 
 INITS = ("random", "background")
+# KD paper code options restricting the CE of steps >= 1 (spec §6): new-class pixels only, or
+# old + new object classes without background.
+CE_PIXEL_SELECTIONS = ("new", "objects")
 
 # The KD paper's lambda_D (Eq. 1) is "experimentally tuned" and not reported, nor is T per
 # scenario (1 to 1000). These defaults are kdseg's, from a one-step sweep on shapes 15-1
@@ -199,6 +203,11 @@ def validate(method: Method) -> Method:
                     f"{', '.join(REGULARIZERS)})")
   if method.pixel_mean not in PIXEL_MEANS:
     problems.append(f"pixel_mean {method.pixel_mean!r} ({', '.join(PIXEL_MEANS)})")
+  if method.ce_pixels not in (None,) + CE_PIXEL_SELECTIONS:
+    problems.append(f"ce_pixels {method.ce_pixels!r} (--ce_pixels: "
+                    f"{', '.join(CE_PIXEL_SELECTIONS)})")
+  elif method.ce_pixels is not None and method.pixel_mean != "valid":
+    problems.append("ce_pixels needs the valid-pixel mean (--pixel_mean=valid)")
   if method.temperature <= 0:
     problems.append(f"temperature {method.temperature} (must be > 0)")
   if method.spkd_divide_by not in SPKD_DIVISORS:
@@ -225,7 +234,7 @@ def customize(method: Method, *, classification: str | None = None,
               init: str | None = None, regularizer: str | None = None,
               pixel_mean: str | None = None, temperature: float | None = None,
               kd_alpha: float | None = None, distill_pixels: str | None = None,
-              spkd_divide_by: str | None = None) -> Method:
+              spkd_divide_by: str | None = None, ce_pixels: str | None = None) -> Method:
   """`method` changed by flags; the name records each change (e.g. mib+freeze=first-two+enc=100).
 
   distill: "name:weight" entries add a term or re-weight the method's own (weight 0 removes it;
@@ -243,6 +252,7 @@ def customize(method: Method, *, classification: str | None = None,
   change("freeze", freeze)
   change("init", init)
   change("pixel_mean", pixel_mean)
+  change("ce_pixels", ce_pixels)
   change("temperature", temperature, "T")
   change("kd_alpha", kd_alpha, "alpha")
   change("spkd_divide_by", spkd_divide_by, "spkd")
@@ -301,6 +311,7 @@ class Objective:
   regularizer: str | None = None
   regularizer_weight: float = 0.0
   freeze: str = "none"
+  classification_pixels: str | None = None   # pixel selection of the CE (None: the loss's own)
 
 
 def build_objective(method: Method, old_classes: int) -> Objective:
@@ -320,7 +331,8 @@ def build_objective(method: Method, old_classes: int) -> Objective:
                                      (term.pixels or spec.pixels) if spec.pixels else None,
                                      spec.build(method)))
   return Objective(CLASSIFICATION_LOSSES[method.classification](old_classes, method.pixel_mean),
-                   tuple(distillation), old_classes, *regularizer, freeze=method.freeze)
+                   tuple(distillation), old_classes, *regularizer, freeze=method.freeze,
+                   classification_pixels=method.ce_pixels)
 
 
 def describe() -> str:

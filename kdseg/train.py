@@ -143,7 +143,8 @@ def resolve_methods() -> list[Method]:
                     distill=FLAGS.distill, freeze=FLAGS.freeze, init=FLAGS.init,
                     regularizer=FLAGS.regularizer, pixel_mean=FLAGS.pixel_mean,
                     temperature=FLAGS.temperature, kd_alpha=FLAGS.kd_alpha,
-                    distill_pixels=FLAGS.distill_pixels, spkd_divide_by=FLAGS.spkd_divide_by)
+                    distill_pixels=FLAGS.distill_pixels, spkd_divide_by=FLAGS.spkd_divide_by,
+                    ce_pixels=FLAGS.ce_pixels)
           for name in FLAGS.method]
 
 

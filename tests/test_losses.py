@@ -35,6 +35,14 @@ class CrossEntropyTest(tf.test.TestCase):
     pixel_b = -(1 - _lse(0, 1, 3))
     self.assertAllClose(CrossEntropy()(labels, logits), (pixel_a + pixel_b) / 2)
 
+  def test_restricted_to_selected_pixels(self):
+    # KD paper code option: CE over new-class pixels only (C_old = 2): pixel c alone.
+    labels = tf.constant([[[0, 1, 2, 255]]])
+    logits = tf.constant([[[[2.0, 0.0, 0.0], [0.0, 1.0, 3.0], [0.5, 0.0, 1.0], [9.0, 0.0, 0.0]]]])
+    new_only = pixel_selection(labels, "new", 2)
+    self.assertAllClose(CrossEntropy(pixel_mean="valid")(labels, logits, sample_weight=new_only),
+                        -(1.0 - _lse(0.5, 0.0, 1.0)))
+
   def test_only_ignored_pixels_give_zero_not_nan(self):
     labels = tf.fill([1, 2, 2], 255)
     self.assertAllClose(CrossEntropy(pixel_mean="valid")(labels, tf.zeros([1, 2, 2, 3])), 0.0)
@@ -194,6 +202,8 @@ class OutputDistillationTest(tf.test.TestCase):
     self.assertAllEqual(pixel_selection(labels, "old", 2), [[[0, 1, 0, 0]]])
     self.assertAllEqual(pixel_selection(labels, "old+bg", 2), [[[1, 1, 0, 0]]])
     self.assertAllEqual(pixel_selection(labels, "all", 2), [[[1, 1, 1, 1]]])
+    self.assertAllEqual(pixel_selection(labels, "new", 2), [[[0, 0, 1, 0]]])
+    self.assertAllEqual(pixel_selection(labels, "objects", 2), [[[0, 1, 1, 0]]])
     old_logits = tf.zeros([1, 1, 4, 2])
     new_logits = tf.constant([[[[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 2.0, 0.0],
                                 [5.0, 5.0, 0.0]]]])

@@ -111,6 +111,14 @@ class CustomizeTest(tf.test.TestCase):
     self.assertEqual(spkd.distillation[0].loss.divide_by, "batch_squared")
     self.assertIs(customize(get_method("mib")), get_method("mib"))   # no change, same record
 
+  def test_ce_pixel_restriction_is_a_kd_paper_option(self):
+    objective = build_objective(customize(get_method("kd-cls"), ce_pixels="new"), 5)
+    self.assertEqual(objective.classification_pixels, "new")
+    self.assertIsNone(build_objective(customize(get_method("kd-cls"), ce_pixels="new"),
+                                      0).classification_pixels)   # step 0: all classes are new
+    with self.assertRaisesRegex(MethodError, "--pixel_mean=valid"):
+      customize(get_method("mib"), ce_pixels="objects")
+
   def test_bad_values_name_the_flag(self):
     with self.assertRaisesRegex(MethodError, "--distill"):
       customize(get_method("ft"), distill=["enc:lots"])

@@ -107,6 +107,10 @@ class EndToEndTest(tf.test.TestCase):
       self.assertIn({"loss": "dec", "weight": 0.5, "endpoint": None, "pixels": None},
                     record["distillation"])
       self.assertTrue(os.path.isfile(f"{run_dir}/{name}/results/step_1.json"))
+    # The KD paper's CE restricted to new-class pixels trains through the same loop.
+    run_train(*self.common, f"--run_dir={run_dir}", "--head=v2", "--output_stride=8",
+              "--method=kd-cls", "--ce_pixels=new", "--epochs=1", "--epochs_incremental=1")
+    self.assertTrue(os.path.isfile(f"{run_dir}/kd-cls+ce_pixels=new/results/step_1.json"))
     with self.assertRaisesRegex(MethodError, "--distill"):
       run_train(*self.common, f"--run_dir={run_dir}", "--method=ft", "--distill=foo:1")
 

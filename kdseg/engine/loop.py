@@ -91,7 +91,10 @@ class StepTrainer:
     replicas = self.strategy.num_replicas_in_sync
     with tf.GradientTape() as tape:
       outputs = self.model(images, training=True)
-      terms = {objective.classification.name: objective.classification(labels, outputs["logits"])}
+      ce_weight = (None if objective.classification_pixels is None else pixel_selection(
+          labels, objective.classification_pixels, objective.old_classes))
+      terms = {objective.classification.name: objective.classification(
+          labels, outputs["logits"], sample_weight=ce_weight)}
       for term in objective.distillation:
         sample_weight = (None if term.pixels is None else
                          pixel_selection(labels, term.pixels, objective.old_classes))

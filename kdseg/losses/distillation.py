@@ -17,15 +17,18 @@ import tensorflow as tf
 
 from kdseg.data.voc import IGNORE_LABEL
 
-# Which pixels the KD paper's L_cls averages over (spec §6): selected from the step's labels.
-PIXEL_SELECTIONS = ("all", "valid", "old", "old+bg")
+# Which pixels the KD paper's L_cls (and, optionally, its CE) averages over (spec §6), selected
+# from the step's labels.
+PIXEL_SELECTIONS = ("all", "valid", "old", "old+bg", "new", "objects")
 
 
 def pixel_selection(labels: tf.Tensor, selection: str, old_classes: int) -> tf.Tensor:
   """float32 [B, H, W] mask of the pixels a distillation term is averaged over.
 
   all: every pixel; valid: label != 255; old: labels of old object classes (1..C_old-1,
-  background excluded); old+bg: labels < C_old (old classes or background).
+  background excluded); old+bg: labels < C_old (old classes or background); new: labels of the
+  step's new classes (>= C_old); objects: labels of old or new object classes (background and
+  255 excluded).
   """
   labels = tf.cast(labels, tf.int32)
   if selection == "all":
@@ -36,6 +39,10 @@ def pixel_selection(labels: tf.Tensor, selection: str, old_classes: int) -> tf.T
     mask = (labels >= 1) & (labels < old_classes)
   elif selection == "old+bg":
     mask = labels < old_classes
+  elif selection == "new":
+    mask = (labels >= old_classes) & tf.not_equal(labels, IGNORE_LABEL)
+  elif selection == "objects":
+    mask = (labels >= 1) & tf.not_equal(labels, IGNORE_LABEL)
   else:
     raise ValueError(f"pixel selection {selection!r}; choose one of {PIXEL_SELECTIONS}")
   return tf.cast(mask, tf.float32)
