@@ -28,8 +28,10 @@ flags.DEFINE_list("method", ["mib"], "Method(s) to train, comma-separated (e.g. 
                   "lists them.")
 # Changes to the named methods (default: each method's own setting). A changed method gets a
 # derived name, e.g. --method=mib --freeze=first-two --distill=enc:100 -> mib+freeze=first-two+enc=100.
-flags.DEFINE_enum("classification", None, ["ce", "unce", "bce"],
-                  "Supervised loss of steps >= 1: ce, unce (MiB unbiased CE), bce (LwF-MC).")
+flags.DEFINE_enum("classification", None, ["ce", "unce", "bce", "bce-old", "bce-old-bg"],
+                  "Supervised loss of steps >= 1: ce, unce (MiB unbiased CE), bce (LwF-MC), "
+                  "bce-old / bce-old-bg (LwF-MC 'disjoint' variant: old channels' targets are the "
+                  "old model's sigmoids; -bg keeps the ground-truth background).")
 flags.DEFINE_list("distill", [], "Distillation terms name:weight to add or re-weight (0 removes): "
                   "kd, ukd, bce_distill, feature_mse, cls, enc, dec, spkd, spkd_avg.")
 flags.DEFINE_enum("freeze", None, ["none", "encoder", "first-two"],

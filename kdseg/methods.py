@@ -24,7 +24,7 @@ from kdseg.losses.distillation import (PIXEL_SELECTIONS, SPKD_DIVISORS, FeatureD
                                        SquaredFrobeniusDistillation, UnbiasedKnowledgeDistillation)
 from kdseg.losses.regularizers import KINDS as REGULARIZERS
 from kdseg.losses.segmentation import (PIXEL_MEANS, BinaryCrossEntropy, CrossEntropy,
-                                       UnbiasedCrossEntropy)
+                                       OldTargetBinaryCrossEntropy, UnbiasedCrossEntropy)
 from kdseg.models.freezing import FREEZE_MODES
 
 
@@ -84,7 +84,14 @@ CLASSIFICATION_LOSSES: dict[str, Callable[[int, str], keras.losses.Loss]] = {
         old_classes, pixel_mean=pixel_mean, name="unce"),
     # LwF-MC: always the mean over labelled pixels (spec §2), whatever pixel_mean says.
     "bce": lambda old_classes, pixel_mean: BinaryCrossEntropy(name="bce"),
+    # LwF-MC "disjoint" variant: old channels' targets are the old model's sigmoids (the method
+    # then needs no bce_distill term); -bg keeps the ground-truth background channel.
+    "bce-old": lambda old_classes, pixel_mean: OldTargetBinaryCrossEntropy(name="bce_old"),
+    "bce-old-bg": lambda old_classes, pixel_mean: OldTargetBinaryCrossEntropy(
+        keep_background=True, name="bce_old_bg"),
 }
+# Supervised losses whose y_true is {"labels": ..., "old": old logits}.
+CLASSIFICATION_WITH_OLD_LOGITS = ("bce-old", "bce-old-bg")
 
 LOSS_TERMS: dict[str, LossTerm] = {
     # MiB paper (spec §2): mean over all pixels.
@@ -312,6 +319,7 @@ class Objective:
   regularizer_weight: float = 0.0
   freeze: str = "none"
   classification_pixels: str | None = None   # pixel selection of the CE (None: the loss's own)
+  classification_with_old_logits: bool = False  # y_true = {"labels", "old"} (LwF-MC disjoint)
 
 
 def build_objective(method: Method, old_classes: int) -> Objective:
@@ -332,7 +340,9 @@ def build_objective(method: Method, old_classes: int) -> Objective:
                                      spec.build(method)))
   return Objective(CLASSIFICATION_LOSSES[method.classification](old_classes, method.pixel_mean),
                    tuple(distillation), old_classes, *regularizer, freeze=method.freeze,
-                   classification_pixels=method.ce_pixels)
+                   classification_pixels=method.ce_pixels,
+                   classification_with_old_logits=(method.classification in
+                                                   CLASSIFICATION_WITH_OLD_LOGITS))
 
 
 def describe() -> str:

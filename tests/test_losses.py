@@ -9,7 +9,8 @@ from kdseg.losses.distillation import (FeatureDistillation, KnowledgeDistillatio
                                        SimilarityPreservingDistillation,
                                        SquaredFrobeniusDistillation, UnbiasedKnowledgeDistillation,
                                        pixel_selection)
-from kdseg.losses.segmentation import BinaryCrossEntropy, CrossEntropy, UnbiasedCrossEntropy
+from kdseg.losses.segmentation import (BinaryCrossEntropy, CrossEntropy,
+                                       OldTargetBinaryCrossEntropy, UnbiasedCrossEntropy)
 
 LOG3 = math.log(3.0)
 
@@ -162,6 +163,25 @@ class BinaryCrossEntropyTest(tf.test.TestCase):
 
   def test_only_ignored_pixels_give_zero(self):
     self.assertAllClose(BinaryCrossEntropy()(tf.fill([1, 2, 2], 255), tf.ones([1, 2, 2, 3])), 0.0)
+
+
+class OldTargetBinaryCrossEntropyTest(tf.test.TestCase):
+
+  def test_old_channels_take_the_old_sigmoids(self):
+    # LwF-MC disjoint variant: C_old = 2, C_t = 3. Pixel a: label 2 (new) -> targets
+    # (s(z_old_0), s(z_old_1), 1); pixel b: ignored -> (s, s, 0). Sum over classes, mean over
+    # both pixels. keep_background: channel 0's target is the ground truth (a: 0, b: 0).
+    old_logits = tf.constant([[[[0.0, 1.0]], [[-1.0, 2.0]]]])
+    logits = tf.constant([[[[0.5, -0.5, 1.0]], [[0.0, 1.0, -2.0]]]])
+    labels = tf.constant([[[2], [255]]])
+    pixel_a = _bce(0.5, 0.5) + _bce(-0.5, _sigmoid(1.0)) + _bce(1.0, 1)
+    pixel_b = _bce(0.0, _sigmoid(-1.0)) + _bce(1.0, _sigmoid(2.0)) + _bce(-2.0, 0)
+    targets = {"labels": labels, "old": old_logits}
+    self.assertAllClose(OldTargetBinaryCrossEntropy()(targets, logits), (pixel_a + pixel_b) / 2)
+    keep_a = _bce(0.5, 0) + _bce(-0.5, _sigmoid(1.0)) + _bce(1.0, 1)
+    keep_b = _bce(0.0, 0) + _bce(1.0, _sigmoid(2.0)) + _bce(-2.0, 0)
+    self.assertAllClose(OldTargetBinaryCrossEntropy(keep_background=True)(targets, logits),
+                        (keep_a + keep_b) / 2)
 
 
 class SigmoidDistillationTest(tf.test.TestCase):

@@ -111,6 +111,12 @@ class EndToEndTest(tf.test.TestCase):
     run_train(*self.common, f"--run_dir={run_dir}", "--head=v2", "--output_stride=8",
               "--method=kd-cls", "--ce_pixels=new", "--epochs=1", "--epochs_incremental=1")
     self.assertTrue(os.path.isfile(f"{run_dir}/kd-cls+ce_pixels=new/results/step_1.json"))
+    # LwF-MC's disjoint variant: its supervised term reads the old logits too.
+    run_train(*self.common, f"--run_dir={run_dir}", "--head=v2", "--output_stride=8",
+              "--method=lwf-mc", "--classification=bce-old-bg", "--distill=bce_distill:0",
+              "--epochs=1", "--epochs_incremental=1")
+    self.assertTrue(os.path.isfile(
+        f"{run_dir}/lwf-mc+classification=bce-old-bg+bce_distill=0/results/step_1.json"))
     with self.assertRaisesRegex(MethodError, "--distill"):
       run_train(*self.common, f"--run_dir={run_dir}", "--method=ft", "--distill=foo:1")
 

@@ -93,8 +93,10 @@ class StepTrainer:
       outputs = self.model(images, training=True)
       ce_weight = (None if objective.classification_pixels is None else pixel_selection(
           labels, objective.classification_pixels, objective.old_classes))
+      targets = labels if not objective.classification_with_old_logits else {
+          "labels": labels, "old": tf.stop_gradient(old_outputs["logits"])}
       terms = {objective.classification.name: objective.classification(
-          labels, outputs["logits"], sample_weight=ce_weight)}
+          targets, outputs["logits"], sample_weight=ce_weight)}
       for term in objective.distillation:
         sample_weight = (None if term.pixels is None else
                          pixel_selection(labels, term.pixels, objective.old_classes))

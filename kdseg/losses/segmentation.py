@@ -101,3 +101,28 @@ class BinaryCrossEntropy(_PixelLoss):
     per_pixel = tf.reduce_sum(
         tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=y_pred), axis=-1)
     return self._finish(per_pixel, valid)
+
+
+class OldTargetBinaryCrossEntropy(keras.losses.Loss):
+  """LwF-MC's "disjoint" variant (spec §2), an option beside the default combined one.
+
+  One BCE-with-logits over all C_t channels whose targets are the one-hot labels with the first
+  C_old channels replaced by the old model's sigmoids (`keep_background`: channel 0 keeps the
+  ground truth); per pixel summed over classes, mean over all pixels (every target row is
+  non-zero, the old sigmoids being positive).
+  y_true: {"labels": [B, H, W], "old": old logits [B, H, W, C_old]}; y_pred: [B, H, W, C_t].
+  """
+
+  def __init__(self, keep_background: bool = False, name: str | None = None):
+    super().__init__(name=name, reduction="sum_over_batch_size")
+    self.keep_background = keep_background
+
+  def call(self, y_true, y_pred):
+    labels, valid = _labels_and_valid(y_true["labels"])
+    old_logits = y_true["old"]
+    old, start = old_logits.shape[-1], int(self.keep_background)
+    one_hot = tf.one_hot(labels, tf.shape(y_pred)[-1]) * tf.cast(valid, y_pred.dtype)[..., None]
+    targets = tf.concat([one_hot[..., :start], tf.sigmoid(old_logits[..., start:]),
+                         one_hot[..., old:]], axis=-1)
+    return tf.reduce_sum(
+        tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=y_pred), axis=-1)
