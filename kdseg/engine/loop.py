@@ -80,6 +80,12 @@ class StepTrainer:
     self.weight_decay = weight_decay
     self.regularizer = regularizer
     self.variables = model.trainable_variables
+    if not optimizer.built:
+      # Slots created inside the first tf.function call are initialised under a tf.cond that
+      # MirroredStrategy cannot run ("You must feed a value for placeholder tensor"): create
+      # them now, in the strategy's scope.
+      with strategy.scope():
+        optimizer.build(self.variables)
     self.term_names = ([objective.classification.name] +
                        [term.name for term in objective.distillation] + ["weight_decay"] +
                        ([objective.regularizer] if regularizer is not None else []))
