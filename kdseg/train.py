@@ -33,7 +33,8 @@ from kdseg.data.source import DatasetLayoutError, SegmentationSource  # noqa: E4
 from kdseg.data.tasks import TaskError, TaskPlan, make_plan  # noqa: E402
 from kdseg.engine import checkpoints  # noqa: E402
 from kdseg.engine.evaluation import confusion_matrix  # noqa: E402
-from kdseg.engine.loop import Schedule, StepTrainer, make_optimizer  # noqa: E402
+from kdseg.engine.loop import (Schedule, StepTrainer, TrainingDivergedError,  # noqa: E402
+                               make_optimizer)
 from kdseg.losses.regularizers import ImportanceRegularizer  # noqa: E402
 from kdseg.methods import Method, MethodError, build_objective, customize, get_method  # noqa: E402
 from kdseg.models.classifier import HEAD_INITIALIZERS  # noqa: E402
@@ -226,8 +227,11 @@ def train_step(experiment: Experiment, method: Method, step: int,
         f"terms {trainer.term_names}" + (f", {len(frozen)} frozen variables" if frozen else ""),
         flush=True)
   start = time.time()
-  trainer.train(dataset, schedule, epoch, on_epoch_end=manager.save, writer=writer,
-                log_every=FLAGS.log_every, verbose=FLAGS.verbose)
+  try:
+    trainer.train(dataset, schedule, epoch, on_epoch_end=manager.save, writer=writer,
+                  log_every=FLAGS.log_every, verbose=FLAGS.verbose)
+  except TrainingDivergedError as error:
+    raise TrainingDivergedError(f"[{method.name}] step {step}: {error}") from None
   checkpoints.save_final(model, directory,
                          None if regularizer is None else regularizer.finish())
   writer.close()
@@ -326,7 +330,7 @@ def main(argv):
 # Errors caused by flags or data: reported as one message (what and how to fix), exit code 2.
 USER_ERRORS = (TaskError, MethodError, SplitError, DatasetLayoutError, presence.LabelValueError,
                pipeline.PipelineError, checkpoints.CheckpointError, ConfigMismatchError,
-               FlagValueError)
+               FlagValueError, TrainingDivergedError)
 
 
 def _main_with_clean_errors(argv):

@@ -1,7 +1,8 @@
 """Step schedules: epochs or an iteration budget, poly decay to an end learning rate."""
 import tensorflow as tf
 
-from kdseg.engine.loop import Schedule, StepTrainer, learning_rate_schedule, make_optimizer
+from kdseg.engine.loop import (Schedule, StepTrainer, TrainingDivergedError,
+                               learning_rate_schedule, make_optimizer)
 from kdseg.methods import build_objective, get_method
 from kdseg.models.segmenter import ModelConfig, build_segmenter
 
@@ -33,6 +34,22 @@ class ScheduleTest(tf.test.TestCase):
                   log_every=1, verbose=0)
     self.assertEqual(int(optimizer.iterations.numpy()), 7)
     self.assertEqual(int(epoch.numpy()), 3)
+
+
+  def test_a_non_finite_loss_stops_training_with_a_clear_error(self):
+    model = build_segmenter(ModelConfig("tiny", 16, 8), [3])
+    images = tf.fill([4, 32, 32, 3], float("nan"))
+    labels = tf.zeros([4, 32, 32], tf.int32)
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(2)
+    schedule = Schedule(0.01, epochs=2, steps_per_epoch=2)
+    trainer = StepTrainer(tf.distribute.get_strategy(), model, None,
+                          build_objective(get_method("ft"), 0), make_optimizer(schedule), 1e-4)
+    epochs_saved = []
+    epoch = tf.Variable(0, dtype=tf.int64)
+    with self.assertRaisesRegex(TrainingDivergedError, "loss became nan at iteration 1.*--lr"):
+      trainer.train(dataset, schedule, epoch, on_epoch_end=lambda: epochs_saved.append(1),
+                    writer=None, log_every=1, verbose=0)
+    self.assertEmpty(epochs_saved)   # no checkpoint of the diverged state
 
 
 if __name__ == "__main__":

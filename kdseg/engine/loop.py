@@ -8,6 +8,7 @@ to the loss over trainable variables, i.e. wd * theta added to each gradient.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import time
 
@@ -59,6 +60,10 @@ def make_optimizer(schedule: Schedule) -> keras.optimizers.Optimizer:
   """SGD with momentum on the step's poly schedule."""
   return keras.optimizers.SGD(learning_rate=learning_rate_schedule(schedule),
                               momentum=schedule.momentum)
+
+
+class TrainingDivergedError(ArithmeticError):
+  """The loss of a step became NaN or infinite."""
 
 
 class StepTrainer:
@@ -152,6 +157,15 @@ class StepTrainer:
         if int(self.optimizer.iterations.numpy()) >= schedule.total_iterations:
           break  # an iteration budget (Schedule.iterations) ends inside the last pass
         terms = self._step(batch)
+        total = float(terms["total"])
+        if not math.isfinite(total):
+          raise TrainingDivergedError(
+              f"the loss became {total} at iteration {int(self.optimizer.iterations.numpy())} "
+              f"(terms: {', '.join(f'{k}={float(v):.4g}' for k, v in terms.items())}). The "
+              "step was not saved as finished; earlier steps are untouched. Lower the learning "
+              "rate (--lr / --lr_incremental, in a new --run_dir: this one records the current "
+              "flags) or the weight of the exploding term (--distill / --regularizer, which "
+              "trains under a new method name).")
         count += 1
         for name, value in terms.items():
           sums[name] = sums.get(name, 0.0) + value
