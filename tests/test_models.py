@@ -68,6 +68,80 @@ class SegmenterTest(tf.test.TestCase):
       copy_matching_weights(old, new)
 
 
+class PaperNetworksTest(tf.test.TestCase):
+
+  def test_output_shapes_and_strides_of_both_depths_and_heads(self):
+    images = tf.zeros([1, 64, 48, 3])
+    for depth in ("resnet50", "resnet101"):
+      for head in ("v2", "v3"):
+        for output_stride in (8, 16):
+          model = build_segmenter(ModelConfig(depth, output_stride, 32, head=head), [16, 1])
+          outputs = model(images)
+          h, w = 64 // output_stride, 48 // output_stride
+          message = f"{depth} {head} OS{output_stride}"
+          self.assertEqual(outputs["logits"].shape, (1, 64, 48, 17), message)
+          self.assertEqual(outputs["encoder"].shape, (1, h, w, 2048), message)
+          self.assertEqual(outputs["aspp"].shape, (1, h, w, 4, 17 if head == "v2" else 32),
+                           message)
+      # Bottleneck counts of the papers' ResNets: 3-4-6-3 and 3-4-23-3.
+      blocks = sum(layer.name.endswith("_out") for layer in model.backbone.layers)
+      self.assertEqual(blocks, 16 if depth == "resnet50" else 33)
+
+
+class RecomputeTest(tf.test.TestCase):
+
+  def _train_step(self, model, images):
+    @tf.function
+    def step():
+      with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.square(model(images, training=True)["logits"]))
+      return loss, tape.gradient(loss, model.trainable_variables)
+    loss, gradients = step()
+    return loss, gradients, [v.numpy() for v in model.non_trainable_variables]
+
+  def test_same_loss_gradients_and_one_bn_update_per_step(self):
+    images = tf.random.stateless_normal([2, 48, 48, 3], seed=[0, 1])
+    plain = build_segmenter(ModelConfig("resnet18", 16, 16), [3])
+    checkpointed = build_segmenter(ModelConfig("resnet18", 16, 16, recompute=True), [3])
+    checkpointed.set_weights(plain.get_weights())
+    self.assertEqual([v.path for v in checkpointed.variables], [v.path for v in plain.variables])
+    loss, gradients, statistics = self._train_step(plain, images)
+    loss_r, gradients_r, statistics_r = self._train_step(checkpointed, images)
+    self.assertAllClose(loss, loss_r)
+    for g, g_r in zip(gradients, gradients_r):
+      self.assertAllClose(g, g_r, rtol=1e-4, atol=1e-5 * float(tf.reduce_max(tf.abs(g))))
+    # Moving averages moved, and exactly as much as without recomputation (not twice).
+    self.assertNotAllClose(statistics, [v.numpy() for v in build_segmenter(
+        ModelConfig("resnet18", 16, 16), [3]).non_trainable_variables])
+    for s, s_r in zip(statistics, statistics_r):
+      self.assertAllClose(s, s_r, rtol=1e-5, atol=1e-6)
+
+
+class MixedPrecisionTest(tf.test.TestCase):
+
+  def tearDown(self):
+    keras.config.set_dtype_policy("float32")
+    super().tearDown()
+
+  def test_endpoints_stay_float32_and_follow_the_float32_model(self):
+    images = tf.random.stateless_normal([2, 32, 32, 3], seed=[4, 1])
+    reference = build_segmenter(ModelConfig("tiny", 16, 16, head="v3"), [3, 1])
+    expected = reference(images)["logits"]
+    for policy in ("mixed_bfloat16", "mixed_float16"):
+      keras.config.set_dtype_policy(policy)
+      for head in ("v2", "v3"):
+        model = build_segmenter(ModelConfig("tiny", 16, 16, head=head), [3, 1])
+        self.assertEqual(model.trainable_variables[0].dtype, "float32")   # variables stay f32
+        outputs = model(images)
+        for name, value in outputs.items():
+          self.assertEqual(value.dtype, tf.float32, f"{policy} {head} {name}")
+      model = build_segmenter(ModelConfig("tiny", 16, 16, head="v3"), [3, 1])
+      model.set_weights(reference.get_weights())
+      tolerance = 0.05 if policy == "mixed_bfloat16" else 0.01
+      self.assertAllClose(model(images)["logits"], expected, atol=tolerance * float(
+          tf.reduce_max(tf.abs(expected))))
+
+
 class BackgroundInitTest(tf.test.TestCase):
 
   def test_new_classes_share_the_old_background_probability(self):

@@ -13,6 +13,7 @@ import keras
 from keras import layers
 
 from kdseg.models.layers import AtrousConv2D
+from kdseg.models.recompute import BatchNormalization
 
 BN_EPSILON = 1.001e-5
 # PyTorch BatchNorm momentum 0.1 (the references) is Keras momentum 0.9; Keras defaults to 0.99.
@@ -39,7 +40,7 @@ SPECS = {
 def _conv_bn(x, filters, kernel, stride, dilation, name, relu=True):
   x = AtrousConv2D(filters, kernel, strides=stride, dilation_rate=dilation, padding="same",
                    name=f"{name}_conv")(x)
-  x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
+  x = BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
   return layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
 
 
@@ -75,6 +76,12 @@ def stage_strides(output_stride: int) -> tuple[list[int], list[int]]:
   raise ValueError(f"--output_stride={output_stride}: choose 8, 16 or 32.")
 
 
+def segment_ends(backbone: keras.Model) -> list[str]:
+  """Names of the layers ending the stem and each residual block, in order (recompute segments)."""
+  return ["pool1_pool"] + [layer.name for layer in backbone.layers
+                           if layer.name.startswith("conv") and layer.name.endswith("_out")]
+
+
 def build_resnet(depth: str, output_stride: int = 16, name: str = "backbone") -> keras.Model:
   """Functional backbone: [B, H, W, 3] float32 -> [B, H/os, W/os, C] features."""
   if depth not in SPECS:
@@ -90,7 +97,7 @@ def build_resnet(depth: str, output_stride: int = 16, name: str = "backbone") ->
   else:
     x = layers.Conv2D(spec.stem_width, spec.stem_kernel, strides=2, padding="same",
                       name="conv1_conv")(inputs)
-  x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name="conv1_bn")(x)
+  x = BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name="conv1_bn")(x)
   x = layers.Activation("relu", name="conv1_relu")(x)
   x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
   x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
