@@ -63,6 +63,18 @@ flags.DEFINE_enum("head", "v3", ["v3", "v2"],
                   "Segmentation head: v3 = DeepLab-v3 ASPP with image pooling (MiB paper); v2 = "
                   "DeepLab-v2, four dilated 3x3 classifiers summed (KD paper; needed by L_dec).")
 flags.DEFINE_integer("head_channels", 256, "Channels of the DeepLab-v3 head.")
+flags.DEFINE_string("backbone_weights", None,
+                    "Local ImageNet weight file of keras.applications ResNet50/ResNet101 "
+                    "(e.g. resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5) loaded into "
+                    "the backbone before step 0. Never downloaded; see kdseg/models/pretrained.py.")
+flags.DEFINE_enum("input_convention", "auto", ["auto", "imagenet", "caffe"],
+                  "Input the backbone expects: imagenet (RGB, mean/std) or caffe (BGR, mean "
+                  "subtracted; keras.applications weights). auto: caffe with --backbone_weights.")
+flags.DEFINE_bool("recompute", False, "Gradient checkpointing of the backbone (recompute each "
+                  "residual block in the backward pass): less memory, slower steps.")
+flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
+                  "Keras dtype policy; logits and losses stay float32. mixed_float16 (GPU) adds "
+                  "dynamic loss scaling.")
 
 # Optimisation (MiB paper §6.2.2 defaults).
 flags.DEFINE_float("lr", 1e-2, "Learning rate of step 0.")
@@ -91,9 +103,11 @@ flags.register_validator("step", lambda value: value >= -1,
                          message="--step is a step index (0, 1, ...) or -1 for all steps.")
 flags.DEFINE_integer("seed", 0, "Seed of shuffling, augmentation and initialisation.")
 flags.DEFINE_integer("eval_batch_size", 8, "Evaluation batch size (images padded to the largest).")
-flags.DEFINE_enum("strategy", "auto", ["auto", "default", "mirrored"],
-                  "tf.distribute strategy; auto = mirrored when several devices are visible.")
-flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA.")
+flags.DEFINE_enum("strategy", "auto", ["auto", "default", "mirrored", "multiworker"],
+                  "tf.distribute strategy; auto = mirrored when several GPUs are visible; "
+                  "multiworker reads the cluster from TF_CONFIG (kdseg/engine/distribute.py).")
+flags.DEFINE_bool("jit_compile", False, "Compile the forward and backward pass of the train step "
+                  "with XLA.")
 flags.DEFINE_integer("log_every", 10, "TensorBoard scalars every N iterations.")
 flags.DEFINE_bool("background_in_old", True, "Count background among the old classes in mIoU old.")
 flags.DEFINE_integer("verbose", 1, "0 silent, 1 progress bar and per-epoch lines.")

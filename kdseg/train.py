@@ -32,6 +32,8 @@ from kdseg.data.shapes import ShapesConfig  # noqa: E402
 from kdseg.data.source import DatasetLayoutError, SegmentationSource  # noqa: E402
 from kdseg.data.tasks import TaskError, TaskPlan, make_plan  # noqa: E402
 from kdseg.engine import checkpoints  # noqa: E402
+from kdseg.engine.distribute import (StrategyError, is_chief, make_strategy,  # noqa: E402
+                                     num_workers, worker_id)
 from kdseg.engine.evaluation import confusion_matrix  # noqa: E402
 from kdseg.engine.loop import (Schedule, StepTrainer, TrainingDivergedError,  # noqa: E402
                                make_optimizer)
@@ -39,7 +41,9 @@ from kdseg.losses.regularizers import ImportanceRegularizer  # noqa: E402
 from kdseg.methods import Method, MethodError, build_objective, customize, get_method  # noqa: E402
 from kdseg.models.classifier import HEAD_INITIALIZERS  # noqa: E402
 from kdseg.models.freezing import freeze  # noqa: E402
-from kdseg.models.segmenter import ModelConfig, build_segmenter, copy_matching_weights  # noqa: E402
+from kdseg.models import pretrained  # noqa: E402
+from kdseg.models.segmenter import (ModelConfig, build_segmenter, config_record,  # noqa: E402
+                                    copy_matching_weights)
 
 FLAGS = flags.FLAGS
 
@@ -63,18 +67,27 @@ class Experiment:
   train_presence: np.ndarray
   val_presence: np.ndarray
   strategy: tf.distribute.Strategy
+  backbone_weights: str | None = None   # ImageNet file loaded before step 0 ...
+  pretrained_weights: dict | None = None  # ... and its weights per layer name
+
+  @property
+  def chief(self) -> bool:
+    """Whether this process writes the run directory (all but non-chief workers)."""
+    return is_chief(self.strategy)
 
 
-def make_strategy(name: str) -> tf.distribute.Strategy:
-  gpus = tf.config.list_logical_devices("GPU")
-  if name == "mirrored" or (name == "auto" and len(gpus) > 1):
-    devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
-    return tf.distribute.MirroredStrategy(devices)
-  return tf.distribute.get_strategy()
+def barrier(strategy: tf.distribute.Strategy) -> None:
+  """Waits for every worker of a multi-worker cluster (no-op on one machine)."""
+  if num_workers(strategy) > 1:
+    strategy.reduce(tf.distribute.ReduceOp.SUM,
+                    strategy.run(lambda: tf.constant(1.0)), axis=None)
 
 
-def guard_config(path: str, payload: dict) -> None:
-  """Records `payload` at `path`, or checks it equals what an earlier run recorded there."""
+def guard_config(path: str, payload: dict, write: bool = True) -> None:
+  """Records `payload` at `path`, or checks it equals what an earlier run recorded there.
+
+  With write=False (non-chief workers) an absent record is left for the chief to write.
+  """
   payload = json.loads(json.dumps(payload))
   if os.path.isfile(path):
     with open(path) as handle:
@@ -86,11 +99,15 @@ def guard_config(path: str, payload: dict) -> None:
           f"{path} records another configuration ({details}). Its checkpoints and results would "
           "not match these flags: choose a new --run_dir (nothing was changed in this one).")
     return
-  checkpoints.write_json_atomic(path, payload)
+  if write:
+    checkpoints.write_json_atomic(path, payload)
 
 
-def step0_config() -> dict:
-  return {"lr": FLAGS.lr, "epochs": FLAGS.epochs, **_shared_schedule_config()}
+def step0_config(backbone_weights: str | None) -> dict:
+  # The weights file's name is recorded only when used (run directories from before the flag
+  # stay valid; the file may move).
+  extra = {"backbone_weights": backbone_weights} if backbone_weights else {}
+  return {"lr": FLAGS.lr, "epochs": FLAGS.epochs, **_shared_schedule_config(), **extra}
 
 
 def _shared_schedule_config() -> dict:
@@ -113,8 +130,15 @@ def build_experiment() -> Experiment:
   plan = make_plan(FLAGS.task, list(range(1, source.num_object_classes + 1)))
   if FLAGS.step >= plan.num_steps:
     raise TaskError(f"--step={FLAGS.step}, but task {FLAGS.task} has steps 0..{plan.num_steps - 1}.")
+  backbone_weights = pretrained_weights = None
+  if FLAGS.backbone_weights:  # read now: a wrong file fails before anything is written
+    backbone_weights = pretrained.check_weights_file(FLAGS.backbone, FLAGS.backbone_weights)
+    pretrained_weights = pretrained.read_weights(FLAGS.backbone, backbone_weights)
+  convention = FLAGS.input_convention
+  if convention == "auto":
+    convention = "caffe" if backbone_weights else "imagenet"
   model_config = ModelConfig(FLAGS.backbone, FLAGS.output_stride, FLAGS.head_channels,
-                             FLAGS.head)
+                             FLAGS.head, input_convention=convention, recompute=FLAGS.recompute)
   strategy = make_strategy(FLAGS.strategy)
   if FLAGS.batch_size % strategy.num_replicas_in_sync:
     raise FlagValueError(f"--batch_size={FLAGS.batch_size} must be a multiple of the "
@@ -123,14 +147,15 @@ def build_experiment() -> Experiment:
       "runs", f"{FLAGS.dataset}_{FLAGS.task}_{FLAGS.setting}"))
   guard_config(os.path.join(run_dir, "experiment.json"), {
       "dataset": FLAGS.dataset, "data_root": source.root, "task": FLAGS.task,
-      "setting": FLAGS.setting, "seed": FLAGS.seed, "model": dataclasses.asdict(model_config),
-      "step_0": step0_config()})
+      "setting": FLAGS.setting, "seed": FLAGS.seed, "model": config_record(model_config),
+      "step_0": step0_config(backbone_weights and os.path.basename(backbone_weights))},
+               write=is_chief(strategy))
   cache_dir = os.path.expanduser(FLAGS.cache_dir)
   num_classes = len(source.class_names)
   train_presence = presence.class_presence(source.split("train"), num_classes, cache_dir)
   val_presence = presence.class_presence(source.split("val"), num_classes, cache_dir)
   return Experiment(source, plan, FLAGS.setting, model_config, run_dir, train_presence,
-                    val_presence, strategy)
+                    val_presence, strategy, backbone_weights, pretrained_weights)
 
 
 def _how_to_train(step: int, method: Method) -> str:
@@ -178,6 +203,9 @@ def train_step(experiment: Experiment, method: Method, step: int,
   """Trains `step` of `method` (resuming if interrupted) and saves its final checkpoint."""
   plan, strategy = plan or experiment.plan, experiment.strategy
   directory = checkpoints.step_dir(experiment.run_dir, method, step)
+  # Non-chief workers save too (saving may need every worker), into a directory of their own.
+  save_dir = directory if experiment.chief else checkpoints.worker_dir(
+      directory, worker_id(strategy))
   train_files = experiment.source.split("train")
   ids = splits.step_ids(_split_dir(experiment, plan), step, "train",
                         train_files.ids, splits.train_rows(experiment.train_presence, plan, step,
@@ -198,6 +226,10 @@ def train_step(experiment: Experiment, method: Method, step: int,
   with strategy.scope():
     model = build_segmenter(experiment.model_config, plan.classes_per_step(step))
     old_model = previous_dir = None
+    if step == 0 and experiment.backbone_weights:
+      count = pretrained.assign_weights(model.backbone, experiment.pretrained_weights,
+                                        experiment.backbone_weights)
+      print(f"  backbone: {count} layers from {experiment.backbone_weights}")
     if step > 0:
       previous_dir = checkpoints.step_dir(experiment.run_dir, method, step - 1)
       old_model = checkpoints.load_final(
@@ -209,17 +241,17 @@ def train_step(experiment: Experiment, method: Method, step: int,
     objective = build_objective(method, plan.num_classes(step - 1) if step else 0)
     frozen = freeze(model, objective.freeze)
     regularizer = _regularizer(method, model, old_model, previous_dir, step)
-    optimizer = make_optimizer(schedule)
+    optimizer = make_optimizer(schedule, loss_scaling=FLAGS.precision == "mixed_float16")
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
     checkpoint, manager = checkpoints.training_manager(directory, model, optimizer, epoch,
-                                                       regularizer)
+                                                       regularizer, save_dir)
     if manager.latest_checkpoint:
       optimizer.build(model.trainable_variables)  # create the momentum slots it restores into
       checkpoint.restore(manager.latest_checkpoint).assert_consumed()
       print(f"  resuming step {step} from {manager.latest_checkpoint} (epoch {int(epoch.numpy())})")
     trainer = StepTrainer(strategy, model, old_model, objective, optimizer,
                           FLAGS.weight_decay, FLAGS.jit_compile, regularizer)
-  writer = tf.summary.create_file_writer(os.path.join(
+  writer = None if not experiment.chief else tf.summary.create_file_writer(os.path.join(
       experiment.run_dir, "tensorboard", os.path.relpath(directory, experiment.run_dir)))
   print(f"[{method.name}] step {step}: classes {list(plan.new_classes(step))}, {len(ids)} "
         f"training images, {schedule.total_iterations} iterations ({schedule.num_epochs} x "
@@ -232,9 +264,12 @@ def train_step(experiment: Experiment, method: Method, step: int,
                   log_every=FLAGS.log_every, verbose=FLAGS.verbose)
   except TrainingDivergedError as error:
     raise TrainingDivergedError(f"[{method.name}] step {step}: {error}") from None
-  checkpoints.save_final(model, directory,
+  checkpoints.save_final(model, save_dir,
                          None if regularizer is None else regularizer.finish())
-  writer.close()
+  if writer is not None:
+    writer.close()
+  if not experiment.chief:
+    checkpoints.remove_worker_dir(save_dir)
   print(f"[{method.name}] step {step} trained in {time.time() - start:.1f}s", flush=True)
 
 
@@ -246,6 +281,8 @@ def evaluate_step(experiment: Experiment, method: Method, step: int,
   last step of the experiment's plan, whose classes it predicts in the same order.
   """
   plan = plan or experiment.plan
+  if not experiment.chief:
+    return {}
   report_plan = experiment.plan
   report_step = step if plan is experiment.plan else report_plan.num_steps - 1
   directory = checkpoints.step_dir(experiment.run_dir, method, step)
@@ -278,20 +315,24 @@ def run_method(experiment: Experiment, method: Method, steps: list[int]) -> dict
   method_dir = os.path.join(experiment.run_dir, method.name)
   guard_config(os.path.join(method_dir, "method.json"), {
       "method": dataclasses.asdict(method), "lr_incremental": FLAGS.lr_incremental,
-      "epochs_incremental": FLAGS.epochs_incremental, **_shared_schedule_config()})
-  with open(os.path.join(method_dir, "flags.txt"), "w") as out:
-    out.write(FLAGS.flags_into_string())
+      "epochs_incremental": FLAGS.epochs_incremental, **_shared_schedule_config()},
+               write=experiment.chief)
+  if experiment.chief:
+    with open(os.path.join(method_dir, "flags.txt"), "w") as out:
+      out.write(FLAGS.flags_into_string())
   plan = None
   if method.offline:  # one step with every class; reported as the experiment's last step
     plan, steps = joint_plan(experiment.plan), [0]
   record = {}
   for step in steps:
+    barrier(experiment.strategy)  # workers agree on what is finished (the chief wrote it)
     if checkpoints.is_complete(checkpoints.step_dir(experiment.run_dir, method, step)):
       print(f"[{method.name}] step {step} already trained; evaluating its checkpoint.")
     else:
       train_step(experiment, method, step, plan)
     record = evaluate_step(experiment, method, step, plan)
-    print(report.format_step_table(record, method.name), flush=True)
+    if record:
+      print(report.format_step_table(record, method.name), flush=True)
   return record
 
 
@@ -300,6 +341,7 @@ def main(argv):
   tf.get_logger().setLevel("ERROR")
   logging.set_verbosity(logging.WARNING)
   methods = resolve_methods()
+  keras.config.set_dtype_policy(FLAGS.precision)
   start = time.time()
   experiment = build_experiment()
   steps = list(range(experiment.plan.num_steps)) if FLAGS.step < 0 else [FLAGS.step]
@@ -321,6 +363,10 @@ def main(argv):
         f"{[m.name for m in methods]}, {experiment.strategy.num_replicas_in_sync} replica(s), "
         f"run dir {experiment.run_dir}", flush=True)
   finals = {method.name: run_method(experiment, method, steps) for method in methods}
+  barrier(experiment.strategy)
+  if not experiment.chief:
+    print(f"worker {worker_id(experiment.strategy)} done; the chief wrote the results.")
+    return
   comparison = report.format_comparison(finals, experiment.plan)
   print(f"\n{comparison}\n(total wall time {time.time() - start:.0f}s)")
   with open(os.path.join(experiment.run_dir, "comparison.txt"), "w") as out:
@@ -330,7 +376,8 @@ def main(argv):
 # Errors caused by flags or data: reported as one message (what and how to fix), exit code 2.
 USER_ERRORS = (TaskError, MethodError, SplitError, DatasetLayoutError, presence.LabelValueError,
                pipeline.PipelineError, checkpoints.CheckpointError, ConfigMismatchError,
-               FlagValueError, TrainingDivergedError)
+               FlagValueError, TrainingDivergedError, StrategyError,
+               pretrained.PretrainedWeightsError)
 
 
 def _main_with_clean_errors(argv):

@@ -1,5 +1,6 @@
 """Fake dataset trees in the Pascal VOC 2012 layout, written by the tests themselves."""
 import os
+import socket
 
 import numpy as np
 from PIL import Image
@@ -28,3 +29,10 @@ def write_voc_tree(root: str, labels: dict[str, dict[str, np.ndarray]],
     with open(os.path.join(root, "ImageSets", "Segmentation", f"{split}.txt"), "w") as out:
       out.write("".join(f"{i}\n" for i in items))
   return root
+
+
+def free_port() -> int:
+  """A TCP port free on localhost now (for TF_CONFIG clusters in tests)."""
+  with socket.socket() as probe:
+    probe.bind(("localhost", 0))
+    return probe.getsockname()[1]

@@ -1,7 +1,9 @@
-"""One train step of step 1 on a fixed batch, with N logical CPU replicas (run as a script).
+"""Two train steps of step 1 on a fixed global batch, under a strategy (run as a script).
 
-  python tests/replica_step.py REPLICAS METHOD OUT.npz
-Writes the trained variables and loss terms. tests/test_replicas.py compares 1 and 2 replicas.
+  python tests/replica_step.py STRATEGY METHOD OUT.npz [jit]
+STRATEGY: one (one device), mirrored (2 logical CPUs), multiworker (one worker of a
+MultiWorkerMirroredStrategy cluster described by TF_CONFIG; one CPU each). Writes the trained
+variables and loss terms; tests/test_replicas.py compares the strategies.
 """
 import os
 import sys
@@ -12,9 +14,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-replicas, method_name, out_path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+mode, method_name, out_path = sys.argv[1], sys.argv[2], sys.argv[3]
+jit_compile = sys.argv[4:] == ["jit"]
+if mode == "mirrored":
+  cpu = tf.config.list_physical_devices("CPU")[0]
+  tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 from kdseg.engine.loop import Schedule, StepTrainer, make_optimizer  # noqa: E402
 from kdseg.losses.regularizers import ImportanceRegularizer  # noqa: E402
@@ -23,9 +27,9 @@ from kdseg.models.classifier import HEAD_INITIALIZERS  # noqa: E402
 from kdseg.models.freezing import freeze  # noqa: E402
 from kdseg.models.segmenter import ModelConfig, build_segmenter, copy_matching_weights  # noqa: E402
 
-devices = [d.name for d in tf.config.list_logical_devices("CPU")][:replicas]
-strategy = (tf.distribute.MirroredStrategy(devices) if replicas > 1
-            else tf.distribute.OneDeviceStrategy(devices[0]))
+from kdseg.engine.distribute import make_strategy  # noqa: E402
+
+strategy = make_strategy({"one": "default"}.get(mode, mode))
 # EF freezes the backbone (its BN then uses moving statistics) and DeepLab-v2 has no BN, so the
 # step is a function of the global batch alone; per-replica BN statistics would differ.
 method = customize(get_method(method_name), freeze="encoder")
@@ -52,7 +56,7 @@ with strategy.scope():
                                         previous, {v.path: v.numpy() for v in old_model.variables})
   schedule = Schedule(0.1, 1, 2)
   trainer = StepTrainer(strategy, model, old_model, objective, make_optimizer(schedule), 1e-2,
-                        regularizer=regularizer)
+                        jit_compile=jit_compile, regularizer=regularizer)
 dataset = tf.data.Dataset.from_tensor_slices((images, labels)).repeat(2).batch(4)
 for batch in strategy.experimental_distribute_dataset(dataset):
   terms = trainer._step(batch)

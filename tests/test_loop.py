@@ -1,8 +1,11 @@
 """Step schedules: epochs or an iteration budget, poly decay to an end learning rate."""
+import keras
+import numpy as np
 import tensorflow as tf
 
 from kdseg.engine.loop import (Schedule, StepTrainer, TrainingDivergedError,
                                learning_rate_schedule, make_optimizer)
+from kdseg.losses.regularizers import ImportanceRegularizer
 from kdseg.methods import build_objective, get_method
 from kdseg.models.segmenter import ModelConfig, build_segmenter
 
@@ -50,6 +53,47 @@ class ScheduleTest(tf.test.TestCase):
       trainer.train(dataset, schedule, epoch, on_epoch_end=lambda: epochs_saved.append(1),
                     writer=None, log_every=1, verbose=0)
     self.assertEmpty(epochs_saved)   # no checkpoint of the diverged state
+
+
+class MixedPrecisionLoopTest(tf.test.TestCase):
+
+  def tearDown(self):
+    keras.config.set_dtype_policy("float32")
+    super().tearDown()
+
+  def _train(self, policy):
+    keras.config.set_dtype_policy(policy)
+    keras.utils.set_random_seed(0)
+    model = build_segmenter(ModelConfig("tiny", 16, 8), [3])
+    start = model.get_weights()
+    images = tf.random.stateless_uniform([8, 32, 32, 3], seed=[0, 1])
+    labels = tf.random.stateless_uniform([8, 32, 32], seed=[0, 2], maxval=3, dtype=tf.int32)
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)
+    schedule = Schedule(0.01, epochs=2, steps_per_epoch=2)
+    optimizer = make_optimizer(schedule, loss_scaling=policy == "mixed_float16")
+    regularizer = ImportanceRegularizer("rw", [(v.path, v) for v in model.trainable_variables])
+    trainer = StepTrainer(tf.distribute.get_strategy(), model, None,
+                          build_objective(get_method("rw"), 0), optimizer, 1e-4,
+                          regularizer=regularizer)
+    means = trainer.train(dataset, schedule, tf.Variable(0, dtype=tf.int64),
+                          on_epoch_end=lambda: None, writer=None, log_every=1, verbose=0)
+    update = np.concatenate([(w - w0).ravel() for w, w0 in zip(model.get_weights(), start)])
+    return optimizer, means, update, regularizer.finish()
+
+  def test_float16_with_loss_scaling_follows_float32(self):
+    _, means, update, state = self._train("float32")
+    optimizer, means16, update16, state16 = self._train("mixed_float16")
+    self.assertIsInstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    self.assertEqual(int(optimizer.iterations.numpy()), 4)
+    self.assertAllClose(means16["ce"], means["ce"], rtol=1e-2)
+    # The 4 updates were unscaled (a scaled one would be 2^15 times larger): the whole-model
+    # update agrees with float32's up to float16 rounding.
+    self.assertLess(np.linalg.norm(update16 - update), 0.1 * np.linalg.norm(update))
+    # The regulariser saw unscaled gradients: its squared-gradient statistics have float32's
+    # magnitude (with the 2^15 scale left in they would be 2^30 times larger).
+    fisher = sum(float(np.sum(v)) for k, v in state.items() if k.startswith("fisher"))
+    fisher16 = sum(float(np.sum(v)) for k, v in state16.items() if k.startswith("fisher"))
+    self.assertBetween(fisher16 / fisher, 0.5, 2.0)
 
 
 if __name__ == "__main__":

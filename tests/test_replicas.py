@@ -1,7 +1,11 @@
-"""Replica-count invariance of the training step: 1 vs 2 logical CPU devices, same global batch.
+"""Replica-count invariance of the training step: one device vs two logical CPU devices
+(MirroredStrategy) vs two localhost workers (MultiWorkerMirroredStrategy), same global batch;
+and the XLA-compiled step (--jit_compile) against the plain one.
 
-Each configuration runs in a subprocess (logical devices must be set before TensorFlow starts).
+Each configuration runs in subprocesses (logical devices and TF_CONFIG must be set before
+TensorFlow starts).
 """
+import json
 import os
 import subprocess
 import sys
@@ -9,28 +13,64 @@ import sys
 import numpy as np
 import tensorflow as tf
 
+from tests.helpers import free_port
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _run(replicas, method, directory):
-  out = os.path.join(directory, f"{method}_{replicas}.npz")
-  env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE))
-  subprocess.run([sys.executable, os.path.join(HERE, "replica_step.py"), str(replicas), method,
-                  out], check=True, env=env, capture_output=True)
-  with np.load(out) as stored:
+def _load(path):
+  with np.load(path) as stored:
     return {key: stored[key] for key in stored.files}
+
+
+def _run(mode, method, directory, jit=False):
+  """Results of worker 0 (every worker's, for multiworker)."""
+  workers = 2 if mode == "multiworker" else 1
+  addresses = [f"localhost:{free_port()}" for _ in range(workers)]
+  processes, outs = [], []
+  for index in range(workers):
+    out = os.path.join(directory, f"{method}_{mode}_{jit}_{index}.npz")
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE))
+    if mode == "multiworker":
+      env["TF_CONFIG"] = json.dumps({"cluster": {"worker": addresses},
+                                     "task": {"type": "worker", "index": index}})
+    processes.append(subprocess.Popen(
+        [sys.executable, os.path.join(HERE, "replica_step.py"), mode, method, out] +
+        (["jit"] if jit else []), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+    outs.append(out)
+  for process in processes:
+    output, _ = process.communicate(timeout=600)
+    if process.returncode:
+      raise AssertionError(f"{mode} {method} failed:\n{output.decode()[-3000:]}")
+  return [_load(out) for out in outs]
 
 
 class ReplicaInvarianceTest(tf.test.TestCase):
 
-  def test_losses_gradients_and_regulariser_state_match(self):
+  def assertSameStep(self, one, other, message):
+    self.assertCountEqual(one, other)
+    for key in one:
+      self.assertAllClose(one[key], other[key], rtol=1e-4, atol=1e-5, msg=f"{message} {key}")
+
+  def test_mirrored_losses_gradients_and_regulariser_state_match(self):
     # Two steps on the same global batch: losses, updated weights and (RW) the regulariser's
     # statistics, which need the gradient summed over replicas, agree.
     for method in ("kd-cls-t", "rw"):
-      one, two = _run(1, method, self.get_temp_dir()), _run(2, method, self.get_temp_dir())
-      self.assertCountEqual(one, two)
-      for key in one:
-        self.assertAllClose(one[key], two[key], rtol=1e-4, atol=1e-5, msg=f"{method} {key}")
+      one = _run("one", method, self.get_temp_dir())[0]
+      self.assertSameStep(one, _run("mirrored", method, self.get_temp_dir())[0],
+                          f"mirrored {method}")
+
+  def test_two_localhost_workers_match_one_device(self):
+    one = _run("one", "rw", self.get_temp_dir())[0]
+    first, second = _run("multiworker", "rw", self.get_temp_dir())
+    self.assertSameStep(one, first, "multiworker worker 0")
+    self.assertSameStep(first, second, "multiworker workers 0 vs 1")
+
+  def test_xla_compiled_step_matches(self):
+    plain = _run("one", "kd-cls-t", self.get_temp_dir())[0]
+    self.assertSameStep(plain, _run("one", "kd-cls-t", self.get_temp_dir(), jit=True)[0], "jit")
+    self.assertSameStep(plain, _run("mirrored", "kd-cls-t", self.get_temp_dir(), jit=True)[0],
+                        "mirrored jit")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 import glob
 import json
 import os
+import subprocess
+import sys
 
 from absl import flags
 import numpy as np
@@ -11,6 +13,7 @@ from kdseg import train
 from kdseg.engine import checkpoints
 from kdseg.methods import METHODS, MethodError, get_method
 from kdseg.models.segmenter import ModelConfig
+from tests.helpers import free_port
 
 FLAGS = flags.FLAGS
 MODEL = ModelConfig("tiny", 16, 16)
@@ -172,6 +175,32 @@ class EndToEndTest(tf.test.TestCase):
     os.remove(f"{run_dir}/ewc/step_1/final/done.json")
     with self.assertRaisesRegex(checkpoints.CheckpointError, "regularizer.npz is missing"):
       run_train(*args, "--step=1")
+
+  def test_two_localhost_workers_train_and_the_chief_writes(self):
+    # MultiWorkerMirroredStrategy, two processes on this machine (TF_CONFIG), one CPU each.
+    run_dir = f"{self.base}/multiworker"
+    addresses = [f"localhost:{free_port()}" for _ in range(2)]
+    processes = []
+    for index in range(2):
+      env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(__file__)) or ".",
+                 TF_CONFIG=json.dumps({"cluster": {"worker": addresses},
+                                       "task": {"type": "worker", "index": index}}))
+      processes.append(subprocess.Popen(
+          [sys.executable, "-m", "kdseg.train", *self.common, "--method=ft", "--epochs=1",
+           "--epochs_incremental=1", "--strategy=multiworker", f"--run_dir={run_dir}"],
+          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+    outputs = [process.communicate(timeout=600)[0].decode() for process in processes]
+    for process, output in zip(processes, outputs):
+      self.assertEqual(process.returncode, 0, output[-3000:])
+    self.assertIn("2 replica(s)", outputs[0])
+    self.assertIn("worker 1 done", outputs[1])
+    for step in (0, 1):   # the chief's checkpoints and results; no worker scratch left behind
+      directory = checkpoints.step_dir(run_dir, get_method("ft"), step)
+      self.assertTrue(checkpoints.is_complete(directory))
+      self.assertEqual(glob.glob(os.path.join(directory, ".worker_*")), [])
+      with open(os.path.join(run_dir, "ft", "results", f"step_{step}.json")) as handle:
+        self.assertEqual(json.load(handle)["step"], step)
+    self.assertTrue(os.path.isfile(os.path.join(run_dir, "comparison.txt")))
 
   def test_missing_previous_step_is_a_clear_error(self):
     run_dir = f"{self.base}/missing"

@@ -246,9 +246,15 @@ def ensure_shapes(cache_dir: str, config: ShapesConfig) -> str:
     write_voc_tree(staging, config)
     with open(os.path.join(staging, "shapes_config.json"), "w") as out:
       json.dump(dataclasses.asdict(config), out, indent=1)
+    if os.path.isfile(marker):  # another process (e.g. a second worker) finished first
+      return root
     if os.path.isdir(root):  # an incomplete earlier attempt without its marker
       shutil.rmtree(root)
-    os.replace(staging, root)
+    try:
+      os.replace(staging, root)
+    except OSError:
+      if not os.path.isfile(marker):  # not a concurrent writer's complete tree: a real error
+        raise
   finally:
     if os.path.isdir(staging):
       shutil.rmtree(staging)

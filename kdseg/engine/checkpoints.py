@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 
 import numpy as np
@@ -93,9 +94,37 @@ def load_final(directory: str, config: ModelConfig, classes_per_step: list[int],
   return model
 
 
-def training_manager(directory: str, model, optimizer, epoch: tf.Variable, regularizer=None):
-  """CheckpointManager of a step in progress (latest two kept)."""
+def training_manager(directory: str, model, optimizer, epoch: tf.Variable, regularizer=None,
+                     save_dir: str | None = None):
+  """CheckpointManager of a step in progress (latest two kept), resuming from `directory`.
+
+  `save_dir` (non-chief workers) receives the saves instead; restoring still reads `directory`.
+  """
   extra = {} if regularizer is None else {"regularizer": regularizer}
   checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch, **extra)
-  return checkpoint, tf.train.CheckpointManager(checkpoint, os.path.join(directory, "train"),
-                                                max_to_keep=2)
+  manager = tf.train.CheckpointManager(checkpoint, os.path.join(directory, "train"),
+                                       max_to_keep=2)
+  if save_dir is None or save_dir == directory:
+    return checkpoint, manager
+  latest = manager.latest_checkpoint
+  writer = tf.train.CheckpointManager(checkpoint, os.path.join(save_dir, "train"), max_to_keep=1)
+  return checkpoint, _ResumeFrom(writer, latest)
+
+
+class _ResumeFrom:
+  """A CheckpointManager that saves with `writer` but reports `latest` (the chief's) to resume."""
+
+  def __init__(self, writer: tf.train.CheckpointManager, latest: str | None):
+    self._writer, self.latest_checkpoint = writer, latest
+
+  def save(self):
+    return self._writer.save()
+
+
+def worker_dir(directory: str, worker: int) -> str:
+  """Scratch directory of a non-chief worker's saves of a step (removed when the step ends)."""
+  return os.path.join(directory, f".worker_{worker}")
+
+
+def remove_worker_dir(path: str) -> None:
+  shutil.rmtree(path, ignore_errors=True)

@@ -56,10 +56,11 @@ def learning_rate_schedule(schedule: Schedule) -> keras.optimizers.schedules.Lea
       end_learning_rate=schedule.end_learning_rate, power=schedule.poly_power)
 
 
-def make_optimizer(schedule: Schedule) -> keras.optimizers.Optimizer:
-  """SGD with momentum on the step's poly schedule."""
-  return keras.optimizers.SGD(learning_rate=learning_rate_schedule(schedule),
-                              momentum=schedule.momentum)
+def make_optimizer(schedule: Schedule, loss_scaling: bool = False) -> keras.optimizers.Optimizer:
+  """SGD with momentum on the step's poly schedule; with dynamic loss scaling for float16."""
+  optimizer = keras.optimizers.SGD(learning_rate=learning_rate_schedule(schedule),
+                                   momentum=schedule.momentum)
+  return keras.optimizers.LossScaleOptimizer(optimizer) if loss_scaling else optimizer
 
 
 class TrainingDivergedError(ArithmeticError):
@@ -94,12 +95,18 @@ class StepTrainer:
     self.term_names = ([objective.classification.name] +
                        [term.name for term in objective.distillation] + ["weight_decay"] +
                        ([objective.regularizer] if regularizer is not None else []))
-    self._step = tf.function(self._distributed_step, jit_compile=jit_compile)
+    self._compute = (tf.function(self._losses_and_gradients, jit_compile=True) if jit_compile
+                     else self._losses_and_gradients)
+    self._step = tf.function(self._distributed_step)
 
-  def _replica_step(self, images, labels):
+  def _losses_and_gradients(self, images, labels):
+    """The loss terms of the Objective and the gradients of their (loss-scaled) sum.
+
+    The part of a step that XLA compiles (--jit_compile): forward of both models, losses,
+    backward. Cross-replica work and the optimizer stay outside the compiled function.
+    """
     objective = self.objective
     old_outputs = None if self.old_model is None else self.old_model(images, training=False)
-    replicas = self.strategy.num_replicas_in_sync
     with tf.GradientTape() as tape:
       outputs = self.model(images, training=True)
       ce_weight = (None if objective.classification_pixels is None else pixel_selection(
@@ -114,13 +121,29 @@ class StepTrainer:
         terms[term.name] = term.weight * term.loss(
             tf.stop_gradient(old_outputs[term.endpoint]), outputs[term.endpoint],
             sample_weight=sample_weight)
-      loss = tf.add_n(list(terms.values()))
+      # mixed_float16: LossScaleOptimizer scales the loss (other optimizers return it as is).
+      scaled_loss = self.optimizer.scale_loss(tf.add_n(list(terms.values())))
     gradients = [tf.zeros_like(v) if g is None else g
-                 for g, v in zip(tape.gradient(loss, self.variables), self.variables)]
+                 for g, v in zip(tape.gradient(scaled_loss, self.variables), self.variables)]
+    return terms, gradients
+
+  def _replica_step(self, images, labels):
+    objective = self.objective
+    replicas = self.strategy.num_replicas_in_sync
+    terms, scaled_gradients = self._compute(images, labels)
+    scale = self.optimizer.scale_loss(tf.constant(1.0))
     if self.regularizer is not None:  # statistics from the loss gradient of the whole batch
-      self.regularizer.update(gradients if replicas == 1 else
-                              tf.distribute.get_replica_context().all_reduce(
-                                  tf.distribute.ReduceOp.SUM, gradients))
+      gradients = [g / scale for g in scaled_gradients]
+      if replicas > 1:
+        gradients = tf.distribute.get_replica_context().all_reduce(
+            tf.distribute.ReduceOp.SUM, gradients)
+      if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+        # An overflowing float16 step is skipped by the optimizer: skip its statistics too.
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
+        tf.cond(finite, lambda: self.regularizer.update(gradients) or tf.constant(True),
+                lambda: tf.constant(False))
+      else:
+        self.regularizer.update(gradients)
     with tf.GradientTape() as penalty_tape:
       squared_norm = tf.add_n([tf.reduce_sum(tf.square(v)) for v in self.variables])
       terms["weight_decay"] = 0.5 * self.weight_decay * squared_norm / replicas
@@ -130,8 +153,8 @@ class StepTrainer:
                                         self.regularizer.penalty() / replicas)
         penalty = penalty + terms[objective.regularizer]
     penalty_gradients = penalty_tape.gradient(penalty, self.variables)
-    self.optimizer.apply_gradients(zip([g + p for g, p in zip(gradients, penalty_gradients)],
-                                       self.variables))
+    self.optimizer.apply_gradients(zip(
+        [g + scale * p for g, p in zip(scaled_gradients, penalty_gradients)], self.variables))
     return terms
 
   def _distributed_step(self, batch):
