@@ -1,0 +1,185 @@
+"""Train-step speed, peak memory and GFLOP/s of the papers' networks, written to a JSON file.
+
+  python tools/benchmark.py --output=benchmarks/cpu.json                 # the full grid
+  python tools/benchmark.py --heads=v3 --backbones=resnet101 --sizes=512 --xla=false \
+      --precisions=float32 --recompute=false,true --output=/tmp/r101.json
+
+Grid: heads (v2 = DeepLab-v2 at output stride 8, KD paper; v3 = DeepLab-v3 at output stride 16,
+MiB paper) x backbones x crop sizes x XLA x precision x gradient checkpointing. Each
+configuration runs in its own process (a fresh peak-memory count, its own dtype policy): it
+builds the model with 21 classes, runs kdseg's real train step (StepTrainer: cross-entropy,
+weight decay, SGD) on random data, `--warmup` steps (tracing, XLA compilation) then `--steps`
+timed steps, and reports
+
+  seconds_per_image   mean timed step time / batch size
+  peak_rss_gib        the process's peak resident memory (ru_maxrss), model + activations + TF
+  forward_gflop       forward FLOPs per image, counted by the TensorFlow profiler on the graph
+  train_gflops        3 x forward FLOPs x images per second (backward ~ 2 x forward, the usual
+                      convention; recomputation's extra forward is not counted as useful work)
+
+Results are appended to --output as they finish, so an interrupted grid keeps what it measured.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+flags.DEFINE_list("heads", ["v2", "v3"], "Heads: v2 (OS8) and/or v3 (OS16).")
+flags.DEFINE_list("backbones", ["resnet50", "resnet101"], "Backbones.")
+flags.DEFINE_list("sizes", ["321", "512"], "Square crop sides.")
+flags.DEFINE_list("xla", ["false", "true"], "Compile the forward/backward with XLA.")
+flags.DEFINE_list("precisions", ["float32", "mixed_bfloat16"], "Keras dtype policies.")
+flags.DEFINE_list("recompute", ["false"], "Gradient checkpointing of the backbone.")
+flags.DEFINE_integer("batch_size", 2, "Images per train step.")
+flags.DEFINE_integer("warmup", 1, "Untimed steps (tracing, compilation).")
+flags.DEFINE_integer("steps", 3, "Timed steps.")
+flags.DEFINE_integer("timeout", 1800, "Seconds per configuration before it is recorded as timed out.")
+flags.DEFINE_string("output", "benchmarks/benchmark.json", "JSON file the results go to.")
+flags.DEFINE_string("_child", None, "Internal: run one configuration (JSON) and print its result.")
+FLAGS = flags.FLAGS
+
+OUTPUT_STRIDE = {"v2": 8, "v3": 16}
+NUM_CLASSES = 21
+
+
+def _bool(text: str) -> bool:
+  return text.strip().lower() in ("1", "true", "yes", "on")
+
+
+def forward_gflop(model, size: int) -> float | None:
+  """Forward FLOPs of one image, from the TensorFlow profiler's per-op float_ops statistics."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tensorflow.python.profiler import model_analyzer, option_builder  # pylint: disable=g-import-not-at-top
+
+  concrete = tf.function(lambda x: model(x, training=False)["logits"]).get_concrete_function(
+      tf.TensorSpec([1, size, size, 3], tf.float32))
+  options = option_builder.ProfileOptionBuilder.float_operation()
+  options["output"] = "none"
+  stats = model_analyzer.profile(concrete.graph, options=options)
+  return stats.total_float_ops / 1e9 if stats.total_float_ops else None
+
+
+def run_one(config: dict) -> dict:
+  """Runs in the child process: one configuration's measurements."""
+  os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  import keras  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  from kdseg.engine.loop import Schedule, StepTrainer, make_optimizer  # pylint: disable=g-import-not-at-top
+  from kdseg.methods import build_objective, get_method  # pylint: disable=g-import-not-at-top
+  from kdseg.models.segmenter import ModelConfig, build_segmenter  # pylint: disable=g-import-not-at-top
+
+  keras.config.set_dtype_policy(config["precision"])
+  model_config = ModelConfig(config["backbone"], OUTPUT_STRIDE[config["head"]], 256,
+                             head=config["head"], recompute=config["recompute"])
+  model = build_segmenter(model_config, [NUM_CLASSES])
+  gflop = forward_gflop(model, config["size"])
+  batch, size = config["batch_size"], config["size"]
+  images = tf.random.stateless_normal([batch, size, size, 3], seed=[0, 1])
+  labels = tf.random.stateless_uniform([batch, size, size], seed=[0, 2], maxval=NUM_CLASSES,
+                                       dtype=tf.int32)
+  schedule = Schedule(0.01, epochs=1, steps_per_epoch=config["warmup"] + config["steps"])
+  strategy = tf.distribute.get_strategy()
+  trainer = StepTrainer(strategy, model, None, build_objective(get_method("ft"), 0),
+                        make_optimizer(schedule, config["precision"] == "mixed_float16"),
+                        1e-4, jit_compile=config["xla"])
+  start = time.perf_counter()
+  for _ in range(config["warmup"]):
+    float(trainer._step((images, labels))["total"])  # pylint: disable=protected-access
+  warmup_seconds = time.perf_counter() - start
+  times = []
+  for _ in range(config["steps"]):
+    start = time.perf_counter()
+    float(trainer._step((images, labels))["total"])  # pylint: disable=protected-access
+    times.append(time.perf_counter() - start)
+  seconds_per_image = sum(times) / len(times) / batch
+  return {**config, "output_stride": OUTPUT_STRIDE[config["head"]],
+          "seconds_per_image": seconds_per_image, "step_seconds": times,
+          "warmup_seconds": warmup_seconds,
+          "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+          "forward_gflop": gflop,
+          "train_gflops": None if gflop is None else 3 * gflop / seconds_per_image,
+          "status": "ok"}
+
+
+def _grid() -> list[dict]:
+  return [{"head": head, "backbone": backbone, "size": int(size), "xla": _bool(xla),
+           "precision": precision, "recompute": _bool(recompute),
+           "batch_size": FLAGS.batch_size, "warmup": FLAGS.warmup, "steps": FLAGS.steps}
+          for head, backbone, size, xla, precision, recompute in itertools.product(
+              FLAGS.heads, FLAGS.backbones, FLAGS.sizes, FLAGS.xla, FLAGS.precisions,
+              FLAGS.recompute)]
+
+
+def _machine() -> dict:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return {"platform": platform.platform(), "processor": platform.processor(),
+          "cpus": os.cpu_count(), "python": platform.python_version(),
+          "tensorflow": tf.__version__,
+          "gpus": [d.name for d in tf.config.list_physical_devices("GPU")]}
+
+
+def format_table(results: list[dict]) -> str:
+  lines = ["| head | backbone | size | XLA | precision | recompute | s/image | peak GiB | "
+           "fwd GFLOP | train GFLOP/s |", "|" + " --- |" * 10]
+  for r in results:
+    if r["status"] != "ok":
+      lines.append(f"| {r['head']} | {r['backbone']} | {r['size']} | {r['xla']} | "
+                   f"{r['precision']} | {r['recompute']} | {r['status']} | | | |")
+      continue
+    gflop = "–" if r["forward_gflop"] is None else f"{r['forward_gflop']:.1f}"
+    rate = "–" if r["train_gflops"] is None else f"{r['train_gflops']:.1f}"
+    lines.append(f"| {r['head']} | {r['backbone']} | {r['size']} | {r['xla']} | "
+                 f"{r['precision']} | {r['recompute']} | {r['seconds_per_image']:.2f} | "
+                 f"{r['peak_rss_gib']:.2f} | {gflop} | {rate} |")
+  return "\n".join(lines)
+
+
+def main(argv):
+  del argv
+  if FLAGS._child:  # pylint: disable=protected-access
+    print("RESULT " + json.dumps(run_one(json.loads(FLAGS._child))))  # pylint: disable=protected-access
+    return
+  os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
+  document = {"machine": _machine(), "batch_size": FLAGS.batch_size, "results": []}
+  for config in _grid():
+    label = " ".join(f"{k}={v}" for k, v in config.items())
+    print(f"benchmark: {label}", flush=True)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+         os.environ.get("PYTHONPATH", "")]))
+    try:
+      child = subprocess.run([sys.executable, os.path.abspath(__file__),
+                              f"--_child={json.dumps(config)}"], env=env, capture_output=True,
+                             text=True, timeout=FLAGS.timeout)
+      lines = [line for line in child.stdout.splitlines() if line.startswith("RESULT ")]
+      if child.returncode or not lines:
+        result = {**config, "status": f"failed (exit {child.returncode})",
+                  "error": child.stderr.strip().splitlines()[-1:] or ""}
+      else:
+        result = json.loads(lines[-1][len("RESULT "):])
+    except subprocess.TimeoutExpired:
+      result = {**config, "status": f"timed out after {FLAGS.timeout}s"}
+    document["results"].append(result)
+    with open(FLAGS.output + ".tmp", "w") as out:
+      json.dump(document, out, indent=1)
+    os.replace(FLAGS.output + ".tmp", FLAGS.output)
+    print("  " + (f"{result['seconds_per_image']:.2f} s/image, {result['peak_rss_gib']:.2f} GiB"
+                  if result["status"] == "ok" else result["status"]), flush=True)
+  table = format_table(document["results"])
+  with open(os.path.splitext(FLAGS.output)[0] + ".md", "w") as out:
+    out.write(f"{json.dumps(document['machine'])}\n\nbatch {FLAGS.batch_size}\n\n{table}\n")
+  print(table)
+
+
+if __name__ == "__main__":
+  app.run(main)
