@@ -80,6 +80,12 @@ class MixedPrecisionLoopTest(tf.test.TestCase):
     update = np.concatenate([(w - w0).ravel() for w, w0 in zip(model.get_weights(), start)])
     return optimizer, means, update, regularizer.finish()
 
+  def test_bfloat16_trains_dilated_convolutions(self):
+    optimizer, means, update, _ = self._train("mixed_bfloat16")
+    self.assertNotIsInstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    self.assertTrue(np.isfinite(means["total"]))
+    self.assertGreater(np.linalg.norm(update), 0.0)
+
   def test_float16_with_loss_scaling_follows_float32(self):
     _, means, update, state = self._train("float32")
     optimizer, means16, update16, state16 = self._train("mixed_float16")
