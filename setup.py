@@ -14,6 +14,7 @@ setup(
         "absl-py>=2.1",
         "numpy>=1.26",
         "pillow>=10",
+        "matplotlib>=3.8",
     ],
     extras_require={"test": ["pytest>=8"]},
     entry_points={"console_scripts": ["kdseg-train=kdseg.train:run"]},

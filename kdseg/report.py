@@ -1,4 +1,5 @@
-"""Per-step result records (results/step_<t>.json) and the tables printed after each step.
+"""Per-step result records (results/step_<t>.json), the tables printed after each step, and the
+per-method summaries (results/summary.{md,csv,json}) and cross-method tables built from them.
 
 mIoU conventions (spec §5): means over classes present in the ground truth; "old" = model ids
 0..C_old-1 (background included unless background_in_old=False), "new" = C_old..C_t-1,
@@ -7,7 +8,13 @@ mIoU conventions (spec §5): means over classes present in the ground truth; "ol
 """
 from __future__ import annotations
 
-from kdseg.data.tasks import TaskPlan
+import csv
+import glob
+import io
+import json
+import os
+
+from kdseg.data.tasks import TaskPlan, make_plan
 from kdseg.metrics import Scores
 
 
@@ -36,6 +43,8 @@ def step_record(plan: TaskPlan, step: int, scores: Scores, class_names: tuple[st
       "miou_new": scores.mean_iou_of(new_ids),
       "miou_all": scores.mean_iou_of(range(len(order))),
       "miou_per_step": groups,
+      "classes_per_step": plan.classes_per_step(step),
+      "num_steps": plan.num_steps,
       "overall_accuracy": scores.overall_accuracy,
       "mean_class_accuracy": scores.mean_accuracy,
       "class_iou": {class_names[original]: scores.class_iou[i] for i, original in enumerate(order)},
@@ -64,14 +73,110 @@ def _present_mean(values) -> float | None:
   return sum(values) / len(values) if values else None
 
 
+def final_columns(record: dict) -> tuple[str, str, float | None, float | None]:
+  """The papers' final-step columns: (label of step 0's classes, label of the added classes,
+  their mIoUs), e.g. ("0-15", "16-20", ...) for 15-1. Background counts with step 0's classes."""
+  ious = list(record["class_iou"].values())
+  if "classes_per_step" in record:
+    base = record["classes_per_step"][0]
+  else:  # records written before classes_per_step existed: only final steps are read here
+    base = len(make_plan(record["task"], list(range(1, len(ious)))).steps[0])
+  return (f"0-{base - 1}", f"{base}-{len(ious) - 1}", _present_mean(ious[:base]),
+          _present_mean(ious[base:]))
+
+
 def format_comparison(records: dict[str, dict], plan: TaskPlan) -> str:
   """Final-step table across methods: classes of step 0 (background included) vs added classes."""
-  base = len(plan.steps[0])
-  added = f"{base}-{base + sum(map(len, plan.steps[1:])) - 1}"
-  lines = [f"{'method':<12} {f'0-{base - 1}':>6} {added:>6} {'all':>6}   "
-           "(mIoU after the last step, classes present in the ground truth)"]
+  del plan  # the records name their task
+  lines = []
   for method, record in records.items():
-    ious = list(record["class_iou"].values())
-    lines.append(f"{method:<12} {_fmt(_present_mean(ious[:base])):>6} "
-                 f"{_fmt(_present_mean(ious[base:])):>6} {_fmt(record['miou_all']):>6}")
+    base_label, added_label, base_miou, added_miou = final_columns(record)
+    if not lines:
+      lines.append(f"{'method':<12} {base_label:>6} {added_label:>6} {'all':>6}   "
+                   "(mIoU after the last step, classes present in the ground truth)")
+    lines.append(f"{method:<12} {_fmt(base_miou):>6} {_fmt(added_miou):>6} "
+                 f"{_fmt(record['miou_all']):>6}")
   return "\n".join(lines)
+
+
+def load_records(method_dir: str) -> list[dict]:
+  """The step records of one method (results/step_<t>.json), in step order."""
+  paths = glob.glob(os.path.join(method_dir, "results", "step_*.json"))
+  records = []
+  for path in paths:
+    with open(path) as handle:
+      records.append(json.load(handle))
+  return sorted(records, key=lambda record: record["step"])
+
+
+def _summary_rows(records: list[dict]) -> list[dict]:
+  """One flat row per step: the means, then every class's IoU (None = absent or not learned)."""
+  classes = list(records[-1]["class_iou"]) if records else []
+  rows = []
+  for record in records:
+    row = {"step": record["step"], "miou_old": record["miou_old"],
+           "miou_new": record["miou_new"], "miou_all": record["miou_all"],
+           "pixel_accuracy": record["overall_accuracy"],
+           "mean_class_accuracy": record["mean_class_accuracy"]}
+    row.update({f"miou {group}": value for group, value in record["miou_per_step"].items()})
+    row.update({f"iou {name}": record["class_iou"].get(name) for name in classes})
+    rows.append(row)
+  return rows
+
+
+def format_summary(method: str, records: list[dict]) -> str:
+  """Markdown: one row per step (old/new/all mIoU, mPA, mCA), then per-class IoU per step."""
+  if not records:
+    return f"# {method}\n\nno evaluated step yet\n"
+  last = records[-1]
+  groups = list(last["miou_per_step"])
+  lines = [f"# {method}: {last['task']}", "",
+           f"mIoU convention: means over classes present in the ground truth; old = the classes "
+           f"learned before the step ({'with' if _background_in_old(last) else 'without'} "
+           "background), new = the step's classes. X = class absent from the validation ground "
+           "truth; blank = not learned yet. mPA = pixel accuracy, mCA = mean class accuracy. "
+           "'step k' = mIoU of the classes learned at step k.", "",
+           "| step | mIoU old | mIoU new | mIoU all | mPA | mCA | " + " | ".join(groups) + " |",
+           "|" + " --- |" * (6 + len(groups))]
+  for record in records:
+    cells = [_fmt(v).strip() for v in (record["miou_old"], record["miou_new"],
+                                       record["miou_all"], record["overall_accuracy"],
+                                       record["mean_class_accuracy"])]
+    if record["step"] == 0:
+      cells[0] = ""   # no old classes yet
+    cells += [_fmt(record["miou_per_step"][group]).strip()
+              if group in record["miou_per_step"] else "" for group in groups]
+    lines.append(f"| {record['step']} | " + " | ".join(cells) + " |")
+  classes = list(last["class_iou"])
+  lines += ["", "Per-class IoU", "", "| step | " + " | ".join(classes) + " |",
+            "|" + " --- |" * (1 + len(classes))]
+  for record in records:
+    cells = [(_fmt(record["class_iou"][name]).strip() if name in record["class_iou"] else "")
+             for name in classes]
+    lines.append(f"| {record['step']} | " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def _background_in_old(record: dict) -> bool:
+  return "without background" not in record["convention"]
+
+
+def write_summary(method_dir: str, method: str) -> list[dict]:
+  """(Re)writes results/summary.{md,csv,json} of one method from its step records."""
+  records = load_records(method_dir)
+  results = os.path.join(method_dir, "results")
+  rows = _summary_rows(records)
+  buffer = io.StringIO()
+  if rows:
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[-1]), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+  outputs = {"summary.md": format_summary(method, records), "summary.csv": buffer.getvalue(),
+             "summary.json": json.dumps({"method": method, "steps": [
+                 {k: v for k, v in r.items() if k != "confusion"} for r in records]}, indent=1)}
+  for name, text in outputs.items():
+    path = os.path.join(results, name)
+    with open(path + ".tmp", "w") as out:
+      out.write(text)
+    os.replace(path + ".tmp", path)
+  return records

@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from kdseg import flags as _kdseg_flags  # noqa: E402,F401  (defines the flags)
-from kdseg import metrics, report  # noqa: E402
+from kdseg import metrics, plot, report  # noqa: E402
 from kdseg.data import pipeline, presence, splits  # noqa: E402
 from kdseg.data.splits import SplitError  # noqa: E402
 from kdseg.data.datasets import DataConfig, load_source  # noqa: E402
@@ -333,6 +333,7 @@ def run_method(experiment: Experiment, method: Method, steps: list[int]) -> dict
     record = evaluate_step(experiment, method, step, plan)
     if record:
       print(report.format_step_table(record, method.name), flush=True)
+      report.write_summary(method_dir, method.name)
   return record
 
 
@@ -371,6 +372,11 @@ def main(argv):
   print(f"\n{comparison}\n(total wall time {time.time() - start:.0f}s)")
   with open(os.path.join(experiment.run_dir, "comparison.txt"), "w") as out:
     out.write(comparison + "\n")
+  figure = plot.plot_miou_per_step(
+      {method.name: report.load_records(os.path.join(experiment.run_dir, method.name))
+       for method in methods}, os.path.join(experiment.run_dir, "miou_per_step.png"),
+      f"{experiment.source.name} {FLAGS.task} {FLAGS.setting}")
+  print(f"per-method summaries in {experiment.run_dir}/<method>/results/summary.md, plot {figure}")
 
 
 # Errors caused by flags or data: reported as one message (what and how to fix), exit code 2.

@@ -74,6 +74,10 @@ class EndToEndTest(tf.test.TestCase):
       table = handle.read()
     for method in METHODS:
       self.assertIn(method, table)
+      self.assertTrue(os.path.isfile(f"{run_dir}/{method}/results/summary.md"), msg=method)
+    with open(f"{run_dir}/mib/results/summary.csv") as handle:
+      self.assertEqual([row.split(",")[0] for row in handle.read().split()[1:]], ["0", "1"])
+    self.assertTrue(os.path.isfile(f"{run_dir}/miou_per_step.png"))
 
     # EF: the whole encoder, BN statistics included, is the step-0 encoder; E2LF: only conv1 and
     # conv2_x are, the rest of the encoder trained.
