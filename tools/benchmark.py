@@ -43,6 +43,7 @@ flags.DEFINE_integer("warmup", 1, "Untimed steps (tracing, compilation).")
 flags.DEFINE_integer("steps", 3, "Timed steps.")
 flags.DEFINE_integer("timeout", 1800, "Seconds per configuration before it is recorded as timed out.")
 flags.DEFINE_string("output", "benchmarks/benchmark.json", "JSON file the results go to.")
+flags.DEFINE_bool("append", False, "Add to the results already in --output (e.g. a second grid).")
 flags.DEFINE_string("_child", None, "Internal: run one configuration (JSON) and print its result.")
 FLAGS = flags.FLAGS
 
@@ -129,17 +130,19 @@ def _machine() -> dict:
 
 
 def format_table(results: list[dict]) -> str:
-  lines = ["| head | backbone | size | XLA | precision | recompute | s/image | peak GiB | "
-           "fwd GFLOP | train GFLOP/s |", "|" + " --- |" * 10]
+  lines = ["| head | backbone | size | XLA | precision | recompute | batch | s/image | peak GiB | "
+           "fwd GFLOP | train GFLOP/s |", "|" + " --- |" * 11]
   for r in results:
     if r["status"] != "ok":
       lines.append(f"| {r['head']} | {r['backbone']} | {r['size']} | {r['xla']} | "
-                   f"{r['precision']} | {r['recompute']} | {r['status']} | | | |")
+                   f"{r['precision']} | {r['recompute']} | {r['batch_size']} | {r['status']} "
+                   "| | | |")
       continue
     gflop = "–" if r["forward_gflop"] is None else f"{r['forward_gflop']:.1f}"
     rate = "–" if r["train_gflops"] is None else f"{r['train_gflops']:.1f}"
     lines.append(f"| {r['head']} | {r['backbone']} | {r['size']} | {r['xla']} | "
-                 f"{r['precision']} | {r['recompute']} | {r['seconds_per_image']:.2f} | "
+                 f"{r['precision']} | {r['recompute']} | {r['batch_size']} | "
+                 f"{r['seconds_per_image']:.2f} | "
                  f"{r['peak_rss_gib']:.2f} | {gflop} | {rate} |")
   return "\n".join(lines)
 
@@ -150,7 +153,10 @@ def main(argv):
     print("RESULT " + json.dumps(run_one(json.loads(FLAGS._child))))  # pylint: disable=protected-access
     return
   os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
-  document = {"machine": _machine(), "batch_size": FLAGS.batch_size, "results": []}
+  document = {"machine": _machine(), "results": []}
+  if FLAGS.append and os.path.isfile(FLAGS.output):
+    with open(FLAGS.output) as handle:
+      document = json.load(handle)
   for config in _grid():
     label = " ".join(f"{k}={v}" for k, v in config.items())
     print(f"benchmark: {label}", flush=True)
@@ -177,7 +183,7 @@ def main(argv):
                   if result["status"] == "ok" else result["status"]), flush=True)
   table = format_table(document["results"])
   with open(os.path.splitext(FLAGS.output)[0] + ".md", "w") as out:
-    out.write(f"{json.dumps(document['machine'])}\n\nbatch {FLAGS.batch_size}\n\n{table}\n")
+    out.write(f"{json.dumps(document['machine'])}\n\n{table}\n")
   print(table)
 
 
