@@ -43,3 +43,16 @@ def train_augment(image, label, crop_size: int, min_scale: float, max_scale: flo
   image, label = random_scale(image, label, min_scale, max_scale)
   image, label = pad_and_random_crop(image, label, crop_size)
   return random_flip(image, label)
+
+
+def resize_and_center_crop(image, label, size: int):
+  """The MiB reference's cropped test (Resize(size) then CenterCrop(size), torchvision
+  semantics): the shorter side is resized to `size` (labels: nearest), then the central
+  size x size window is kept."""
+  shape = tf.cast(tf.shape(image)[:2], tf.float32)
+  scale = size / tf.reduce_min(shape)
+  resized = tf.cast(tf.round(shape * scale), tf.int32)
+  image = tf.image.resize(image, resized, method="bilinear")
+  label = tf.image.resize(label[..., None], resized, method="nearest")[..., 0]
+  top, left = (resized[0] - size) // 2, (resized[1] - size) // 2
+  return (image[top:top + size, left:left + size], label[top:top + size, left:left + size])

@@ -62,12 +62,15 @@ def train_dataset(source: SegmentationSource, files: SplitFiles, label_table: np
 
 
 def eval_dataset(source: SegmentationSource, files: SplitFiles, label_table: np.ndarray,
-                 batch_size: int) -> tf.data.Dataset:
-  """Full-resolution images; batches of unequal sizes are padded (labels with 255)."""
+                 batch_size: int, crop_size: int = 0) -> tf.data.Dataset:
+  """Full-resolution images (crop_size 0), or resized and center-cropped to crop_size² (MiB's
+  VOC/ADE test); batches of unequal sizes are padded (labels with 255)."""
   read = _reader(source, label_table)
 
   def load(image_path, label_path):
     image, label = read(image_path, label_path)
+    if crop_size:
+      image, label = augment.resize_and_center_crop(image, label, crop_size)
     return normalize(image), label
 
   return (_files_dataset(files)

@@ -1,21 +1,99 @@
-"""Evaluation: a streaming confusion matrix accumulated in-graph over a whole dataset."""
+"""Evaluation: test-time prediction options and a streaming confusion matrix over a dataset.
+
+Test-time options (TestTime), each a flag of kdseg.train / kdseg.evaluate:
+  scales  the image is resized by each factor, predicted, and the logits resized back; the
+          KD paper's and DeepLab's multi-scale test uses 0.5-1.5 (default: 1 only)
+  flip    also predict the horizontally flipped image and flip the result back
+  merge   how the scales/flips combine: "mean" of the softmax probabilities, or "max" (the
+          element-wise maximum, DeepLab-v2's multi-scale fusion)
+Full-resolution or center-crop evaluation is a property of the evaluation dataset
+(kdseg.data.pipeline.eval_dataset).
+"""
 from __future__ import annotations
 
+import dataclasses
+
+import keras
 import numpy as np
 import tensorflow as tf
 
 from kdseg.metrics import confusion_update
 
+MERGES = ("mean", "max")
 
-def confusion_matrix(model, dataset: tf.data.Dataset, num_classes: int) -> np.ndarray:
-  """[C, C] int64 confusion (rows ground truth) of `model` over `dataset` (images, labels)."""
 
-  @tf.function
-  def run():
-    def accumulate(confusion, batch):
-      images, labels = batch
-      predictions = tf.argmax(model(images, training=False)["logits"], axis=-1)
-      return confusion + confusion_update(labels, predictions, num_classes)
-    return dataset.reduce(tf.zeros([num_classes, num_classes], tf.int64), accumulate)
+@dataclasses.dataclass(frozen=True)
+class TestTime:
+  """How predictions are made at test time (see the module docstring)."""
+  __test__ = False  # not a pytest test class despite the name
+  scales: tuple[float, ...] = (1.0,)
+  flip: bool = False
+  merge: str = "mean"
 
-  return run().numpy()
+  def __post_init__(self):
+    if self.merge not in MERGES:
+      raise ValueError(f"--test_merge={self.merge!r}: choose one of {', '.join(MERGES)}.")
+    if not self.scales or any(scale <= 0 for scale in self.scales):
+      raise ValueError(f"--test_scales={list(self.scales)}: give positive factors, e.g. 0.5,1,1.5.")
+
+  @property
+  def tag(self) -> str:
+    """Short name of the options, e.g. 'ms0.5-1-1.5+flip+max' ('single' for the default)."""
+    parts = []
+    if tuple(self.scales) != (1.0,):
+      parts.append("ms" + "-".join(f"{scale:g}" for scale in self.scales))
+    if self.flip:
+      parts.append("flip")
+    if len(self.scales) > 1 or self.flip:
+      parts.append(self.merge)
+    return "+".join(parts) or "single"
+
+
+def predict_probabilities(model, images: tf.Tensor, test_time: TestTime = TestTime()) -> tf.Tensor:
+  """[B, H, W, 3] normalised images -> [B, H, W, C] class probabilities under `test_time`."""
+  size = tf.shape(images)[1:3]
+  combined = None
+  for scale in test_time.scales:
+    scaled_size = tf.maximum(tf.cast(tf.round(tf.cast(size, tf.float32) * scale), tf.int32), 1)
+    scaled = images if scale == 1.0 else tf.image.resize(images, scaled_size, "bilinear")
+    for flipped in ((False, True) if test_time.flip else (False,)):
+      inputs = tf.reverse(scaled, axis=[2]) if flipped else scaled
+      logits = model(inputs, training=False)["logits"]
+      if flipped:
+        logits = tf.reverse(logits, axis=[2])
+      if scale != 1.0:
+        logits = tf.image.resize(logits, size, "bilinear")
+      probabilities = tf.nn.softmax(logits, axis=-1)
+      if combined is None:
+        combined = probabilities
+      elif test_time.merge == "max":
+        combined = tf.maximum(combined, probabilities)
+      else:
+        combined = combined + probabilities
+  if test_time.merge == "mean":
+    combined = combined / float(len(test_time.scales) * (2 if test_time.flip else 1))
+  return combined
+
+
+def confusion_matrix(model, dataset: tf.data.Dataset, num_classes: int,
+                     test_time: TestTime = TestTime(), progress: bool = False) -> np.ndarray:
+  """[C, C] int64 confusion (rows ground truth) of `model` over `dataset` (images, labels).
+
+  One compiled function for every batch (image sizes vary at full resolution: no retracing);
+  with `progress` a progress bar counts the batches.
+  """
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32),
+                                tf.TensorSpec([None, None, None], tf.int32)])
+  def batch_confusion(images, labels):
+    predictions = tf.argmax(predict_probabilities(model, images, test_time), axis=-1)
+    return confusion_update(labels, predictions, num_classes)
+
+  cardinality = int(dataset.cardinality().numpy())
+  bar = keras.utils.Progbar(cardinality if cardinality > 0 else None, verbose=int(progress),
+                            unit_name="batch")
+  confusion = np.zeros([num_classes, num_classes], np.int64)
+  for images, labels in dataset:
+    confusion += batch_confusion(images, tf.cast(labels, tf.int32)).numpy()
+    bar.add(1)
+  return confusion

@@ -1,0 +1,93 @@
+"""Test-time options (multi-scale, flip, merge), the MiB center-crop test and the evaluation
+confusion matrix, against hand-computed values."""
+import numpy as np
+import tensorflow as tf
+
+from kdseg.data.augment import resize_and_center_crop
+from kdseg.engine.evaluation import TestTime, confusion_matrix, predict_probabilities
+
+
+class ColumnModel:
+  """logits[..., x] = (x, -x) for column x of its input: position-dependent, content-blind."""
+
+  def __call__(self, images, training=False):
+    width = tf.shape(images)[2]
+    column = tf.cast(tf.range(width), tf.float32)[None, None, :, None]
+    column = tf.broadcast_to(column, tf.concat([tf.shape(images)[:3], [1]], 0))
+    return {"logits": tf.concat([column, -column], axis=-1)}
+
+
+class ContentModel:
+  """logits = the first two input channels: content-dependent, position-blind."""
+
+  def __call__(self, images, training=False):
+    return {"logits": images[..., :2]}
+
+
+def softmax2(a, b):
+  return np.exp(a) / (np.exp(a) + np.exp(b))
+
+
+class TestTimeTest(tf.test.TestCase):
+
+  def test_single_scale_is_the_softmax(self):
+    images = tf.zeros([1, 2, 3, 3])
+    probabilities = predict_probabilities(ColumnModel(), images)
+    self.assertAllClose(probabilities[0, 0, :, 0], [softmax2(x, -x) for x in (0, 1, 2)])
+
+  def test_flip_predicts_the_mirrored_image_and_flips_back(self):
+    images = tf.zeros([1, 1, 3, 3])
+    # Column x: the plain pass gives logits (x, -x), the flipped pass (2 - x, x - 2) after
+    # flipping back. mean: average of the two softmaxes; max: element-wise maximum.
+    plain = np.array([[softmax2(x, -x), softmax2(-x, x)] for x in (0, 1, 2)])
+    mirrored = plain[::-1]
+    mean = predict_probabilities(ColumnModel(), images, TestTime(flip=True))
+    self.assertAllClose(mean[0, 0], (plain + mirrored) / 2)
+    maximum = predict_probabilities(ColumnModel(), images, TestTime(flip=True, merge="max"))
+    self.assertAllClose(maximum[0, 0], np.maximum(plain, mirrored))
+
+  def test_scales_resize_the_image_and_the_logits_back(self):
+    # Constant images stay constant under resizing: every scale sees the same logits.
+    images = tf.concat([tf.fill([2, 6, 4, 1], 1.0), tf.fill([2, 6, 4, 2], -1.0)], axis=-1)
+    single = predict_probabilities(ContentModel(), images)
+    multi = predict_probabilities(ContentModel(), images, TestTime(scales=(0.5, 1.0, 1.5)))
+    self.assertEqual(multi.shape, (2, 6, 4, 2))
+    self.assertAllClose(multi, single, atol=1e-6)
+    self.assertAllClose(multi[0, 0, 0], [softmax2(1, -1), softmax2(-1, 1)], atol=1e-6)
+    # The column model sees 2 columns at scale 0.5 -> logits (0,1) resized back to 4 columns.
+    half = predict_probabilities(ColumnModel(), tf.zeros([1, 1, 4, 3]), TestTime(scales=(0.5,)))
+    self.assertAllClose(half[0, 0, 0, 0], 0.5)            # column 0 of the half image: logits 0
+    self.assertAllClose(half[0, 0, 3, 0], softmax2(1, -1))  # right edge: column 1
+
+  def test_tags_and_validation(self):
+    self.assertEqual(TestTime().tag, "single")
+    self.assertEqual(TestTime((0.5, 1.0), True, "max").tag, "ms0.5-1+flip+max")
+    with self.assertRaisesRegex(ValueError, "--test_merge"):
+      TestTime(merge="vote")
+    with self.assertRaisesRegex(ValueError, "--test_scales"):
+      TestTime(scales=(0.0,))
+
+  def test_confusion_matrix_over_a_dataset_with_ignore(self):
+    images = tf.zeros([2, 1, 3, 3])
+    labels = tf.constant([[[0, 1, 255]], [[1, 0, 0]]])
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(2)
+    confusion = confusion_matrix(ColumnModel(), dataset, 2)
+    # Predictions are 0 everywhere (x >= -x); labels: 0,1 | 1,0,0 (255 dropped).
+    self.assertAllEqual(confusion, [[3, 0], [2, 0]])
+
+
+class CenterCropTest(tf.test.TestCase):
+
+  def test_shorter_side_resized_then_center_crop(self):
+    # 4 x 8 label with column index as value: shorter side 4 -> 2 (scale 0.5) gives 2 x 4; with
+    # half-pixel centres (TF2 nearest) output column j reads floor((j + 0.5) * 2) = 1, 3, 5, 7;
+    # the central 2 x 2 keeps columns 3 and 5.
+    label = tf.tile(tf.range(8)[None], [4, 1])
+    image = tf.cast(tf.stack([label] * 3, axis=-1), tf.float32)
+    image, label = resize_and_center_crop(image, label, 2)
+    self.assertEqual(image.shape, (2, 2, 3))
+    self.assertAllEqual(label, [[3, 5], [3, 5]])
+
+
+if __name__ == "__main__":
+  tf.test.main()
