@@ -10,8 +10,10 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import os
+import sys
 import tempfile
 
+import keras
 import numpy as np
 from PIL import Image
 
@@ -56,6 +58,9 @@ def _scan_one(label_path: str, image_path: str) -> tuple[np.ndarray, str | None]
 def _scan(files: SplitFiles, rows: list[int], workers: int) -> np.ndarray:
   present = np.zeros((len(rows), 256), bool)
   problems = []
+  # A progress bar on a terminal when the scan is long (a first pass over VOC/ADE20K labels).
+  bar = keras.utils.Progbar(len(rows), verbose=int(len(rows) > 500 and sys.stdout.isatty()),
+                            unit_name="label")
   with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
     results = pool.map(_scan_one, [files.label_paths[r] for r in rows],
                        [files.image_paths[r] for r in rows], chunksize=64)
@@ -63,6 +68,8 @@ def _scan(files: SplitFiles, rows: list[int], workers: int) -> np.ndarray:
       present[index] = row_present
       if problem:
         problems.append(problem)
+      if index % 100 == 99 or index == len(rows) - 1:
+        bar.update(index + 1)
   if problems:
     raise LabelValueError(f"{len(problems)} unusable files; fix or remove them from the image "
                           "list:\n  " + "\n  ".join(problems[:10]))
