@@ -17,5 +17,8 @@ setup(
         "matplotlib>=3.8",
     ],
     extras_require={"test": ["pytest>=8"]},
-    entry_points={"console_scripts": ["kdseg-train=kdseg.train:run"]},
+    entry_points={"console_scripts": ["kdseg-train=kdseg.train:run",
+                                      "kdseg-evaluate=kdseg.evaluate:run",
+                                      "kdseg-predict=kdseg.predict:run",
+                                      "kdseg-export=kdseg.export:run"]},
 )

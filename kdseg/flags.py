@@ -103,11 +103,22 @@ flags.register_validator("step", lambda value: value >= -1,
                          message="--step is a step index (0, 1, ...) or -1 for all steps.")
 flags.DEFINE_integer("seed", 0, "Seed of shuffling, augmentation and initialisation.")
 flags.DEFINE_integer("eval_batch_size", 8, "Evaluation batch size (images padded to the largest).")
+
+# Test time (evaluation after each step, and kdseg.evaluate).
+flags.DEFINE_integer("eval_crop", 0, "0: evaluate at full resolution (KD paper, Cityscapes); N: "
+                     "resize the shorter side to N and center-crop N x N (MiB VOC/ADE: 512).")
+flags.DEFINE_list("test_scales", ["1"], "Multi-scale test: image scale factors (e.g. "
+                  "0.5,0.75,1,1.25,1.5).")
+flags.DEFINE_bool("test_flip", False, "Also predict the horizontally flipped image.")
+flags.DEFINE_enum("test_merge", "mean", ["mean", "max"], "Combine scales/flips by the mean or "
+                  "the maximum of the softmax probabilities.")
 flags.DEFINE_enum("strategy", "auto", ["auto", "default", "mirrored", "multiworker"],
                   "tf.distribute strategy; auto = mirrored when several GPUs are visible; "
                   "multiworker reads the cluster from TF_CONFIG (kdseg/engine/distribute.py).")
 flags.DEFINE_bool("jit_compile", False, "Compile the forward and backward pass of the train step "
                   "with XLA.")
 flags.DEFINE_integer("log_every", 10, "TensorBoard scalars every N iterations.")
+flags.DEFINE_integer("summary_images", 4, "Validation images shown (input | ground truth | "
+                     "prediction) in TensorBoard after each step; 0 for none.")
 flags.DEFINE_bool("background_in_old", True, "Count background among the old classes in mIoU old.")
 flags.DEFINE_integer("verbose", 1, "0 silent, 1 progress bar and per-epoch lines.")

@@ -31,10 +31,11 @@ from kdseg.data.datasets import DataConfig, load_source  # noqa: E402
 from kdseg.data.shapes import ShapesConfig  # noqa: E402
 from kdseg.data.source import DatasetLayoutError, SegmentationSource  # noqa: E402
 from kdseg.data.tasks import TaskError, TaskPlan, make_plan  # noqa: E402
-from kdseg.engine import checkpoints  # noqa: E402
+from kdseg.engine import checkpoints, summaries  # noqa: E402
 from kdseg.engine.distribute import (StrategyError, is_chief, make_strategy,  # noqa: E402
                                      num_workers, worker_id)
-from kdseg.engine.evaluation import confusion_matrix  # noqa: E402
+from kdseg.engine.evaluation import (TestTime, confusion_matrix,  # noqa: E402
+                                     predict_probabilities)
 from kdseg.engine.loop import (Schedule, StepTrainer, TrainingDivergedError,  # noqa: E402
                                make_optimizer)
 from kdseg.losses.regularizers import ImportanceRegularizer  # noqa: E402
@@ -273,42 +274,101 @@ def train_step(experiment: Experiment, method: Method, step: int,
   print(f"[{method.name}] step {step} trained in {time.time() - start:.1f}s", flush=True)
 
 
-def evaluate_step(experiment: Experiment, method: Method, step: int,
-                  plan: TaskPlan | None = None) -> dict:
-  """Evaluates the finished model of `step` on the validation images of the classes seen so far.
+def finished_model(experiment: Experiment, method: Method, step: int):
+  """(model, plan, step) of a finished step; step -1 = the task's last (joint: its one step)."""
+  plan = joint_plan(experiment.plan) if method.offline else experiment.plan
+  step = 0 if method.offline else (step if step >= 0 else plan.num_steps - 1)
+  model = checkpoints.load_final(checkpoints.step_dir(experiment.run_dir, method, step),
+                                 experiment.model_config, plan.classes_per_step(step),
+                                 _how_to_train(step, method))
+  return model, plan, step
+
+
+def test_time_from_flags() -> TestTime:
+  try:
+    return TestTime(tuple(float(scale) for scale in FLAGS.test_scales), FLAGS.test_flip,
+                    FLAGS.test_merge)
+  except ValueError as error:
+    raise FlagValueError(str(error)) from None
+
+
+def score_step(experiment: Experiment, method: Method, step: int, plan: TaskPlan | None = None,
+               split: str = "val", test_time: TestTime = TestTime(),
+               checkpoint_dir: str | None = None):
+  """Scores the finished model of `step` on the images of `split` holding classes seen so far.
 
   With `plan` (joint training) the model of that plan's `step` is evaluated and reported as the
   last step of the experiment's plan, whose classes it predicts in the same order.
+  Returns (record, model, dataset).
   """
   plan = plan or experiment.plan
-  if not experiment.chief:
-    return {}
   report_plan = experiment.plan
   report_step = step if plan is experiment.plan else report_plan.num_steps - 1
-  directory = checkpoints.step_dir(experiment.run_dir, method, step)
+  directory = checkpoint_dir or checkpoints.step_dir(experiment.run_dir, method, step)
   model = checkpoints.load_final(directory, experiment.model_config, plan.classes_per_step(step),
                                  _how_to_train(step, method))
-  val_files = experiment.source.split("val")
-  ids = splits.step_ids(_split_dir(experiment, plan), step, "val", val_files.ids,
-                        splits.eval_rows(experiment.val_presence, plan, step))
-  dataset = pipeline.eval_dataset(experiment.source, val_files.select(ids),
-                                  splits.eval_label_table(plan, step), FLAGS.eval_batch_size)
-  confusion = confusion_matrix(model, dataset, plan.num_classes(step))
+  files = experiment.source.split(split)
+  present = experiment.val_presence if split == "val" else experiment.train_presence
+  rows = splits.eval_rows(present, plan, step)
+  if split == "val":  # the validation list of a step is recorded with the run's splits
+    ids = splits.step_ids(_split_dir(experiment, plan), step, "val", files.ids, rows)
+  else:
+    ids = tuple(files.ids[r] for r in rows)
+  dataset = pipeline.eval_dataset(experiment.source, files.select(ids),
+                                  splits.eval_label_table(plan, step), FLAGS.eval_batch_size,
+                                  FLAGS.eval_crop)
+  # A finished step never changes: its confusion matrix is kept beside it, so a step 0 shared
+  # by several methods, or a re-run, is scored once per split and test-time setting.
+  cache = os.path.join(directory, "final",
+                       f"confusion_{split}_{test_time.tag}_crop{FLAGS.eval_crop}.npy")
+  if os.path.isfile(cache):
+    confusion = np.load(cache)
+  else:
+    confusion = confusion_matrix(model, dataset, plan.num_classes(step), test_time,
+                                 progress=bool(FLAGS.verbose) and sys.stdout.isatty())
+    if checkpoint_dir is None and experiment.chief:
+      with open(cache + ".tmp", "wb") as out:
+        np.save(out, confusion)
+      os.replace(cache + ".tmp", cache)
   record = report.step_record(report_plan, report_step, metrics.scores(confusion),
                               experiment.source.class_names, FLAGS.background_in_old)
-  record["num_val_images"] = len(ids)
-  record["confusion"] = confusion.tolist()
+  record.update({"split": split, "num_images": len(ids), "test_time": test_time.tag,
+                 "eval_crop": FLAGS.eval_crop, "checkpoint": directory,
+                 "confusion": confusion.tolist()})
+  return record, model, dataset
+
+
+def evaluate_step(experiment: Experiment, method: Method, step: int,
+                  plan: TaskPlan | None = None) -> dict:
+  """Scores a just-finished step on its validation images: results/step_<t>.json, TensorBoard."""
+  if not experiment.chief:
+    return {}
+  record, model, dataset = score_step(experiment, method, step, plan,
+                                      test_time=test_time_from_flags())
+  report_step = record["step"]
   checkpoints.write_json_atomic(
       os.path.join(experiment.run_dir, method.name, "results", f"step_{report_step}.json"),
       record)
   writer = tf.summary.create_file_writer(
       os.path.join(experiment.run_dir, "tensorboard", method.name, "eval"))
-  with writer.as_default(step=report_step):
-    for key in ("miou_old", "miou_new", "miou_all"):
-      if record[key] is not None:
-        tf.summary.scalar(f"eval/{key}", record[key])
+  summaries.write_step(writer, report_step, record, report.format_step_table(record, method.name),
+                       _panels(model, dataset, experiment.plan.order(report_step), experiment))
+  summaries.write_hparams(writer, method, {
+      "dataset": FLAGS.dataset, "task": FLAGS.task, "setting": FLAGS.setting,
+      **config_record(experiment.model_config), "lr": FLAGS.lr,
+      "lr_incremental": FLAGS.lr_incremental, **_shared_schedule_config()})
   writer.close()
   return record
+
+
+def _panels(model, dataset: tf.data.Dataset, order, experiment: Experiment):
+  """Input | ground truth | prediction of the first --summary_images validation images."""
+  if FLAGS.summary_images <= 0:
+    return None
+  images, labels = next(iter(dataset.unbatch().take(FLAGS.summary_images).padded_batch(
+      FLAGS.summary_images, padding_values=(0.0, pipeline.IGNORE_LABEL))))
+  predictions = tf.argmax(predict_probabilities(model, images, test_time_from_flags()), axis=-1)
+  return summaries.image_panels(images, labels, predictions, order, experiment.source.palette)
 
 
 def run_method(experiment: Experiment, method: Method, steps: list[int]) -> dict:

@@ -1,4 +1,5 @@
 """End to end: 2-step runs on 32 px shapes, checkpoint chaining, resuming and start-up errors."""
+import csv
 import glob
 import json
 import os
@@ -17,6 +18,24 @@ from tests.helpers import free_port
 
 FLAGS = flags.FLAGS
 MODEL = ModelConfig("tiny", 16, 16)
+
+
+def _event_values(directory: str, tag: str) -> list:
+  values = []
+  for path in sorted(glob.glob(os.path.join(directory, "events.out.tfevents.*"))):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.tag == tag:
+          values.append(tf.make_ndarray(value.tensor))
+  return values
+
+
+def _event_tags(directory: str) -> set[str]:
+  tags = set()
+  for path in glob.glob(os.path.join(directory, "events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      tags.update(value.tag for value in event.summary.value)
+  return tags
 
 
 def run_train(*args):
@@ -68,15 +87,26 @@ class EndToEndTest(tf.test.TestCase):
       self.assertGreater(confusion.sum(), 0)
     self.assertTrue(os.path.isfile(f"{run_dir}/splits/step_1_train.txt"))
     self.assertTrue(os.path.isfile(f"{run_dir}/splits/joint/step_0_train.txt"))
-    self.assertTrue(glob.glob(f"{run_dir}/tensorboard/mib/step_1/events.out.tfevents.*"))
-    self.assertTrue(glob.glob(f"{run_dir}/tensorboard/mib/eval/events.out.tfevents.*"))
+    # TensorBoard, read back: every loss term and the learning rate while training; after
+    # each step mIoU old/new/all, image panels, the per-class table and the hparams record.
+    train_tags = _event_tags(f"{run_dir}/tensorboard/mib/step_1")
+    self.assertContainsSubset({"train/unce", "train/ukd", "train/weight_decay", "train/total",
+                               "train/learning_rate"}, train_tags)
+    eval_tags = _event_tags(f"{run_dir}/tensorboard/mib/eval")
+    self.assertContainsSubset({"eval/miou_old", "eval/miou_new", "eval/miou_all",
+                               "eval/pixel_accuracy", "eval/mean_class_accuracy", "eval/images",
+                               "eval/per_class", "_hparams_/session_start_info"}, eval_tags)
+    panels = _event_values(f"{run_dir}/tensorboard/mib/eval", "eval/images")[-1]
+    # An image summary holds width, height, then the encoded PNGs: input | truth | prediction.
+    self.assertEqual([int(v) for v in panels[:2]], [3 * 32, 32])
+    self.assertLen(panels, 2 + 4)
     with open(f"{run_dir}/comparison.txt") as handle:
       table = handle.read()
     for method in METHODS:
       self.assertIn(method, table)
       self.assertTrue(os.path.isfile(f"{run_dir}/{method}/results/summary.md"), msg=method)
     with open(f"{run_dir}/mib/results/summary.csv") as handle:
-      self.assertEqual([row.split(",")[0] for row in handle.read().split()[1:]], ["0", "1"])
+      self.assertEqual([row["step"] for row in csv.DictReader(handle)], ["0", "1"])
     self.assertTrue(os.path.isfile(f"{run_dir}/miou_per_step.png"))
 
     # EF: the whole encoder, BN statistics included, is the step-0 encoder; E2LF: only conv1 and
@@ -205,6 +235,66 @@ class EndToEndTest(tf.test.TestCase):
       with open(os.path.join(run_dir, "ft", "results", f"step_{step}.json")) as handle:
         self.assertEqual(json.load(handle)["step"], step)
     self.assertTrue(os.path.isfile(os.path.join(run_dir, "comparison.txt")))
+
+  def test_evaluate_predict_and_export_a_finished_step(self):
+    from kdseg import evaluate, export, predict   # noqa: E402  (define their flags)
+    run_dir = f"{self.base}/tools"
+    args = [*self.common, f"--run_dir={run_dir}", "--method=ft", "--epochs=1",
+            "--epochs_incremental=1"]
+    run_train(*args)
+    with open(f"{run_dir}/ft/results/step_1.json") as handle:
+      trained = json.load(handle)
+
+    # kdseg.evaluate: the same options reproduce the training-time record (scored again: the
+    # confusion cached beside the checkpoint is removed first); multi-scale + flip goes to its
+    # own file and leaves the training results alone.
+    cache = f"{run_dir}/ft/step_1/final/confusion_val_single_crop0.npy"
+    self.assertTrue(os.path.isfile(cache))
+    os.remove(cache)
+    FLAGS.unparse_flags()
+    FLAGS(["kdseg.evaluate", *args, "--step=1"])
+    (record,) = evaluate.evaluate(1)
+    self.assertEqual(record["confusion"], trained["confusion"])
+    self.assertTrue(os.path.isfile(cache))
+    FLAGS.unparse_flags()
+    FLAGS(["kdseg.evaluate", *args, "--step=-1", "--test_scales=0.75,1.25", "--test_flip"])
+    records = evaluate.evaluate(-1)
+    self.assertEqual([r["step"] for r in records], [0, 1])
+    self.assertTrue(os.path.isfile(
+        f"{run_dir}/ft/results/eval/val_ms0.75-1.25+flip+mean_crop0_step_1.json"))
+    self.assertEqual(records[1]["num_images"], trained["num_images"])
+    with open(f"{run_dir}/ft/results/step_1.json") as handle:
+      self.assertEqual(json.load(handle), trained)
+
+    # kdseg.predict: palette PNGs of original class ids, side-by-side views.
+    source = train.build_experiment().source
+    images = list(source.split("val").image_paths[:2])
+    out_dir = f"{run_dir}/predictions"
+    FLAGS.unparse_flags()
+    FLAGS(["kdseg.predict", *args, f"--inputs={','.join(images)}", f"--output_dir={out_dir}"])
+    predict.main([])
+    from PIL import Image  # noqa: E402
+    name = os.path.splitext(os.path.basename(images[0]))[0]
+    with Image.open(f"{out_dir}/{name}.png") as label:
+      self.assertEqual(label.mode, "P")
+      predicted = np.asarray(label)
+    self.assertTrue(set(np.unique(predicted)) <= set(range(21)))
+    with Image.open(f"{out_dir}/{name}_side.png") as side:
+      self.assertEqual(side.size, (64, 32))
+
+    # kdseg.export: a SavedModel on uint8 images that agrees with kdseg.predict.
+    export_dir = f"{run_dir}/exported"
+    FLAGS.unparse_flags()
+    FLAGS(["kdseg.export", *args, f"--export_dir={export_dir}"])
+    export.main([])
+    exported = tf.saved_model.load(export_dir)  # kept referenced: it owns the variables
+    served = exported.serve(
+        tf.constant(np.asarray(Image.open(images[0]).convert("RGB"))[None]))
+    self.assertAllEqual(served["classes"][0], predicted)
+    self.assertAllClose(tf.reduce_sum(served["probabilities"], -1), tf.ones([1, 32, 32]))
+    with self.assertRaisesRegex(export.ExportError, "already exists"):
+      export.main([])
+    FLAGS.unparse_flags()
 
   def test_missing_previous_step_is_a_clear_error(self):
     run_dir = f"{self.base}/missing"

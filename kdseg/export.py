@@ -1,0 +1,87 @@
+"""Exports a finished step as a SavedModel with a serving signature on uint8 images.
+
+  python -m kdseg.export --flagfile=flags/shapes_15_1.cfg --method=mib --step=5 \
+      --export_dir=exported/shapes_15_1_mib_step5
+
+The SavedModel's `serve` signature takes `images`: [B, H, W, 3] uint8 RGB (any size) and returns
+  classes        [B, H, W] uint8, the predicted ORIGINAL dataset class ids (0 = background)
+  probabilities  [B, H, W, C] float32, softmax over the step's classes in model order
+Normalisation and the class-order mapping are inside the graph. `classes.json` next to it lists
+the model order, the class names and the palette. Load with tf.saved_model.load(dir).serve(...).
+"""
+from __future__ import annotations
+
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import sys  # noqa: E402
+
+from absl import app, flags, logging  # noqa: E402
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from kdseg import train  # noqa: E402
+from kdseg.data.pipeline import normalize  # noqa: E402
+
+flags.DEFINE_string("export_dir", None, "Directory of the SavedModel (must not exist yet).")
+FLAGS = flags.FLAGS
+
+
+class ExportError(FileExistsError):
+  """The export directory already holds something."""
+
+
+def export(model, order: tuple[int, ...], class_names, palette, export_dir: str) -> None:
+  """Writes the SavedModel of `model` whose outputs are ordered as the original ids `order`."""
+  to_original = tf.constant(order, tf.int32)
+
+  def serve(images):
+    logits = model(normalize(images), training=False)["logits"]
+    classes = tf.gather(to_original, tf.argmax(logits, axis=-1, output_type=tf.int32))
+    return {"classes": tf.cast(classes, tf.uint8),
+            "probabilities": tf.nn.softmax(logits, axis=-1)}
+
+  archive = keras.export.ExportArchive()
+  archive.track(model)
+  archive.add_endpoint("serve", serve, input_signature=[
+      tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+  archive.write_out(export_dir, verbose=False)
+  with open(os.path.join(export_dir, "classes.json"), "w") as out:
+    json.dump({"model_order": list(order), "names": [class_names[c] for c in order],
+               "palette": [list(palette[c]) for c in order]}, out, indent=1)
+
+
+def main(argv):
+  del argv
+  tf.get_logger().setLevel("ERROR")
+  logging.set_verbosity(logging.WARNING)
+  if not FLAGS.export_dir:
+    raise train.FlagValueError("--export_dir is required (a directory that does not exist yet).")
+  if os.path.exists(FLAGS.export_dir):
+    raise ExportError(f"--export_dir={FLAGS.export_dir} already exists; choose a new directory "
+                      "(nothing was overwritten).")
+  method = train.resolve_methods()[0]
+  experiment = train.build_experiment()
+  model, plan, step = train.finished_model(experiment, method, FLAGS.step)
+  export(model, plan.order(step), experiment.source.class_names, experiment.source.palette,
+         FLAGS.export_dir)
+  print(f"kdseg.export: {method.name} step {step} ({plan.num_classes(step)} classes) -> "
+        f"{FLAGS.export_dir}")
+
+
+def _main_with_clean_errors(argv):
+  try:
+    main(argv)
+  except (*train.USER_ERRORS, ExportError) as error:
+    print(f"kdseg.export: error: {error}", file=sys.stderr)
+    sys.exit(2)
+
+
+def run():
+  app.run(_main_with_clean_errors)
+
+
+if __name__ == "__main__":
+  run()
