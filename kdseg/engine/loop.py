@@ -194,7 +194,8 @@ class StepTrainer:
           sums[name] = sums.get(name, 0.0) + value
         iteration = int(self.optimizer.iterations.numpy())
         learning_rate = float(self.optimizer.learning_rate.numpy())
-        if writer is not None and iteration % log_every == 0:
+        # Iterations 1, 1 + N, 1 + 2N, ...: even a step shorter than N iterations is logged.
+        if writer is not None and (iteration - 1) % log_every == 0:
           with writer.as_default(step=iteration_offset + iteration):
             for name, value in terms.items():
               tf.summary.scalar(f"train/{name}", value)
