@@ -112,6 +112,14 @@ flags.DEFINE_list("test_scales", ["1"], "Multi-scale test: image scale factors (
 flags.DEFINE_bool("test_flip", False, "Also predict the horizontally flipped image.")
 flags.DEFINE_enum("test_merge", "mean", ["mean", "max"], "Combine scales/flips by the mean or "
                   "the maximum of the softmax probabilities.")
+flags.DEFINE_bool("test_crf", False, "Dense-CRF post-processing of the test-time probabilities "
+                  "(kdseg/engine/crf.py).")
+flags.DEFINE_integer("crf_iterations", 5, "Dense CRF: mean-field iterations.")
+flags.DEFINE_float("crf_bilateral_xy", 80.0, "Dense CRF appearance kernel: position std (pixels).")
+flags.DEFINE_float("crf_bilateral_rgb", 13.0, "Dense CRF appearance kernel: colour std (0..255).")
+flags.DEFINE_float("crf_bilateral_weight", 10.0, "Dense CRF appearance kernel: weight.")
+flags.DEFINE_float("crf_spatial_xy", 3.0, "Dense CRF smoothness kernel: position std (pixels).")
+flags.DEFINE_float("crf_spatial_weight", 3.0, "Dense CRF smoothness kernel: weight.")
 flags.DEFINE_enum("strategy", "auto", ["auto", "default", "mirrored", "multiworker"],
                   "tf.distribute strategy; auto = mirrored when several GPUs are visible; "
                   "multiworker reads the cluster from TF_CONFIG (kdseg/engine/distribute.py).")

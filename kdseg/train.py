@@ -34,6 +34,7 @@ from kdseg.data.tasks import TaskError, TaskPlan, make_plan  # noqa: E402
 from kdseg.engine import checkpoints, summaries  # noqa: E402
 from kdseg.engine.distribute import (StrategyError, is_chief, make_strategy,  # noqa: E402
                                      num_workers, worker_id)
+from kdseg.engine.crf import DenseCRF  # noqa: E402
 from kdseg.engine.evaluation import (TestTime, confusion_matrix,  # noqa: E402
                                      predict_probabilities)
 from kdseg.engine.loop import (Schedule, StepTrainer, TrainingDivergedError,  # noqa: E402
@@ -286,8 +287,12 @@ def finished_model(experiment: Experiment, method: Method, step: int):
 
 def test_time_from_flags() -> TestTime:
   try:
+    crf = None
+    if FLAGS.test_crf:
+      crf = DenseCRF(FLAGS.crf_iterations, FLAGS.crf_bilateral_xy, FLAGS.crf_bilateral_rgb,
+                     FLAGS.crf_bilateral_weight, FLAGS.crf_spatial_xy, FLAGS.crf_spatial_weight)
     return TestTime(tuple(float(scale) for scale in FLAGS.test_scales), FLAGS.test_flip,
-                    FLAGS.test_merge)
+                    FLAGS.test_merge, crf)
   except ValueError as error:
     raise FlagValueError(str(error)) from None
 

@@ -4,6 +4,8 @@ import numpy as np
 import tensorflow as tf
 
 from kdseg.data.augment import resize_and_center_crop
+from kdseg.data.pipeline import IMAGENET_MEAN, IMAGENET_STD, denormalize, normalize
+from kdseg.engine.crf import DenseCRF, dense_crf
 from kdseg.engine.evaluation import TestTime, confusion_matrix, predict_probabilities
 
 
@@ -58,6 +60,15 @@ class TestTimeTest(tf.test.TestCase):
     half = predict_probabilities(ColumnModel(), tf.zeros([1, 1, 4, 3]), TestTime(scales=(0.5,)))
     self.assertAllClose(half[0, 0, 0, 0], 0.5)            # column 0 of the half image: logits 0
     self.assertAllClose(half[0, 0, 3, 0], softmax2(1, -1))  # right edge: column 1
+
+  def test_crf_refines_the_merged_probabilities_on_the_denormalised_image(self):
+    images = normalize(tf.constant(np.random.default_rng(0).uniform(0, 255, [1, 5, 6, 3])))
+    crf = DenseCRF(iterations=2)
+    refined = predict_probabilities(ContentModel(), images, TestTime(crf=crf))
+    expected = dense_crf(denormalize(images), tf.nn.softmax(images[..., :2]), crf)
+    self.assertAllClose(refined, expected)
+    self.assertAllClose(denormalize(images), images * IMAGENET_STD + IMAGENET_MEAN, atol=1e-3)
+    self.assertEqual(TestTime(flip=True, crf=crf).tag, "flip+mean+crf2")
 
   def test_tags_and_validation(self):
     self.assertEqual(TestTime().tag, "single")

@@ -24,6 +24,11 @@ def normalize(image: tf.Tensor) -> tf.Tensor:
   return (tf.cast(image, tf.float32) - IMAGENET_MEAN) / IMAGENET_STD
 
 
+def denormalize(images: tf.Tensor) -> tf.Tensor:
+  """The inverse of normalize: RGB in 0..255 (float32, clipped)."""
+  return tf.clip_by_value(images * IMAGENET_STD + IMAGENET_MEAN, 0.0, 255.0)
+
+
 def _reader(source: SegmentationSource, label_table: np.ndarray):
   table = tf.constant(label_table, tf.int32)
 

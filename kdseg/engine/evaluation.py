@@ -6,6 +6,7 @@ Test-time options (TestTime), each a flag of kdseg.train / kdseg.evaluate:
   flip    also predict the horizontally flipped image and flip the result back
   merge   how the scales/flips combine: "mean" of the softmax probabilities, or "max" (the
           element-wise maximum, DeepLab-v2's multi-scale fusion)
+  crf     dense-CRF post-processing of the merged probabilities (kdseg.engine.crf), or None
 Full-resolution or center-crop evaluation is a property of the evaluation dataset
 (kdseg.data.pipeline.eval_dataset).
 """
@@ -17,6 +18,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kdseg.data.pipeline import denormalize
+from kdseg.engine.crf import DenseCRF, dense_crf
 from kdseg.metrics import confusion_update
 
 MERGES = ("mean", "max")
@@ -29,6 +32,7 @@ class TestTime:
   scales: tuple[float, ...] = (1.0,)
   flip: bool = False
   merge: str = "mean"
+  crf: DenseCRF | None = None
 
   def __post_init__(self):
     if self.merge not in MERGES:
@@ -38,7 +42,7 @@ class TestTime:
 
   @property
   def tag(self) -> str:
-    """Short name of the options, e.g. 'ms0.5-1-1.5+flip+max' ('single' for the default)."""
+    """Short name of the options, e.g. 'ms0.5-1-1.5+flip+max+crf5' ('single' for the default)."""
     parts = []
     if tuple(self.scales) != (1.0,):
       parts.append("ms" + "-".join(f"{scale:g}" for scale in self.scales))
@@ -46,6 +50,8 @@ class TestTime:
       parts.append("flip")
     if len(self.scales) > 1 or self.flip:
       parts.append(self.merge)
+    if self.crf is not None:
+      parts.append(self.crf.tag)
     return "+".join(parts) or "single"
 
 
@@ -72,6 +78,8 @@ def predict_probabilities(model, images: tf.Tensor, test_time: TestTime = TestTi
         combined = combined + probabilities
   if test_time.merge == "mean":
     combined = combined / float(len(test_time.scales) * (2 if test_time.flip else 1))
+  if test_time.crf is not None:
+    combined = dense_crf(denormalize(images), combined, test_time.crf)
   return combined
 
 

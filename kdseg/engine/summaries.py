@@ -16,7 +16,7 @@ import numpy as np
 from tensorboard.plugins.hparams import api as hparams_api
 import tensorflow as tf
 
-from kdseg.data.pipeline import IMAGENET_MEAN, IMAGENET_STD
+from kdseg.data.pipeline import denormalize
 from kdseg.data.voc import IGNORE_LABEL
 
 SCALARS = ("miou_old", "miou_new", "miou_all", "overall_accuracy", "mean_class_accuracy")
@@ -38,7 +38,7 @@ def colorize(labels: tf.Tensor, model_to_original: tf.Tensor, palette: tf.Tensor
 def image_panels(images: tf.Tensor, labels: tf.Tensor, predictions: tf.Tensor,
                  model_to_original, palette) -> tf.Tensor:
   """[B, H, 3W, 3] uint8: the (de-normalised) input, ground truth and prediction side by side."""
-  rgb = tf.cast(tf.clip_by_value(images * IMAGENET_STD + IMAGENET_MEAN, 0, 255), tf.uint8)
+  rgb = tf.cast(denormalize(images), tf.uint8)
   model_to_original = tf.constant(model_to_original, tf.int32)
   palette = tf.constant(np.asarray(palette, np.uint8))
   return tf.concat([rgb, colorize(labels, model_to_original, palette),
