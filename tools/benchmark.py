@@ -18,6 +18,13 @@ timed steps, and reports
                       convention; recomputation's extra forward is not counted as useful work)
 
 Results are appended to --output as they finish, so an interrupted grid keeps what it measured.
+
+With --crf_sizes the dense-CRF post-processing (kdseg/engine/crf.py, --test_crf) is timed too:
+seconds per image of the mean-field inference on a synthetic photo-like image (a smooth colour
+field plus noise, 21-class probabilities), after one untimed call; --heads= (empty) skips the
+network grid:
+
+  python tools/benchmark.py --heads= --crf_sizes=321,512 --append --output=benchmarks/cpu.json
 """
 from __future__ import annotations
 
@@ -44,6 +51,7 @@ flags.DEFINE_integer("steps", 3, "Timed steps.")
 flags.DEFINE_integer("timeout", 1800, "Seconds per configuration before it is recorded as timed out.")
 flags.DEFINE_string("output", "benchmarks/benchmark.json", "JSON file the results go to.")
 flags.DEFINE_bool("append", False, "Add to the results already in --output (e.g. a second grid).")
+flags.DEFINE_list("crf_sizes", [], "Also time the dense CRF on square images of these sides.")
 flags.DEFINE_string("_child", None, "Internal: run one configuration (JSON) and print its result.")
 FLAGS = flags.FLAGS
 
@@ -129,6 +137,33 @@ def _machine() -> dict:
           "gpus": [d.name for d in tf.config.list_physical_devices("GPU")]}
 
 
+def time_crf(size: int, classes: int = 21, repeats: int = 3) -> dict:
+  """Seconds per image of dense_crf (default parameters) on a synthetic size x size image."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from kdseg.engine.crf import DenseCRF, dense_crf  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  rgb = tf.image.resize(rng.uniform(0, 255, [1, size // 16, size // 16, 3]), [size, size])
+  rgb = tf.cast(tf.clip_by_value(rgb + rng.normal(0, 5, rgb.shape), 0, 255), tf.float32)
+  logits = tf.image.resize(rng.normal(size=[1, size // 8, size // 8, classes]) * 3, [size, size])
+  probabilities = tf.cast(tf.nn.softmax(logits), tf.float32)
+  crf = DenseCRF()
+  run = tf.function(lambda image, p: dense_crf(image, p, crf))
+  run(rgb, probabilities)
+  start = time.perf_counter()
+  for _ in range(repeats):
+    run(rgb, probabilities).numpy()
+  return {"size": size, "classes": classes, "iterations": crf.iterations,
+          "seconds_per_image": (time.perf_counter() - start) / repeats}
+
+
+def format_crf_table(rows: list[dict]) -> str:
+  lines = ["| dense CRF size | classes | iterations | s/image |", "|" + " --- |" * 4]
+  lines += [f"| {r['size']} | {r['classes']} | {r['iterations']} | {r['seconds_per_image']:.2f} |"
+            for r in rows]
+  return "\n".join(lines)
+
+
 def format_table(results: list[dict]) -> str:
   lines = ["| head | backbone | size | XLA | precision | recompute | batch | s/image | peak GiB | "
            "fwd GFLOP | train GFLOP/s |", "|" + " --- |" * 11]
@@ -181,7 +216,16 @@ def main(argv):
     os.replace(FLAGS.output + ".tmp", FLAGS.output)
     print("  " + (f"{result['seconds_per_image']:.2f} s/image, {result['peak_rss_gib']:.2f} GiB"
                   if result["status"] == "ok" else result["status"]), flush=True)
+  for size in FLAGS.crf_sizes:
+    row = time_crf(int(size))
+    print(f"benchmark: dense CRF {size}: {row['seconds_per_image']:.2f} s/image", flush=True)
+    document.setdefault("crf", []).append(row)
+    with open(FLAGS.output + ".tmp", "w") as out:
+      json.dump(document, out, indent=1)
+    os.replace(FLAGS.output + ".tmp", FLAGS.output)
   table = format_table(document["results"])
+  if document.get("crf"):
+    table += "\n\n" + format_crf_table(document["crf"])
   with open(os.path.splitext(FLAGS.output)[0] + ".md", "w") as out:
     out.write(f"{json.dumps(document['machine'])}\n\n{table}\n")
   print(table)
