@@ -16,9 +16,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import sys  # noqa: E402
-
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -71,16 +69,7 @@ def main(argv):
         f"{FLAGS.export_dir}")
 
 
-def _main_with_clean_errors(argv):
-  try:
-    main(argv)
-  except (*train.USER_ERRORS, ExportError) as error:
-    print(f"kdseg.export: error: {error}", file=sys.stderr)
-    sys.exit(2)
-
-
-def run():
-  app.run(_main_with_clean_errors)
+run = train.command_line("kdseg.export", main, ExportError)
 
 
 if __name__ == "__main__":

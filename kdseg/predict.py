@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import sys  # noqa: E402
 
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -102,16 +102,7 @@ def main(argv):
         f" (last image: {[experiment.source.class_names[c] for c in present]})")
 
 
-def _main_with_clean_errors(argv):
-  try:
-    main(argv)
-  except (*train.USER_ERRORS, InputError) as error:
-    print(f"kdseg.predict: error: {error}", file=sys.stderr)
-    sys.exit(2)
-
-
-def run():
-  app.run(_main_with_clean_errors)
+run = train.command_line("kdseg.predict", main, InputError)
 
 
 if __name__ == "__main__":

@@ -451,16 +451,21 @@ USER_ERRORS = (TaskError, MethodError, SplitError, DatasetLayoutError, presence.
                pretrained.PretrainedWeightsError)
 
 
-def _main_with_clean_errors(argv):
-  try:
-    main(argv)
-  except USER_ERRORS as error:
-    print(f"kdseg.train: error: {error}", file=sys.stderr)
-    sys.exit(2)
+def command_line(name: str, main_function, *errors: type[Exception]):
+  """The absl entry point of a kdseg command: a user error (USER_ERRORS, `errors`) prints one
+  line naming the command and exits with status 2 instead of a traceback."""
+
+  def main_with_clean_errors(argv):
+    try:
+      main_function(argv)
+    except (*USER_ERRORS, *errors) as error:
+      print(f"{name}: error: {error}", file=sys.stderr)
+      sys.exit(2)
+
+  return lambda: app.run(main_with_clean_errors)
 
 
-def run():
-  app.run(_main_with_clean_errors)
+run = command_line("kdseg.train", main)
 
 
 if __name__ == "__main__":
