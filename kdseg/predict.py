@@ -8,7 +8,7 @@ For every input image (JPEG/PNG/BMP; folders are read non-recursively) writes
                                  colour map, like VOC's SegmentationClass)
   <output_dir>/<name>_side.png   the image | the prediction blended over it, side by side
 The run's flags (dataset, task, model) give the step's classes and their colours. The test-time
-flags (--test_scales, --test_flip, --test_merge) apply.
+flags (--test_scales, --test_flip, --test_merge, --test_crf) apply.
 """
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ def main(argv):
     image = read_image(path)
     classes = to_original[segment(tf.constant(image)).numpy()]
     name = os.path.splitext(os.path.basename(path))[0]
-    label = Image.fromarray(classes, mode="P")
+    label = Image.fromarray(classes)                   # mode L; a palette makes it P
     label.putpalette(palette.flatten().tolist())
     label.save(os.path.join(FLAGS.output_dir, f"{name}.png"))
     blended = ((1 - FLAGS.overlay_alpha) * image + FLAGS.overlay_alpha * palette[classes])
