@@ -289,8 +289,8 @@ def test_time_from_flags() -> TestTime:
   try:
     crf = None
     if FLAGS.test_crf:
-      crf = DenseCRF(FLAGS.crf_iterations, FLAGS.crf_bilateral_xy, FLAGS.crf_bilateral_rgb,
-                     FLAGS.crf_bilateral_weight, FLAGS.crf_spatial_xy, FLAGS.crf_spatial_weight)
+      crf = DenseCRF(**{field.name: getattr(FLAGS, f"crf_{field.name}")
+                        for field in dataclasses.fields(DenseCRF)})
     return TestTime(tuple(float(scale) for scale in FLAGS.test_scales), FLAGS.test_flip,
                     FLAGS.test_merge, crf)
   except ValueError as error:
@@ -348,8 +348,8 @@ def evaluate_step(experiment: Experiment, method: Method, step: int,
   """Scores a just-finished step on its validation images: results/step_<t>.json, TensorBoard."""
   if not experiment.chief:
     return {}
-  record, model, dataset = score_step(experiment, method, step, plan,
-                                      test_time=test_time_from_flags())
+  test_time = test_time_from_flags()
+  record, model, dataset = score_step(experiment, method, step, plan, test_time=test_time)
   report_step = record["step"]
   checkpoints.write_json_atomic(
       os.path.join(experiment.run_dir, method.name, "results", f"step_{report_step}.json"),
@@ -357,7 +357,8 @@ def evaluate_step(experiment: Experiment, method: Method, step: int,
   writer = tf.summary.create_file_writer(
       os.path.join(experiment.run_dir, "tensorboard", method.name, "eval"))
   summaries.write_step(writer, report_step, record, report.format_step_table(record, method.name),
-                       _panels(model, dataset, experiment.plan.order(report_step), experiment))
+                       _panels(model, dataset, experiment.plan.order(report_step), experiment,
+                               test_time))
   summaries.write_hparams(writer, method, {
       "dataset": FLAGS.dataset, "task": FLAGS.task, "setting": FLAGS.setting,
       **config_record(experiment.model_config), "lr": FLAGS.lr,
@@ -366,13 +367,14 @@ def evaluate_step(experiment: Experiment, method: Method, step: int,
   return record
 
 
-def _panels(model, dataset: tf.data.Dataset, order, experiment: Experiment):
+def _panels(model, dataset: tf.data.Dataset, order, experiment: Experiment,
+            test_time: TestTime):
   """Input | ground truth | prediction of the first --summary_images validation images."""
   if FLAGS.summary_images <= 0:
     return None
   images, labels = next(iter(dataset.unbatch().take(FLAGS.summary_images).padded_batch(
       FLAGS.summary_images, padding_values=(0.0, pipeline.IGNORE_LABEL))))
-  predictions = tf.argmax(predict_probabilities(model, images, test_time_from_flags()), axis=-1)
+  predictions = tf.argmax(predict_probabilities(model, images, test_time), axis=-1)
   return summaries.image_panels(images, labels, predictions, order, experiment.source.palette)
 
 

@@ -167,8 +167,8 @@ def _gaussian_taps(sigma: float) -> np.ndarray:
 
 def spatial_message(q: tf.Tensor, sigma: float) -> tf.Tensor:
   """Smoothness message: exact Gaussian (std `sigma` pixels) mean of the other pixels' q."""
-  taps = tf.constant(_gaussian_taps(sigma))
-  size = len(_gaussian_taps(sigma))
+  taps = _gaussian_taps(sigma)
+  size = len(taps)
 
   def blur(planes):  # [N, H, W, 1] -> separable Gaussian sums, zero outside the image
     planes = tf.nn.conv2d(planes, tf.reshape(taps, [size, 1, 1, 1]), 1, "SAME")
