@@ -6,8 +6,10 @@ import os
 from absl import flags
 
 # Data.
-flags.DEFINE_string("dataset", "shapes", "Dataset reader: shapes (procedural, VOC layout) or voc.")
-flags.DEFINE_string("data_root", None, "Root of the dataset tree (e.g. VOCdevkit/VOC2012); "
+flags.DEFINE_string("dataset", "shapes", "Dataset reader: shapes (procedural, VOC layout), voc "
+                    "(VOC 2012, + SBD via tools/prepare_voc.py), ade20k, cityscapes or msrc.")
+flags.DEFINE_string("data_root", None, "Root of the dataset tree (VOCdevkit/VOC2012, "
+                    "ADEChallengeData2016, the Cityscapes folder, MSRC_ObjCategImageDatabase_v2); "
                     "not needed for shapes.")
 flags.DEFINE_string("cache_dir", os.path.join("~", ".cache", "kdseg"),
                     "Where the shapes dataset and class-presence indexes are cached.")
@@ -18,9 +20,24 @@ flags.DEFINE_integer("shapes_seed", 0, "shapes: seed of the generator.")
 
 # Incremental protocol.
 flags.DEFINE_string("task", "15-1", "Scenario: 19-1, 15-5, 15-1 (= 15-5s), 10-1, 10-10, 10-5-5, "
-                    "100-50, 100-10, 50-50, 100-5.")
-flags.DEFINE_enum("setting", "overlapped", ["overlapped", "disjoint"],
-                  "MiB paper §6.2.3 image-selection setting.")
+                    "100-50, 100-10, 50-50, 100-5, or a dataset's named scenario (cityscapes: "
+                    "vehicles, non-driving, 11-2).")
+flags.DEFINE_enum("setting", "overlapped", ["overlapped", "disjoint", "partition",
+                                            "incremental-learning", "incremental-labeling"],
+                  "Which images each step trains on and how old classes are labelled: MiB "
+                  "overlapped / disjoint (§6.2.3), partition (ADE20K, Cityscapes §6.2.4-5), KD "
+                  "paper incremental-learning (old classes keep their labels) / "
+                  "incremental-labeling (§3). See kdseg/data/splits.py.")
+flags.DEFINE_string("class_order", "dataset", "Order the classes are learned in: dataset (VOC: "
+                    "alphabetical), alphabetical, frequency (training pixels, most first), "
+                    "random[:SEED], a comma list of class names or ids, or @FILE.")
+flags.DEFINE_integer("min_images_per_class", 50, "--setting=partition: images each class must "
+                     "have in its own step (MiB paper: 50).")
+flags.DEFINE_float("holdout_fraction", 0.0, "Hold out this fraction of each step's training "
+                   "images (seeded) and evaluate on it instead of the validation split: the MiB "
+                   "paper's hyper-parameter search uses 0.2.")
+flags.register_validator("holdout_fraction", lambda value: 0.0 <= value < 1.0,
+                         message="--holdout_fraction must be in [0, 1).")
 
 # Method.
 flags.DEFINE_list("method", ["mib"], "Method(s) to train, comma-separated (e.g. ft,mib); "

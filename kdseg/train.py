@@ -30,7 +30,8 @@ from kdseg.data.splits import SplitError  # noqa: E402
 from kdseg.data.datasets import DataConfig, load_source  # noqa: E402
 from kdseg.data.shapes import ShapesConfig  # noqa: E402
 from kdseg.data.source import DatasetLayoutError, SegmentationSource  # noqa: E402
-from kdseg.data.tasks import TaskError, TaskPlan, make_plan  # noqa: E402
+from kdseg.data.orders import task_plan  # noqa: E402
+from kdseg.data.tasks import TaskError, TaskPlan  # noqa: E402
 from kdseg.engine import checkpoints, summaries  # noqa: E402
 from kdseg.engine.distribute import (StrategyError, is_chief, make_strategy,  # noqa: E402
                                      num_workers, worker_id)
@@ -129,7 +130,13 @@ def build_experiment() -> Experiment:
                                seed=FLAGS.shapes_seed)
   source = load_source(DataConfig(FLAGS.dataset, FLAGS.data_root, FLAGS.cache_dir,
                                   shapes_config))
-  plan = make_plan(FLAGS.task, list(range(1, source.num_object_classes + 1)))
+  splits.get_setting(FLAGS.setting)
+  # One cached scan of each split's labels validates them and gives every split and order.
+  cache_dir = os.path.expanduser(FLAGS.cache_dir)
+  train_counts = presence.class_pixel_counts(source, "train", cache_dir)
+  val_presence = presence.class_presence(source, "val", cache_dir)
+  plan = task_plan(FLAGS.task, FLAGS.class_order, source.class_names, source.scenarios,
+                   train_counts)
   if FLAGS.step >= plan.num_steps:
     raise TaskError(f"--step={FLAGS.step}, but task {FLAGS.task} has steps 0..{plan.num_steps - 1}.")
   backbone_weights = pretrained_weights = None
@@ -150,14 +157,44 @@ def build_experiment() -> Experiment:
   guard_config(os.path.join(run_dir, "experiment.json"), {
       "dataset": FLAGS.dataset, "data_root": source.root, "task": FLAGS.task,
       "setting": FLAGS.setting, "seed": FLAGS.seed, "model": config_record(model_config),
-      "step_0": step0_config(backbone_weights and os.path.basename(backbone_weights))},
-               write=is_chief(strategy))
-  cache_dir = os.path.expanduser(FLAGS.cache_dir)
-  num_classes = len(source.class_names)
-  train_presence = presence.class_presence(source.split("train"), num_classes, cache_dir)
-  val_presence = presence.class_presence(source.split("val"), num_classes, cache_dir)
-  return Experiment(source, plan, FLAGS.setting, model_config, run_dir, train_presence,
+      "step_0": step0_config(backbone_weights and os.path.basename(backbone_weights)),
+      **_protocol_config(plan)}, write=is_chief(strategy))
+  return Experiment(source, plan, FLAGS.setting, model_config, run_dir, train_counts > 0,
                     val_presence, strategy, backbone_weights, pretrained_weights)
+
+
+def _protocol_config(plan: TaskPlan) -> dict:
+  # Recorded only where they differ from the defaults, so run directories written before these
+  # options stay valid. The class order is recorded as the classes themselves: a frequency order
+  # computed from changed labels is caught too.
+  record = {}
+  default_order = tuple(range(1, 1 + sum(len(s) for s in plan.steps) - 1))
+  if plan.order(plan.num_steps - 1)[1:] != default_order:
+    record["class_order"] = list(plan.order(plan.num_steps - 1)[1:])
+  if FLAGS.setting == "partition":
+    record["min_images_per_class"] = FLAGS.min_images_per_class
+  if FLAGS.holdout_fraction:
+    record["holdout_fraction"] = FLAGS.holdout_fraction
+  return record
+
+
+def training_rows(experiment: Experiment, plan: TaskPlan, step: int) -> np.ndarray:
+  """Rows of the training split that `step` trains on (before any hold-out)."""
+  return splits.train_rows(experiment.train_presence, plan, step, experiment.setting,
+                           FLAGS.min_images_per_class, FLAGS.seed,
+                           experiment.source.class_names)
+
+
+def step_images(experiment: Experiment, plan: TaskPlan, step: int) -> dict[str, tuple[str, ...]]:
+  """{'train': ids[, 'holdout': ids]} of `step`, written once to the run's split files."""
+  rows = training_rows(experiment, plan, step)
+  ids = experiment.source.split("train").ids
+  directory = _split_dir(experiment, plan)
+  if not FLAGS.holdout_fraction:
+    return {"train": splits.step_ids(directory, step, "train", ids, rows)}
+  train, held = splits.holdout_rows(rows, FLAGS.holdout_fraction, FLAGS.seed + step)
+  return {"train": splits.step_ids(directory, step, "train", ids, train),
+          "holdout": splits.step_ids(directory, step, "holdout", ids, held)}
 
 
 def _how_to_train(step: int, method: Method) -> str:
@@ -209,9 +246,7 @@ def train_step(experiment: Experiment, method: Method, step: int,
   save_dir = directory if experiment.chief else checkpoints.worker_dir(
       directory, worker_id(strategy))
   train_files = experiment.source.split("train")
-  ids = splits.step_ids(_split_dir(experiment, plan), step, "train",
-                        train_files.ids, splits.train_rows(experiment.train_presence, plan, step,
-                                                           experiment.setting))
+  ids = step_images(experiment, plan, step)["train"]
   first = step == 0
   schedule = Schedule(
       learning_rate=FLAGS.lr if first else FLAGS.lr_incremental,
@@ -222,7 +257,7 @@ def train_step(experiment: Experiment, method: Method, step: int,
       # KD paper §5.2: |S_0| x 1000 iterations at step 0 (background counts), |U_k| x 1000 later.
       iterations=FLAGS.iterations_per_class * len(plan.steps[step]))
   dataset = pipeline.train_dataset(
-      experiment.source, train_files.select(ids), splits.train_label_table(plan, step),
+      experiment.source, train_files.select(ids), _train_labels(experiment, plan, step),
       FLAGS.batch_size, FLAGS.crop_size, FLAGS.min_scale, FLAGS.max_scale, FLAGS.seed + step)
   keras.utils.set_random_seed(FLAGS.seed + step)
   with strategy.scope():
@@ -275,6 +310,11 @@ def train_step(experiment: Experiment, method: Method, step: int,
   print(f"[{method.name}] step {step} trained in {time.time() - start:.1f}s", flush=True)
 
 
+def _train_labels(experiment: Experiment, plan: TaskPlan, step: int) -> np.ndarray:
+  return splits.train_label_table(plan, step,
+                                  splits.get_setting(experiment.setting).keep_old_labels)
+
+
 def finished_model(experiment: Experiment, method: Method, step: int):
   """(model, plan, step) of a finished step; step -1 = the task's last (joint: its one step)."""
   plan = joint_plan(experiment.plan) if method.offline else experiment.plan
@@ -312,16 +352,21 @@ def score_step(experiment: Experiment, method: Method, step: int, plan: TaskPlan
   directory = checkpoint_dir or checkpoints.step_dir(experiment.run_dir, method, step)
   model = checkpoints.load_final(directory, experiment.model_config, plan.classes_per_step(step),
                                  _how_to_train(step, method))
-  files = experiment.source.split(split)
-  present = experiment.val_presence if split == "val" else experiment.train_presence
-  rows = splits.eval_rows(present, plan, step)
-  if split == "val":  # the validation list of a step is recorded with the run's splits
-    ids = splits.step_ids(_split_dir(experiment, plan), step, "val", files.ids, rows)
+  if split == "holdout":  # the step's held-out training images, labelled as in training
+    files = experiment.source.split("train")
+    ids = step_images(experiment, plan, step)["holdout"]
+    label_table = _train_labels(experiment, plan, step)
   else:
-    ids = tuple(files.ids[r] for r in rows)
-  dataset = pipeline.eval_dataset(experiment.source, files.select(ids),
-                                  splits.eval_label_table(plan, step), FLAGS.eval_batch_size,
-                                  FLAGS.eval_crop)
+    files = experiment.source.split(split)
+    present = experiment.val_presence if split == "val" else experiment.train_presence
+    rows = splits.eval_rows(present, plan, step)
+    if split == "val":  # the validation list of a step is recorded with the run's splits
+      ids = splits.step_ids(_split_dir(experiment, plan), step, "val", files.ids, rows)
+    else:
+      ids = tuple(files.ids[r] for r in rows)
+    label_table = splits.eval_label_table(plan, step)
+  dataset = pipeline.eval_dataset(experiment.source, files.select(ids), label_table,
+                                  FLAGS.eval_batch_size, FLAGS.eval_crop)
   # A finished step never changes: its confusion matrix is kept beside it, so a step 0 shared
   # by several methods, or a re-run, is scored once per split and test-time setting.
   cache = os.path.join(directory, "final",
@@ -349,7 +394,9 @@ def evaluate_step(experiment: Experiment, method: Method, step: int,
   if not experiment.chief:
     return {}
   test_time = test_time_from_flags()
-  record, model, dataset = score_step(experiment, method, step, plan, test_time=test_time)
+  split = "holdout" if FLAGS.holdout_fraction else "val"
+  record, model, dataset = score_step(experiment, method, step, plan, split=split,
+                                      test_time=test_time)
   report_step = record["step"]
   checkpoints.write_json_atomic(
       os.path.join(experiment.run_dir, method.name, "results", f"step_{report_step}.json"),
@@ -361,7 +408,7 @@ def evaluate_step(experiment: Experiment, method: Method, step: int,
                                test_time))
   summaries.write_hparams(writer, method, {
       "dataset": FLAGS.dataset, "task": FLAGS.task, "setting": FLAGS.setting,
-      **config_record(experiment.model_config), "lr": FLAGS.lr,
+      "class_order": FLAGS.class_order, **config_record(experiment.model_config), "lr": FLAGS.lr,
       "lr_incremental": FLAGS.lr_incremental, **_shared_schedule_config()})
   writer.close()
   return record
@@ -421,8 +468,8 @@ def main(argv):
             f"--step={FLAGS.step} needs the finished step {FLAGS.step - 1} in {previous}. "
             + _how_to_train(FLAGS.step - 1, method))
   for step in steps:  # every step must fill at least one batch: fail before training any
-    count = len(splits.train_rows(experiment.train_presence, experiment.plan, step,
-                                  experiment.setting))
+    count = len(training_rows(experiment, experiment.plan, step))
+    count -= int(round(FLAGS.holdout_fraction * count))
     if count < FLAGS.batch_size:
       raise FlagValueError(f"step {step} has {count} training images under --setting="
                            f"{FLAGS.setting}, fewer than --batch_size={FLAGS.batch_size}; "

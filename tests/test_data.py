@@ -66,31 +66,32 @@ class PresenceTest(tf.test.TestCase):
   def test_presence_matrix_and_cache_refresh(self):
     root = write_voc_tree(os.path.join(self.get_temp_dir(), "VOC2012"),
                           {"train": {"a": LABEL_A, "b": LABEL_B}})
-    files = read_voc_layout(root, splits=("train",)).split("train")
+    source = read_voc_layout(root, splits=("train",))
+    files = source.split("train")
     cache = os.path.join(self.get_temp_dir(), "cache")
-    present = presence.class_presence(files, 21, cache)
+    present = presence.class_presence(source, "train", cache)
     self.assertAllEqual(np.flatnonzero(present[0]), [0, 1, 2, 20, 255])
     self.assertAllEqual(np.flatnonzero(present[1]), [0, 3, 255])
     # Rewriting a label invalidates its row only.
     write_label(files.label_paths[1], np.full((4, 4), 5, np.uint8))
     os.utime(files.label_paths[1], ns=(1, 1))
-    self.assertAllEqual(np.flatnonzero(presence.class_presence(files, 21, cache)[1]), [5])
+    self.assertAllEqual(np.flatnonzero(presence.class_presence(source, "train", cache)[1]), [5])
 
   def test_values_outside_the_class_set_name_the_file(self):
     bad = LABEL_B.copy()
     bad[0, 0] = 21
     root = write_voc_tree(os.path.join(self.get_temp_dir(), "VOC2012"), {"train": {"bad": bad}})
-    files = read_voc_layout(root, splits=("train",)).split("train")
+    source = read_voc_layout(root, splits=("train",))
     with self.assertRaisesRegex(presence.LabelValueError, r"bad.png \(values \[21\]\)"):
-      presence.class_presence(files, 21, os.path.join(self.get_temp_dir(), "cache"))
+      presence.class_presence(source, "train", os.path.join(self.get_temp_dir(), "cache"))
 
   def test_corrupt_image_is_named(self):
     root = write_voc_tree(os.path.join(self.get_temp_dir(), "VOC2012"), {"train": {"a": LABEL_A}})
     with open(os.path.join(root, "JPEGImages", "a.jpg"), "wb") as out:
       out.write(b"not a jpeg")
-    files = read_voc_layout(root, splits=("train",)).split("train")
+    source = read_voc_layout(root, splits=("train",))
     with self.assertRaisesRegex(presence.LabelValueError, "a.jpg"):
-      presence.class_presence(files, 21, os.path.join(self.get_temp_dir(), "cache"))
+      presence.class_presence(source, "train", os.path.join(self.get_temp_dir(), "cache"))
 
 
 class PipelineTest(tf.test.TestCase):

@@ -39,7 +39,7 @@ class ShapesTest(tf.test.TestCase):
     self.assertLen(source.split("train").ids, 12)
     for folder in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
       self.assertTrue(os.path.isdir(os.path.join(source.root, folder)))
-    present = presence.class_presence(source.split("train"), 21, os.path.join(cache, "index"))
+    present = presence.class_presence(source, "train", os.path.join(cache, "index"))
     self.assertEqual(present.shape, (12, 256))
     # Reused on the second call: same folder, nothing regenerated.
     marker = os.path.join(source.root, "shapes_config.json")

@@ -5,6 +5,9 @@ import dataclasses
 from typing import Callable
 
 from kdseg.data import shapes
+from kdseg.data.ade20k import read_ade20k
+from kdseg.data.cityscapes import read_cityscapes
+from kdseg.data.msrc import read_msrc
 from kdseg.data.source import DatasetLayoutError, SegmentationSource
 from kdseg.data.voc import read_voc_layout
 
@@ -17,16 +20,24 @@ class DataConfig:
   shapes: shapes.ShapesConfig
 
 
-def _voc(config: DataConfig) -> SegmentationSource:
-  if not config.data_root:
-    raise DatasetLayoutError("--dataset=voc needs --data_root=<path to VOCdevkit/VOC2012> "
-                             "(download VOCtrainval_11-May-2012.tar from the Pascal VOC site).")
-  return read_voc_layout(config.data_root)
+def _on_disk(reader: Callable[[str], SegmentationSource], root_example: str):
+  """A reader of a dataset the user downloads: it needs --data_root."""
+
+  def read(config: DataConfig) -> SegmentationSource:
+    if not config.data_root:
+      raise DatasetLayoutError(f"--dataset={config.dataset} needs --data_root=<path to "
+                               f"{root_example}>; see the README's Datasets section.")
+    return reader(config.data_root)
+
+  return read
 
 
 READERS: dict[str, Callable[[DataConfig], SegmentationSource]] = {
     "shapes": lambda config: shapes.load_shapes(config.cache_dir, config.shapes),
-    "voc": _voc,
+    "voc": _on_disk(read_voc_layout, "VOCdevkit/VOC2012"),
+    "ade20k": _on_disk(read_ade20k, "ADEChallengeData2016"),
+    "cityscapes": _on_disk(read_cityscapes, "the folder holding leftImg8bit/ and gtFine/"),
+    "msrc": _on_disk(read_msrc, "MSRC_ObjCategImageDatabase_v2"),
 }
 
 

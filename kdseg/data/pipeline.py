@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from kdseg.data import augment
 from kdseg.data.source import SegmentationSource, SplitFiles
-from kdseg.data.voc import IGNORE_LABEL
+from kdseg.data.source import IGNORE_LABEL
 
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
@@ -33,9 +33,10 @@ def _reader(source: SegmentationSource, label_table: np.ndarray):
   table = tf.constant(label_table, tf.int32)
 
   def read(image_path, label_path):
-    image = tf.cast(tf.io.decode_jpeg(tf.io.read_file(image_path), channels=3), tf.float32)
-    raw = source.decode_label(tf.io.read_file(label_path))
-    label = tf.gather(table, tf.cast(raw, tf.int32))
+    # decode_image: JPEG (VOC, ADE20K), PNG (Cityscapes) and BMP (MSRC-v2) alike.
+    image = tf.cast(tf.io.decode_image(tf.io.read_file(image_path), channels=3,
+                                       expand_animations=False), tf.float32)
+    label = tf.gather(table, source.decode_label(tf.io.read_file(label_path)))
     return image, label
 
   return read

@@ -1,9 +1,12 @@
-"""Class-presence index: which classes occur in each label file, from one parallel pass, cached.
+"""Class-presence index: how many pixels of each class every label file holds, from one parallel
+pass over the label files, cached.
 
-Every split of every setting is computed from this [num_images, 256] boolean matrix, so the label
-files are read once per dataset, not once per step. The same pass validates the data: label values
-outside the class set, foreign palettes, unreadable labels and undecodable images are reported
-with their file names before any training starts.
+Every split of every setting, and the pixel-frequency class order, is computed from this
+[num_images, 256] matrix, so the label files are read once per dataset, not once per step. The
+cache stores raw label values (before the dataset's class table), so it does not depend on how
+classes are mapped. The same pass validates the data: label values the dataset never uses, foreign
+palettes, unreadable labels and undecodable images are reported with their file names before any
+training starts.
 """
 from __future__ import annotations
 
@@ -17,10 +20,9 @@ import keras
 import numpy as np
 from PIL import Image
 
-from kdseg.data.source import SplitFiles
-from kdseg.data.voc import IGNORE_LABEL, voc_palette
+from kdseg.data.source import INVALID, LabelCodec, SegmentationSource, SplitFiles
 
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 
 class LabelValueError(ValueError):
@@ -32,40 +34,33 @@ def _fingerprint(paths: tuple[str, ...]) -> np.ndarray:
   return np.array([[s.st_mtime_ns, s.st_size] for s in stats], np.int64)
 
 
-def _scan_one(label_path: str, image_path: str) -> tuple[np.ndarray, str | None]:
-  """Returns (present[256] bool, problem or None) for one image/label pair."""
+def _scan_one(codec: LabelCodec, label_path: str,
+              image_path: str) -> tuple[np.ndarray, str | None]:
+  """Returns (raw value counts [256] int64, problem or None) for one image/label pair."""
+  empty = np.zeros(256, np.int64)
   try:
-    with Image.open(label_path) as label:
-      if label.mode == "P":
-        palette = np.array(label.getpalette()[:768], np.uint8).reshape(-1, 3)
-        if not np.array_equal(palette, voc_palette()[:len(palette)]):
-          return np.zeros(256, bool), (f"{label_path}: palette PNG whose palette is not the VOC "
-                                       "colour map; save labels as grayscale index PNGs instead")
-      elif label.mode != "L":
-        return np.zeros(256, bool), (f"{label_path}: label PNG in mode {label.mode}; expected a "
-                                     "palette (P) or grayscale (L) index image")
-      values = np.asarray(label)
+    values = codec.read(label_path)
     with Image.open(image_path) as image:
-      image.load()
+      image.load()  # a full decode: truncated or corrupt images are found here, not mid-training
       if (image.height, image.width) != values.shape:
-        return np.zeros(256, bool), (f"{image_path} is {image.width}x{image.height} but its "
-                                     f"label {label_path} is {values.shape[1]}x{values.shape[0]}")
+        return empty, (f"{image_path} is {image.width}x{image.height} but its label "
+                       f"{label_path} is {values.shape[1]}x{values.shape[0]}")
   except (OSError, SyntaxError, ValueError) as error:
-    return np.zeros(256, bool), f"unreadable file for {label_path} / {image_path}: {error}"
-  return np.bincount(values.ravel(), minlength=256).astype(bool), None
+    return empty, f"unreadable file for {label_path} / {image_path}: {error}"
+  return np.bincount(values.ravel(), minlength=256).astype(np.int64), None
 
 
-def _scan(files: SplitFiles, rows: list[int], workers: int) -> np.ndarray:
-  present = np.zeros((len(rows), 256), bool)
+def _scan(codec: LabelCodec, files: SplitFiles, rows: list[int], workers: int) -> np.ndarray:
+  counts = np.zeros((len(rows), 256), np.int64)
   problems = []
   # A progress bar on a terminal when the scan is long (a first pass over VOC/ADE20K labels).
   bar = keras.utils.Progbar(len(rows), verbose=int(len(rows) > 500 and sys.stdout.isatty()),
                             unit_name="label")
   with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-    results = pool.map(_scan_one, [files.label_paths[r] for r in rows],
+    results = pool.map(_scan_one, [codec] * len(rows), [files.label_paths[r] for r in rows],
                        [files.image_paths[r] for r in rows], chunksize=64)
-    for index, (row_present, problem) in enumerate(results):
-      present[index] = row_present
+    for index, (row_counts, problem) in enumerate(results):
+      counts[index] = row_counts
       if problem:
         problems.append(problem)
       if index % 100 == 99 or index == len(rows) - 1:
@@ -73,51 +68,83 @@ def _scan(files: SplitFiles, rows: list[int], workers: int) -> np.ndarray:
   if problems:
     raise LabelValueError(f"{len(problems)} unusable files; fix or remove them from the image "
                           "list:\n  " + "\n  ".join(problems[:10]))
-  return present
+  return counts
 
 
-def class_presence(files: SplitFiles, num_classes: int, cache_dir: str,
-                   workers: int | None = None) -> np.ndarray:
-  """[len(files.ids), 256] bool: present[i, c] iff label file i contains value c.
+def raw_value_counts(files: SplitFiles, codec: LabelCodec, cache_dir: str,
+                     workers: int | None = None) -> np.ndarray:
+  """[len(files.ids), 256] int64: counts[i, v] = pixels of raw value v in label file i.
 
-  Cached in `cache_dir`, keyed by the label folder and split; rows whose label or image file
-  changed (mtime or size) are rescanned. Raises LabelValueError for values >= num_classes other
-  than 255, naming the files.
+  Cached in `cache_dir`, keyed by the label files and codec; rows whose label or image file
+  changed (mtime or size) are rescanned.
   """
   workers = workers or min(8, (os.cpu_count() or 1) * 2)
-  key = hashlib.sha1("\n".join(files.label_paths).encode()).hexdigest()[:16]
+  key = hashlib.sha1("\n".join((codec.name,) + files.label_paths).encode()).hexdigest()[:16]
   cache_path = os.path.join(cache_dir, f"presence-v{_CACHE_VERSION}-{key}.npz")
   fingerprint = np.concatenate([_fingerprint(files.label_paths),
                                 _fingerprint(files.image_paths)], axis=1)
-  present = np.zeros((len(files.ids), 256), bool)
+  counts = np.zeros((len(files.ids), 256), np.int64)
   stale = list(range(len(files.ids)))
   if os.path.isfile(cache_path):
     cached = np.load(cache_path)
     if cached["fingerprint"].shape == fingerprint.shape:
       fresh = np.all(cached["fingerprint"] == fingerprint, axis=1)
-      present[fresh] = cached["present"][fresh]
+      counts[fresh] = cached["counts"][fresh]
       stale = np.flatnonzero(~fresh).tolist()
   if stale:
-    present[stale] = _scan(files, stale, workers)
+    counts[stale] = _scan(codec, files, stale, workers)
     os.makedirs(cache_dir, exist_ok=True)
     # Write-then-rename: an interrupted scan never leaves a truncated cache behind.
     handle, tmp_path = tempfile.mkstemp(dir=cache_dir, suffix=".npz")
     with os.fdopen(handle, "wb") as out:
-      np.savez(out, present=present, fingerprint=fingerprint)
+      np.savez(out, counts=counts, fingerprint=fingerprint)
     os.replace(tmp_path, cache_path)
-  _check_values(files, present, num_classes)
-  return present
+  return counts
 
 
-def _check_values(files: SplitFiles, present: np.ndarray, num_classes: int) -> None:
-  allowed = np.zeros(256, bool)
-  allowed[:num_classes] = True
-  allowed[IGNORE_LABEL] = True
-  bad_rows = np.flatnonzero(present[:, ~allowed].any(axis=1))
+def class_pixel_counts(source: SegmentationSource, split: str, cache_dir: str,
+                       workers: int | None = None) -> np.ndarray:
+  """[images of `split`, 256] int64 pixels per class id (column 255 = ignored pixels).
+
+  Raises LabelValueError naming the files whose labels hold raw values outside the dataset's
+  class table.
+  """
+  files = source.split(split)
+  raw = raw_value_counts(files, source.codec, cache_dir, workers)
+  _check_values(source, files, raw)
+  table = source.class_table.astype(np.int64)
+  one_hot = np.zeros((256, 256), np.int64)
+  valid = table != INVALID
+  one_hot[np.flatnonzero(valid), table[valid]] = 1
+  return raw @ one_hot
+
+
+def class_presence(source: SegmentationSource, split: str, cache_dir: str,
+                   workers: int | None = None) -> np.ndarray:
+  """[images of `split`, 256] bool: present[i, c] iff label file i holds class id c."""
+  return class_pixel_counts(source, split, cache_dir, workers) > 0
+
+
+def _check_values(source: SegmentationSource, files: SplitFiles, raw: np.ndarray) -> None:
+  invalid = source.class_table == INVALID
+  bad_rows = np.flatnonzero(raw[:, invalid].any(axis=1))
   if bad_rows.size:
-    examples = [f"{files.label_paths[r]} (values {np.flatnonzero(present[r] & ~allowed).tolist()})"
+    examples = [f"{files.label_paths[r]} (values {np.flatnonzero((raw[r] > 0) & invalid).tolist()})"
                 for r in bad_rows[:5]]
+    valid = np.flatnonzero(~invalid).tolist()
     raise LabelValueError(
-        f"{bad_rows.size} label files contain values outside the {num_classes} classes "
-        f"(0..{num_classes - 1}) and the ignore value 255:\n  " + "\n  ".join(examples) +
-        "\nFix these labels or choose the dataset flag that matches them.")
+        f"{bad_rows.size} {source.name} label files contain values outside the dataset's label "
+        f"values ({_ranges(valid)}):\n  " + "\n  ".join(examples) +
+        "\nFix these labels or choose the --dataset that matches them.")
+
+
+def _ranges(values: list[int]) -> str:
+  """[0, 1, 2, 5, 255] -> '0..2, 5, 255'."""
+  parts, start = [], None
+  for index, value in enumerate(values):
+    if start is None:
+      start = value
+    if index + 1 == len(values) or values[index + 1] != value + 1:
+      parts.append(str(start) if start == value else f"{start}..{value}")
+      start = None
+  return ", ".join(parts)

@@ -1,18 +1,40 @@
 """A dataset on disk as the rest of kdseg sees it: named classes and, per split, files by image id.
 
-Readers (voc.py, later ade20k.py, cityscapes.py, ...) differ only in how they find files; they all
-return a `SegmentationSource`, and splits, the presence index and the tf.data pipeline take it.
+Readers (voc.py, ade20k.py, cityscapes.py, msrc.py) differ only in how they find files and how
+their label files encode classes; they all return a `SegmentationSource`, and splits, the presence
+index and the tf.data pipeline take it. A label file is decoded in two stages that every reader
+shares: its `LabelCodec` turns the file into raw values 0..255 (e.g. Cityscapes labelIds, MSRC
+colour indices), then the source's `class_table` maps raw values to class ids (255 = ignore,
+-1 = a value the dataset never uses, reported by the presence scan).
 """
 from __future__ import annotations
 
 import dataclasses
 from typing import Callable
 
+import numpy as np
 import tensorflow as tf
+
+IGNORE_LABEL = 255
+INVALID = -1  # class_table entry of a raw value the dataset's labels must not contain
 
 
 class DatasetLayoutError(FileNotFoundError):
   """The dataset tree on disk does not have the expected layout."""
+
+
+class LabelFormatError(ValueError):
+  """A label file whose encoding is not the dataset's (mode, palette, channels)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelCodec:
+  """How label files store raw values: `decode` in-graph (file bytes -> [H, W] uint8) and `read`
+  in numpy for the presence scan (path -> [H, W] uint8; raises LabelFormatError). Both must agree.
+  """
+  name: str
+  decode: Callable[[tf.Tensor], tf.Tensor]
+  read: Callable[[str], np.ndarray]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,18 +54,30 @@ class SplitFiles:
                       tuple(self.label_paths[r] for r in rows))
 
 
+def identity_table(num_classes: int) -> np.ndarray:
+  """class_table of labels that store class ids directly: 0..num_classes-1 and 255."""
+  table = np.full(256, INVALID, np.int16)
+  table[:num_classes] = np.arange(num_classes)
+  table[IGNORE_LABEL] = IGNORE_LABEL
+  return table
+
+
 @dataclasses.dataclass(frozen=True)
 class SegmentationSource:
-  """class_names[i] is the name of original class id i (0 = background); 255 means ignore.
+  """class_names[i] is the name of class id i (0 = background); 255 means ignore.
 
-  `decode_label(png_bytes) -> [H, W] uint8` maps the stored label encoding to class ids in-graph.
+  class_table: [256] int16, raw label value -> class id, 255 (ignore) or INVALID.
+  scenarios: the dataset's named tasks (e.g. Cityscapes 'vehicles') -> (step sizes task name,
+  class order by name).
   """
   name: str
   root: str
   class_names: tuple[str, ...]
   splits: dict[str, SplitFiles]
-  decode_label: Callable[[tf.Tensor], tf.Tensor]
+  codec: LabelCodec
+  class_table: np.ndarray
   palette: tuple[tuple[int, int, int], ...]
+  scenarios: dict[str, tuple[str, tuple[str, ...]]] = dataclasses.field(default_factory=dict)
 
   @property
   def num_object_classes(self) -> int:
@@ -54,3 +88,8 @@ class SegmentationSource:
       raise DatasetLayoutError(
           f"{self.name} at {self.root} has no split {name!r}; available: {sorted(self.splits)}")
     return self.splits[name]
+
+  def decode_label(self, file_bytes: tf.Tensor) -> tf.Tensor:
+    """Label file bytes -> [H, W] int32 class ids (255 ignore), in-graph."""
+    table = np.where(self.class_table == INVALID, IGNORE_LABEL, self.class_table)
+    return tf.gather(tf.constant(table, tf.int32), tf.cast(self.codec.decode(file_bytes), tf.int32))

@@ -1,27 +1,63 @@
-"""Per-step image sets and label mappings of the incremental settings (spec §1, MiB §6.2.3).
+"""Per-step image sets and label mappings of the incremental settings (spec §1, MiB §6.2.3-6.2.5,
+KD paper §3).
 
-Settings implemented here:
-  overlapped  step t trains on every image with at least one pixel of a class new at t;
-  disjoint    ... and no pixel of a class learned after t (only old, new, background, 255).
-Training labels of step t: classes new at t keep their (renumbered) id, every other class
-(old or future) becomes background 0, 255 stays 255. Validation at step t: images with at least
-one pixel of a class seen so far; unseen classes become 255 (ignored); seen ones are renumbered.
+Image selection of step t (new = classes first learned at t, old = learned before t):
+  overlapped   every image with at least one pixel of a new class (MiB; images may recur);
+  disjoint     ... and no pixel of a class learned after t: only old, new, background, 255 (MiB
+               disjoint; KD paper: "images contain only elements of S_{k-1} ∪ U_k", which makes the
+               steps' image sets disjoint);
+  partition    the training images split into disjoint sets, one per step, with no other
+               constraint than at least --min_images_per_class images per class in its step
+               (MiB ADE20K and Cityscapes): an image goes to one of the steps whose new classes it
+               holds, seeded.
+Training labels of step t: new classes keep their (renumbered) id, future classes become
+background 0, 255 stays 255; old classes become background, except in the KD paper's
+incremental-learning setting where they keep their ids. Validation at step t: images with at least
+one pixel of a class seen so far; unseen classes become 255 (ignored), seen ones are renumbered.
+
+Settings (--setting):  selection   old classes in new images
+  overlapped           overlapped  background
+  disjoint             disjoint    background
+  partition            partition   background
+  incremental-learning disjoint    keep their labels   (KD paper §3.1)
+  incremental-labeling disjoint    background          (KD paper §3.2; the same as disjoint)
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 
 import numpy as np
 
+from kdseg.data.source import IGNORE_LABEL
 from kdseg.data.tasks import TaskPlan
-from kdseg.data.voc import IGNORE_LABEL
 
-SETTINGS = ("overlapped", "disjoint")
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+  name: str
+  selection: str          # overlapped | disjoint | partition
+  keep_old_labels: bool
+
+
+SETTINGS = {setting.name: setting for setting in (
+    Setting("overlapped", "overlapped", False),
+    Setting("disjoint", "disjoint", False),
+    Setting("partition", "partition", False),
+    Setting("incremental-learning", "disjoint", True),
+    Setting("incremental-labeling", "disjoint", False),
+)}
 
 
 class SplitError(ValueError):
   """A setting name or a step that selects no image."""
+
+
+def get_setting(name: str) -> Setting:
+  if name not in SETTINGS:
+    raise SplitError(f"--setting={name!r} is unknown; choose one of {', '.join(SETTINGS)}.")
+  return SETTINGS[name]
 
 
 def _class_mask(classes) -> np.ndarray:
@@ -30,15 +66,59 @@ def _class_mask(classes) -> np.ndarray:
   return mask
 
 
-def train_rows(present: np.ndarray, plan: TaskPlan, step: int, setting: str) -> np.ndarray:
+def train_rows(present: np.ndarray, plan: TaskPlan, step: int, setting: str,
+               min_images_per_class: int = 50, seed: int = 0,
+               class_names: tuple[str, ...] | None = None) -> np.ndarray:
   """Row indices (into the presence matrix of the training split) used to train `step`."""
-  if setting not in SETTINGS:
-    raise SplitError(f"--setting={setting!r} is unknown; choose one of {', '.join(SETTINGS)}.")
+  selection = get_setting(setting).selection
+  if selection == "partition":
+    return np.flatnonzero(partition(present, plan, min_images_per_class, seed, class_names)
+                          == step)
   has_new = present[:, _class_mask(plan.new_classes(step))].any(axis=1)
-  if setting == "overlapped":
+  if selection == "overlapped":
     return np.flatnonzero(has_new)
   allowed = _class_mask((0, IGNORE_LABEL) + plan.old_classes(step) + plan.new_classes(step))
   return np.flatnonzero(has_new & ~present[:, ~allowed].any(axis=1))
+
+
+def partition(present: np.ndarray, plan: TaskPlan, min_images_per_class: int, seed: int,
+              class_names: tuple[str, ...] | None = None) -> np.ndarray:
+  """[num_images] int: the step each training image belongs to, -1 for none (MiB §6.2.4).
+
+  First, class by class from the rarest, a class of step t gets unassigned images holding it
+  until step t has `min_images_per_class` of them; then every other image holding a new class of
+  some step goes to one of those steps uniformly at random. Images holding no object class
+  belong to no step. Deterministic for a seed.
+  """
+  rng = np.random.default_rng(seed)
+  step_of = np.full(256, -1)
+  for step in range(plan.num_steps):
+    step_of[list(plan.new_classes(step))] = step
+  assigned = np.full(present.shape[0], -1)
+  classes = [c for step in range(plan.num_steps) for c in plan.new_classes(step)]
+  images_per_class = present[:, classes].sum(axis=0)
+  for position in np.argsort(images_per_class, kind="stable"):
+    cls = classes[position]
+    step = step_of[cls]
+    need = min_images_per_class - np.count_nonzero(present[:, cls] & (assigned == step))
+    if need <= 0:
+      continue
+    pool = rng.permutation(np.flatnonzero(present[:, cls] & (assigned == -1)))
+    if pool.size < need:
+      name = class_names[cls] if class_names else f"class {cls}"
+      raise SplitError(
+          f"cannot give {name} (step {step}) --min_images_per_class={min_images_per_class} "
+          f"training images: only {min_images_per_class - need + pool.size} of its "
+          f"{images_per_class[position]} images are left for its step. Lower "
+          "--min_images_per_class.")
+    assigned[pool[:need]] = step
+  candidates = np.zeros((present.shape[0], plan.num_steps), bool)
+  for step in range(plan.num_steps):
+    candidates[:, step] = present[:, _class_mask(plan.new_classes(step))].any(axis=1)
+  free = (assigned == -1) & candidates.any(axis=1)
+  scores = np.where(candidates, rng.random(candidates.shape), -1.0)
+  assigned[free] = np.argmax(scores[free], axis=1)
+  return assigned
 
 
 def eval_rows(present: np.ndarray, plan: TaskPlan, step: int) -> np.ndarray:
@@ -47,13 +127,21 @@ def eval_rows(present: np.ndarray, plan: TaskPlan, step: int) -> np.ndarray:
   return np.flatnonzero(present[:, seen].any(axis=1))
 
 
-def train_label_table(plan: TaskPlan, step: int) -> np.ndarray:
+def holdout_rows(rows: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """(train, held out): a seeded random `fraction` of a step's training rows held out for
+  hyper-parameter search (MiB §6.2.2: 20 % of the training set as validation). Both sorted."""
+  held = np.random.default_rng(seed).permutation(rows)[:int(round(fraction * rows.size))]
+  return np.setdiff1d(rows, held), np.sort(held)
+
+
+def train_label_table(plan: TaskPlan, step: int, keep_old_labels: bool = False) -> np.ndarray:
   """[256] int32 lookup: original label value -> training label of `step`."""
   table = np.zeros(256, np.int32)
   table[IGNORE_LABEL] = IGNORE_LABEL
   order = plan.order(step)
-  for new_class in plan.new_classes(step):
-    table[new_class] = order.index(new_class)
+  kept = plan.new_classes(step) + (plan.old_classes(step) if keep_old_labels else ())
+  for cls in kept:
+    table[cls] = order.index(cls)
   return table
 
 
@@ -84,7 +172,7 @@ def write_ids_once(path: str, ids: list[str] | tuple[str, ...]) -> tuple[str, ..
 
 def step_ids(split_dir: str, step: int, kind: str, ids: tuple[str, ...],
              rows: np.ndarray) -> tuple[str, ...]:
-  """The image ids of `kind` ('train' or 'val') at `step`, written once to split_dir."""
+  """The image ids of `kind` ('train', 'val' or 'holdout') at `step`, written once to split_dir."""
   if rows.size == 0:
     raise SplitError(f"step {step} has no {kind} image: no image contains its classes under this "
                      "setting. Check --task, --setting and the dataset's labels.")

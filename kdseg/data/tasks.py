@@ -89,7 +89,8 @@ class TaskPlan:
     return tuple(c for s in self.steps[step + 1:] for c in s)
 
 
-def make_plan(task: str, class_order: list[int] | tuple[int, ...]) -> TaskPlan:
+def make_plan(task: str, class_order: list[int] | tuple[int, ...],
+              name: str | None = None) -> TaskPlan:
   """Builds the plan of `task` over object classes taken in `class_order` (background excluded)."""
   order = list(class_order)
   if 0 in order:
@@ -102,4 +103,4 @@ def make_plan(task: str, class_order: list[int] | tuple[int, ...]) -> TaskPlan:
     chunk = tuple(order[start:start + size])
     steps.append((0,) + chunk if index == 0 else chunk)
     start += size
-  return TaskPlan(name=task, steps=tuple(steps))
+  return TaskPlan(name=name or task, steps=tuple(steps))

@@ -1,9 +1,11 @@
-"""Pascal VOC 2012 layout reader (also reads the shapes dataset, which is written in this layout).
+"""Pascal VOC 2012 layout reader (also reads the shapes dataset, which is written in this layout),
+and the two label codecs built on the VOC colour map that the other readers share.
 
   <root>/JPEGImages/<id>.jpg
   <root>/SegmentationClass/<id>.png        palette PNG (VOC colour map), or
-  <root>/SegmentationClassAug/<id>.png     grayscale index PNG (SBD augmentation)
-  <root>/ImageSets/Segmentation/{train,val}.txt
+  <root>/SegmentationClassAug/<id>.png     grayscale index PNG (SBD augmentation,
+                                           written by tools/prepare_voc.py)
+  <root>/ImageSets/Segmentation/{train,val}.txt  (train_aug.txt, if present, is the train split)
 Class ids: 0 background, 1..20 objects, 255 ignore (object borders, difficult regions).
 """
 from __future__ import annotations
@@ -14,14 +16,17 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from kdseg.data.source import DatasetLayoutError, SegmentationSource, SplitFiles
+from PIL import Image
+
+from kdseg.data.layout import check_dataset_root, image_files, require_dirs
+from kdseg.data.source import (IGNORE_LABEL, DatasetLayoutError, LabelCodec,  # noqa: F401
+                               LabelFormatError, SegmentationSource, SplitFiles, identity_table)
 
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
     "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
     "train", "tvmonitor")
 
-IGNORE_LABEL = 255
 
 
 @functools.lru_cache(maxsize=None)
@@ -58,6 +63,50 @@ def decode_voc_label(png_bytes: tf.Tensor) -> tf.Tensor:
                  lambda: decoded[..., 0])
 
 
+def rgb_to_index(rgb: np.ndarray) -> np.ndarray:
+  """numpy twin of palette_rgb_to_index: [H, W, 3] uint8 colours -> [H, W] uint8 indices."""
+  rgb = rgb.astype(np.int32)
+  index = np.zeros(rgb.shape[:-1], np.int32)
+  for bit in range(8):
+    for channel in range(3):
+      index |= ((rgb[..., channel] >> (7 - bit)) & 1) << (3 * bit + channel)
+  return index.astype(np.uint8)
+
+
+def read_index_png(path: str) -> np.ndarray:
+  """Grayscale index PNG, or palette PNG in the VOC colour map -> [H, W] uint8 raw values."""
+  with Image.open(path) as label:
+    if label.mode == "P":
+      palette = np.array(label.getpalette()[:768], np.uint8).reshape(-1, 3)
+      if not np.array_equal(palette, voc_palette()[:len(palette)]):
+        raise LabelFormatError(f"{path}: palette PNG whose palette is not the VOC colour map; "
+                               "save labels as grayscale index PNGs instead")
+    elif label.mode != "L":
+      raise LabelFormatError(f"{path}: label PNG in mode {label.mode}; expected a palette (P) "
+                             "or grayscale (L) index image")
+    return np.asarray(label)
+
+
+def decode_colour_label(file_bytes: tf.Tensor) -> tf.Tensor:
+  """RGB label image (any format tf.io.decode_image reads) coloured with the VOC colour map ->
+  [H, W] uint8 colour indices."""
+  rgb = tf.io.decode_image(file_bytes, channels=3, expand_animations=False)
+  return palette_rgb_to_index(rgb)
+
+
+def read_colour_label(path: str) -> np.ndarray:
+  with Image.open(path) as label:
+    if label.mode not in ("RGB", "P"):
+      raise LabelFormatError(f"{path}: colour-coded label in mode {label.mode}; expected RGB")
+    return rgb_to_index(np.asarray(label.convert("RGB")))
+
+
+# Labels storing indices (VOC, SBD, ADE20K, Cityscapes labelIds).
+INDEX_PNG = LabelCodec("index-png", decode_voc_label, read_index_png)
+# Labels painted in the VOC colour map (MSRC-v2 ground truth bitmaps).
+COLOUR_CODED = LabelCodec("voc-colours", decode_colour_label, read_colour_label)
+
+
 def _read_ids(list_file: str) -> tuple[str, ...]:
   with open(list_file) as handle:
     return tuple(line.split()[0] for line in handle if line.strip())
@@ -67,38 +116,30 @@ def read_voc_layout(root: str, class_names: tuple[str, ...] = VOC_CLASSES,
                     label_dir: str | None = None, name: str = "voc",
                     splits: tuple[str, ...] = ("train", "val")) -> SegmentationSource:
   """Reads a VOC-layout tree. `label_dir` defaults to SegmentationClassAug if present, else
-  SegmentationClass. Raises DatasetLayoutError naming the first missing path."""
-  root = os.path.abspath(os.path.expanduser(root))
+  SegmentationClass; the train split is train_aug.txt when that list exists. Raises
+  DatasetLayoutError naming the first missing path."""
   expected = ("expected the Pascal VOC 2012 layout: JPEGImages/<id>.jpg, "
               "SegmentationClass[Aug]/<id>.png, ImageSets/Segmentation/{train,val}.txt")
-  if not os.path.isdir(root):
-    raise DatasetLayoutError(f"dataset folder {root} does not exist ({expected}). For VOC, "
-                             "download VOCtrainval_11-May-2012.tar and point --data_root at "
-                             "VOCdevkit/VOC2012.")
+  root = check_dataset_root(root, expected, "For VOC, download VOCtrainval_11-May-2012.tar and "
+                            "point --data_root at VOCdevkit/VOC2012 (tools/prepare_voc.py adds SBD).")
   if label_dir is None:
     label_dir = ("SegmentationClassAug" if os.path.isdir(os.path.join(root, "SegmentationClassAug"))
                  else "SegmentationClass")
-  for folder in ("JPEGImages", label_dir, os.path.join("ImageSets", "Segmentation")):
-    if not os.path.isdir(os.path.join(root, folder)):
-      raise DatasetLayoutError(f"missing folder {os.path.join(root, folder)}: {expected}")
+  lists = os.path.join(root, "ImageSets", "Segmentation")
+  require_dirs(root, ("JPEGImages", label_dir, lists), expected)
   files = {}
   for split in splits:
-    list_file = os.path.join(root, "ImageSets", "Segmentation", f"{split}.txt")
+    list_name = ("train_aug" if split == "train" and os.path.isfile(
+        os.path.join(lists, "train_aug.txt")) else split)
+    list_file = os.path.join(lists, f"{list_name}.txt")
     if not os.path.isfile(list_file):
       raise DatasetLayoutError(f"missing image list {list_file}: {expected}")
     ids = _read_ids(list_file)
     if not ids:
       raise DatasetLayoutError(f"image list {list_file} is empty")
-    for folder, suffix in (("JPEGImages", ".jpg"), (label_dir, ".png")):
-      present = set(os.listdir(os.path.join(root, folder)))
-      missing = [i for i in ids if i + suffix not in present]
-      if missing:
-        raise DatasetLayoutError(
-            f"{list_file} lists {len(missing)} ids without {os.path.join(root, folder)}/<id>"
-            f"{suffix}, e.g. {missing[:3]}; restore those files or remove them from the list.")
-    images = tuple(os.path.join(root, "JPEGImages", f"{i}.jpg") for i in ids)
-    labels = tuple(os.path.join(root, label_dir, f"{i}.png") for i in ids)
-    files[split] = SplitFiles(ids, images, labels)
+    files[split] = SplitFiles(ids, image_files(root, "JPEGImages", ids, ".jpg", list_file),
+                              image_files(root, label_dir, ids, ".png", list_file))
   palette = tuple(tuple(int(v) for v in row) for row in voc_palette())
   return SegmentationSource(name=name, root=root, class_names=tuple(class_names), splits=files,
-                            decode_label=decode_voc_label, palette=palette)
+                            codec=INDEX_PNG, class_table=identity_table(len(class_names)),
+                            palette=palette)
