@@ -36,3 +36,51 @@ def free_port() -> int:
   with socket.socket() as probe:
     probe.bind(("localhost", 0))
     return probe.getsockname()[1]
+
+
+def _random_rgb(shape, seed: int = 0) -> np.ndarray:
+  return np.random.default_rng(seed).integers(0, 255, tuple(shape) + (3,), dtype=np.uint8)
+
+
+def write_ade20k_tree(root: str, labels: dict[str, dict[str, np.ndarray]]) -> str:
+  """ADEChallengeData2016 layout; labels: 'training'/'validation' -> {stem: [H, W] 0..150}."""
+  for folder, items in labels.items():
+    for kind in ("images", "annotations"):
+      os.makedirs(os.path.join(root, kind, folder), exist_ok=True)
+    for stem, label in items.items():
+      Image.fromarray(_random_rgb(label.shape)).save(
+          os.path.join(root, "images", folder, f"{stem}.jpg"))
+      Image.fromarray(label.astype(np.uint8), mode="L").save(
+          os.path.join(root, "annotations", folder, f"{stem}.png"))
+  return root
+
+
+def write_cityscapes_tree(root: str, labels: dict[str, dict[str, np.ndarray]]) -> str:
+  """Cityscapes layout; labels: 'train'/'val' -> {'<city>/<city>_<seq>_<frame>': labelIds}."""
+  for split, items in labels.items():
+    for image_id, label in items.items():
+      for kind, suffix, array in (
+          ("leftImg8bit", "_leftImg8bit.png", _random_rgb(label.shape)),
+          ("gtFine", "_gtFine_labelIds.png", label.astype(np.uint8))):
+        path = os.path.join(root, kind, split, f"{image_id}{suffix}")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        Image.fromarray(array).save(path)
+      # The other gtFine files of the official archive, which the reader must skip.
+      Image.fromarray(label.astype(np.uint8)).save(
+          os.path.join(root, "gtFine", split, f"{image_id}_gtFine_instanceIds.png"))
+  return root
+
+
+def write_msrc_tree(root: str, labels: dict[str, dict[str, np.ndarray]]) -> str:
+  """MSRC-v2 layout; labels: 'Train'/'Validation'/'Test' -> {id: [H, W, 3] uint8 colours}."""
+  for folder in ("Images", "GroundTruth", "TextonBoostSplits"):
+    os.makedirs(os.path.join(root, folder), exist_ok=True)
+  for split, items in labels.items():
+    for image_id, colours in items.items():
+      Image.fromarray(_random_rgb(colours.shape[:2])).save(
+          os.path.join(root, "Images", f"{image_id}.bmp"))
+      Image.fromarray(colours.astype(np.uint8)).save(
+          os.path.join(root, "GroundTruth", f"{image_id}_GT.bmp"))
+    with open(os.path.join(root, "TextonBoostSplits", f"{split}.txt"), "w") as out:
+      out.write("".join(f"{i}.bmp\n" for i in items))
+  return root
