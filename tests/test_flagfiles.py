@@ -3,12 +3,19 @@ import glob
 import os
 
 from absl import flags
+import numpy as np
 import tensorflow as tf
 
 from kdseg import train  # noqa: F401  (defines the flags)
+from kdseg.data import ade20k, cityscapes, msrc, shapes, voc
+from kdseg.data.orders import task_plan
 from kdseg.methods import METHODS
 
 FLAGS = flags.FLAGS
+# Class names and named scenarios of each dataset, to build every flagfile's plan without data.
+DATASETS = {"voc": (voc.VOC_CLASSES, {}), "shapes": (shapes.CLASS_NAMES, {}),
+            "ade20k": (ade20k.ADE20K_CLASSES, {}), "msrc": (msrc.MSRC_CLASSES, {}),
+            "cityscapes": (cityscapes.CITYSCAPES_CLASSES, cityscapes.SCENARIOS)}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -19,6 +26,7 @@ class FlagfileTest(tf.test.TestCase):
     self.assertNotEmpty(paths)
     self.addCleanup(os.chdir, os.getcwd())
     os.chdir(ROOT)  # nested --flagfile paths are relative to the repository root
+    plans = {}
     for path in paths:
       FLAGS.unparse_flags()
       FLAGS(["kdseg.train", f"--flagfile={path}"])
@@ -29,7 +37,20 @@ class FlagfileTest(tf.test.TestCase):
         self.assertEqual((FLAGS.epochs_incremental, FLAGS.task), (20, "15-1"))
       if os.path.basename(path).startswith("kd_"):
         self.assertEqual((FLAGS.head, FLAGS.iterations_per_class), ("v2", 1000), msg=path)
+      names, scenarios = DATASETS[FLAGS.dataset]
+      counts = np.arange(256, 0, -1)[None]  # frequency order = dataset order (boat last on MSRC)
+      plans[os.path.basename(path)] = task_plan(FLAGS.task, FLAGS.class_order, names, scenarios,
+                                                counts)
     FLAGS.unparse_flags()
+    # The papers' scenarios: steps and classes per step.
+    self.assertEqual([len(s) for s in plans["kd_voc_10_5_5.cfg"].steps], [11, 5, 5])
+    self.assertEqual(plans["kd_voc_10_1.cfg"].num_steps, 11)
+    self.assertEqual([len(s) for s in plans["ade_100_10.cfg"].steps], [101] + [10] * 5)
+    self.assertEqual(plans["ade_100_5.cfg"].num_steps, 11)
+    self.assertEqual(plans["kd_msrc_20_1.cfg"].new_classes(1), (msrc.MSRC_CLASSES.index("boat"),))
+    self.assertEqual([len(s) for s in plans["cityscapes_11_2.cfg"].steps], [12, 2, 2, 2, 2])
+    self.assertEqual(plans["voc_15_1_disjoint.cfg"].num_steps, 6)
+    self.assertNotEqual(plans["ade_50_50_random.cfg"].steps, plans["ade_50_50.cfg"].steps)
 
 
 if __name__ == "__main__":
