@@ -14,7 +14,10 @@ from kdseg import train
 from kdseg.engine import checkpoints
 from kdseg.methods import METHODS, MethodError, get_method
 from kdseg.models.segmenter import ModelConfig
-from tests.helpers import free_port
+from kdseg.data import presence
+from kdseg.data.cityscapes import CITYSCAPES_CLASSES
+from kdseg.data.shapes import CLASS_NAMES, ShapesConfig, load_shapes
+from tests.helpers import free_port, write_cityscapes_tree
 
 FLAGS = flags.FLAGS
 MODEL = ModelConfig("tiny", 16, 16)
@@ -295,6 +298,67 @@ class EndToEndTest(tf.test.TestCase):
     with self.assertRaisesRegex(export.ExportError, "already exists"):
       export.main([])
     FLAGS.unparse_flags()
+
+  def test_kd_protocol_in_frequency_order_with_a_holdout(self):
+    run_dir = f"{self.base}/kd_frequency"
+    run_train(*self.common, f"--run_dir={run_dir}", "--method=ft", "--epochs=1",
+              "--epochs_incremental=1", "--setting=incremental-learning",
+              "--class_order=frequency", "--holdout_fraction=0.2", "--task=15-5")
+    source = load_shapes(f"{self.base}/cache", ShapesConfig(32, 64, 24))
+    counts = presence.class_pixel_counts(source, "train", f"{self.base}/cache")
+    totals = counts[:, 1:21].sum(axis=0)
+    with open(f"{run_dir}/experiment.json") as handle:
+      order = json.load(handle)["class_order"]
+    self.assertCountEqual(order, range(1, 21))
+    self.assertTrue(all(totals[a - 1] >= totals[b - 1] for a, b in zip(order, order[1:])))
+    added = order[15:]
+
+    def ids(name):
+      with open(f"{run_dir}/splits/{name}.txt") as handle:
+        return handle.read().split()
+
+    rows = {image_id: r for r, image_id in enumerate(source.split("train").ids)}
+    step0 = ids("step_0_train") + ids("step_0_holdout")
+    self.assertFalse(counts[[rows[i] for i in step0]][:, added].any())  # no future class
+    self.assertTrue(counts[[rows[i] for i in ids("step_1_train")]][:, added].any(axis=1).all())
+    self.assertFalse(set(ids("step_1_train")) & set(ids("step_1_holdout")))
+    self.assertEqual(len(ids("step_1_holdout")),
+                     round(0.2 * (len(ids("step_1_train")) + len(ids("step_1_holdout")))))
+    with open(f"{run_dir}/ft/results/step_1.json") as handle:
+      record = json.load(handle)
+    self.assertEqual((record["split"], record["num_images"]),
+                     ("holdout", len(ids("step_1_holdout"))))
+    self.assertEqual(list(record["class_iou"])[-5:], [CLASS_NAMES[c] for c in added])
+    # The same run directory refuses another class order.
+    with self.assertRaisesRegex(train.ConfigMismatchError, "class_order"):
+      run_train(*self.common, f"--run_dir={run_dir}", "--method=ft", "--epochs=1",
+                "--epochs_incremental=1", "--setting=incremental-learning",
+                "--class_order=random:1", "--holdout_fraction=0.2", "--task=15-5")
+
+  def test_cityscapes_tree_trains_the_vehicles_scenario(self):
+    rng = np.random.default_rng(0)
+    label_ids = np.array([7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32,
+                          33, 0, 9])
+    def labels(count, city):
+      return {f"{city}/{city}_{i:06d}_000019": rng.choice(label_ids, (16, 32)).astype(np.uint8)
+              for i in range(count)}
+    root = write_cityscapes_tree(f"{self.base}/cityscapes", {
+        "train": labels(24, "aachen"), "val": labels(4, "lindau")})
+    run_dir = f"{self.base}/cityscapes_run"
+    run_train(*self.common, f"--run_dir={run_dir}", "--dataset=cityscapes",
+              f"--data_root={root}", "--task=vehicles", "--setting=partition",
+              "--min_images_per_class=4", "--method=ft", "--epochs=1", "--epochs_incremental=1",
+              "--batch_size=4", "--crop_size=16")
+    for step in (0, 1):
+      with open(f"{run_dir}/splits/step_{step}_train.txt") as handle:
+        self.assertGreaterEqual(len(handle.read().split()), 4)
+    with open(f"{run_dir}/ft/results/step_1.json") as handle:
+      record = json.load(handle)
+    self.assertEqual(record["task"], "vehicles")
+    self.assertEqual(list(record["class_iou"])[-6:],
+                     ["car", "truck", "bus", "train", "motorcycle", "bicycle"])
+    self.assertEqual(set(record["class_iou"]), set(CITYSCAPES_CLASSES))
+    self.assertIsNone(record["class_iou"]["background"])  # never in the ground truth
 
   def test_missing_previous_step_is_a_clear_error(self):
     run_dir = f"{self.base}/missing"
