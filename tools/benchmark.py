@@ -25,6 +25,13 @@ field plus noise, 21-class probabilities), after one untimed call; --heads= (emp
 network grid:
 
   python tools/benchmark.py --heads= --crf_sizes=321,512 --append --output=benchmarks/cpu.json
+
+With --presence_images the class-presence scan (kdseg/data/presence.py) is timed on a fake VOC
+tree of that many 500x375 JPEG images with palette PNG labels (a few objects each), written to a
+temporary folder: labels per second of the first (cold-cache) scan, of the cached reload, and of
+the refresh after 1 % of the labels changed:
+
+  python tools/benchmark.py --heads= --presence_images=10000 --append --output=benchmarks/cpu.json
 """
 from __future__ import annotations
 
@@ -52,6 +59,8 @@ flags.DEFINE_integer("timeout", 1800, "Seconds per configuration before it is re
 flags.DEFINE_string("output", "benchmarks/benchmark.json", "JSON file the results go to.")
 flags.DEFINE_bool("append", False, "Add to the results already in --output (e.g. a second grid).")
 flags.DEFINE_list("crf_sizes", [], "Also time the dense CRF on square images of these sides.")
+flags.DEFINE_integer("presence_images", 0, "Also time the class-presence scan on a fake VOC tree "
+                     "of this many images (0: skip).")
 flags.DEFINE_string("_child", None, "Internal: run one configuration (JSON) and print its result.")
 FLAGS = flags.FLAGS
 
@@ -157,6 +166,72 @@ def time_crf(size: int, classes: int = 21, repeats: int = 3) -> dict:
           "seconds_per_image": (time.perf_counter() - start) / repeats}
 
 
+def time_presence(count: int, width: int = 500, height: int = 375, templates: int = 64) -> dict:
+  """Labels per second of the class-presence scan on a fake `count`-image VOC tree."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from kdseg.data import presence  # pylint: disable=g-import-not-at-top
+  from kdseg.data.voc import read_voc_layout, voc_palette  # pylint: disable=g-import-not-at-top
+
+  root = tempfile.mkdtemp(prefix="kdseg_presence_")
+  try:
+    for folder in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+      os.makedirs(os.path.join(root, folder))
+    rng = np.random.default_rng(0)
+    sources = []
+    for index in range(templates):  # distinct files, copied: writing 10k encodes would dominate
+      label = np.zeros((height, width), np.uint8)
+      for _ in range(rng.integers(1, 4)):
+        top, left = rng.integers(0, height - 50), rng.integers(0, width - 50)
+        label[top:top + rng.integers(40, 200), left:left + rng.integers(40, 300)] = (
+            rng.integers(1, 21))
+      png = Image.fromarray(label, mode="P")
+      png.putpalette(voc_palette().flatten().tolist())
+      paths = (os.path.join(root, f"t{index}.png"), os.path.join(root, f"t{index}.jpg"))
+      png.save(paths[0])
+      Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(paths[1])
+      sources.append(paths)
+    ids = [f"{i:06d}" for i in range(count)]
+    for i, image_id in enumerate(ids):
+      label_path, image_path = sources[i % templates]
+      shutil.copyfile(label_path, os.path.join(root, "SegmentationClass", f"{image_id}.png"))
+      shutil.copyfile(image_path, os.path.join(root, "JPEGImages", f"{image_id}.jpg"))
+    for split in ("train", "val"):
+      with open(os.path.join(root, "ImageSets", "Segmentation", f"{split}.txt"), "w") as out:
+        out.write("".join(f"{i}\n" for i in ids))
+    source = read_voc_layout(root)
+    cache = os.path.join(root, "cache")
+    timings = {}
+    for name in ("first_scan", "cached"):
+      start = time.perf_counter()
+      presence.class_pixel_counts(source, "train", cache)
+      timings[name] = time.perf_counter() - start
+    changed = source.split("train").label_paths[::100]
+    for path in changed:
+      os.utime(path, ns=(1, 1))
+    start = time.perf_counter()
+    presence.class_pixel_counts(source, "train", cache)
+    timings["refresh_1_percent"] = time.perf_counter() - start
+  finally:
+    shutil.rmtree(root, ignore_errors=True)
+  return {"images": count, "size": f"{width}x{height}", "workers": min(8, (os.cpu_count() or 1) * 2),
+          **{f"{k}_seconds": v for k, v in timings.items()},
+          "first_scan_labels_per_second": count / timings["first_scan"],
+          "cached_labels_per_second": count / timings["cached"],
+          "refresh_changed_labels": len(changed)}
+
+
+def format_presence_table(rows: list[dict]) -> str:
+  lines = ["| presence scan images | size | first scan s | labels/s | cached s | refresh 1 % s |",
+           "|" + " --- |" * 6]
+  lines += [f"| {r['images']} | {r['size']} | {r['first_scan_seconds']:.1f} | "
+            f"{r['first_scan_labels_per_second']:.0f} | {r['cached_seconds']:.2f} | "
+            f"{r['refresh_1_percent_seconds']:.2f} |" for r in rows]
+  return "\n".join(lines)
+
+
 def format_crf_table(rows: list[dict]) -> str:
   lines = ["| dense CRF size | classes | iterations | s/image |", "|" + " --- |" * 4]
   lines += [f"| {r['size']} | {r['classes']} | {r['iterations']} | {r['seconds_per_image']:.2f} |"
@@ -223,9 +298,19 @@ def main(argv):
     with open(FLAGS.output + ".tmp", "w") as out:
       json.dump(document, out, indent=1)
     os.replace(FLAGS.output + ".tmp", FLAGS.output)
+  if FLAGS.presence_images:
+    row = time_presence(FLAGS.presence_images)
+    print(f"benchmark: presence scan of {row['images']} labels: "
+          f"{row['first_scan_labels_per_second']:.0f} labels/s", flush=True)
+    document.setdefault("presence", []).append(row)
+    with open(FLAGS.output + ".tmp", "w") as out:
+      json.dump(document, out, indent=1)
+    os.replace(FLAGS.output + ".tmp", FLAGS.output)
   table = format_table(document["results"])
   if document.get("crf"):
     table += "\n\n" + format_crf_table(document["crf"])
+  if document.get("presence"):
+    table += "\n\n" + format_presence_table(document["presence"])
   with open(os.path.splitext(FLAGS.output)[0] + ".md", "w") as out:
     out.write(f"{json.dumps(document['machine'])}\n\n{table}\n")
   print(table)
