@@ -58,11 +58,16 @@ def checkpointed(fn):
 
     def grad(dy, variables=None):
       variables = list(variables or [])
+      # The recomputation must wait for the incoming gradient: it depends only on x, so without
+      # this edge the graph executor is free to run it during the forward pass, and every
+      # segment's recomputed activations are alive at once (more memory than no checkpointing).
+      with tf.control_dependencies([dy]):
+        x_again = tf.identity(x)
       with tf.GradientTape() as tape:
-        tape.watch(x)
+        tape.watch(x_again)
         with recomputing():
-          recomputed = fn(x)
-      gradients = tape.gradient(recomputed, [x] + variables, output_gradients=dy)
+          recomputed = fn(x_again)
+      gradients = tape.gradient(recomputed, [x_again] + variables, output_gradients=dy)
       return gradients[0], gradients[1:]
 
     return y, grad
