@@ -34,8 +34,8 @@ flags.DEFINE_string("class_order", "dataset", "Order the classes are learned in:
 flags.DEFINE_integer("min_images_per_class", 50, "--setting=partition: images each class must "
                      "have in its own step (MiB paper: 50).")
 flags.DEFINE_float("holdout_fraction", 0.0, "Hold out this fraction of each step's training "
-                   "images (seeded) and evaluate on it instead of the validation split: the MiB "
-                   "paper's hyper-parameter search uses 0.2.")
+                   "images (seeded) and evaluate on it, labelled as in training, instead of the "
+                   "validation split: the MiB paper's hyper-parameter search uses 0.2.")
 flags.register_validator("holdout_fraction", lambda value: 0.0 <= value < 1.0,
                          message="--holdout_fraction must be in [0, 1).")
 

@@ -168,9 +168,9 @@ def _protocol_config(plan: TaskPlan) -> dict:
   # options stay valid. The class order is recorded as the classes themselves: a frequency order
   # computed from changed labels is caught too.
   record = {}
-  default_order = tuple(range(1, 1 + sum(len(s) for s in plan.steps) - 1))
-  if plan.order(plan.num_steps - 1)[1:] != default_order:
-    record["class_order"] = list(plan.order(plan.num_steps - 1)[1:])
+  last = plan.num_steps - 1
+  if plan.order(last)[1:] != tuple(range(1, plan.num_classes(last))):
+    record["class_order"] = list(plan.order(last)[1:])
   if FLAGS.setting == "partition":
     record["min_images_per_class"] = FLAGS.min_images_per_class
   if FLAGS.holdout_fraction:
