@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from kdseg.data.voc import IGNORE_LABEL
+from kdseg.constants import IGNORE_LABEL
 
 EPS = 1e-6
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from kdseg.data.voc import IGNORE_LABEL
+from kdseg.constants import IGNORE_LABEL
 
 
 def random_scale(image, label, min_scale: float, max_scale: float):

@@ -15,7 +15,8 @@ import os
 import numpy as np
 
 from kdseg.data.layout import check_dataset_root, paired_files
-from kdseg.data.source import IGNORE_LABEL, INVALID, SegmentationSource
+from kdseg.constants import IGNORE_LABEL
+from kdseg.data.source import INVALID, SegmentationSource
 from kdseg.data.voc import INDEX_PNG, voc_palette
 
 # (labelId, name, colour) of the 19 evaluation classes, in trainId order.

@@ -16,7 +16,8 @@ import os
 import numpy as np
 
 from kdseg.data.layout import check_dataset_root, image_files, require_dirs
-from kdseg.data.source import (IGNORE_LABEL, INVALID, DatasetLayoutError, SegmentationSource,
+from kdseg.constants import IGNORE_LABEL
+from kdseg.data.source import (INVALID, DatasetLayoutError, SegmentationSource,
                                SplitFiles)
 from kdseg.data.voc import COLOUR_CODED, voc_palette
 

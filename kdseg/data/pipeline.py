@@ -9,11 +9,8 @@ import numpy as np
 import tensorflow as tf
 
 from kdseg.data import augment
+from kdseg.constants import IGNORE_LABEL, IMAGENET_MEAN, IMAGENET_STD
 from kdseg.data.source import SegmentationSource, SplitFiles
-from kdseg.data.source import IGNORE_LABEL
-
-IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
-IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 
 
 class PipelineError(ValueError):

@@ -26,7 +26,8 @@ import numpy as np
 from PIL import Image
 
 from kdseg.data.source import SegmentationSource
-from kdseg.data.voc import IGNORE_LABEL, read_voc_layout, voc_palette
+from kdseg.constants import IGNORE_LABEL
+from kdseg.data.voc import read_voc_layout, voc_palette
 
 COLOURS = {
     "red": (200, 30, 30), "green": (40, 160, 50), "blue": (40, 70, 200), "yellow": (230, 200, 30),

@@ -15,7 +15,8 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-IGNORE_LABEL = 255
+from kdseg.constants import IGNORE_LABEL
+
 INVALID = -1  # class_table entry of a raw value the dataset's labels must not contain
 
 

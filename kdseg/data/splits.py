@@ -30,7 +30,7 @@ import tempfile
 
 import numpy as np
 
-from kdseg.data.source import IGNORE_LABEL
+from kdseg.constants import IGNORE_LABEL
 from kdseg.data.tasks import TaskPlan
 
 

@@ -17,7 +17,7 @@ from tensorboard.plugins.hparams import api as hparams_api
 import tensorflow as tf
 
 from kdseg.data.pipeline import denormalize
-from kdseg.data.voc import IGNORE_LABEL
+from kdseg.constants import IGNORE_LABEL
 
 SCALARS = ("miou_old", "miou_new", "miou_all", "overall_accuracy", "mean_class_accuracy")
 SCALAR_TAGS = {"overall_accuracy": "pixel_accuracy"}

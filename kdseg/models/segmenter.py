@@ -23,7 +23,7 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from kdseg.data.pipeline import IMAGENET_MEAN, IMAGENET_STD
+from kdseg.constants import IMAGENET_MEAN, IMAGENET_STD
 from kdseg.models.classifier import AsppClassifier, IncrementalClassifier
 from kdseg.models.deeplab import DeepLabV3Head
 from kdseg.models.recompute import checkpointed
