@@ -8,12 +8,16 @@ regulariser receives it as `previous`, together with the previous step's paramet
 and adds the penalty  sum_theta importance * (theta - theta_old)^2  (times the method's weight).
 Parameters new at the step (the new classifier head) have no previous state and no penalty.
 
-  EWC: F starts at ones; F <- alpha g^2 + (1 - alpha) F.    importance = norm(F_old)
+  EWC: F <- alpha g^2 + (1 - alpha) F, starting at ones at step 0; at step t >= 1 the old
+       parameters' F continues from the previous step's un-normalised F (new parameters start
+       at ones), as the reference's EWC and RW copy the loaded Fisher.
+                                                            importance = norm(F_old)
   PI:  delta += g (theta_prev - theta); at the end
        omega = max(0, delta / ((theta - theta_start)^2 + 1e-20)) + omega_old.
                                                             importance = norm(omega_old)
-  RW:  F as EWC; every `score_every`-th iteration
-       s += g (theta_prev - theta) / (0.5 F (theta - theta_prev)^2 + 1e-8), theta_prev <- theta;
+  RW:  F as EWC; on iterations 0, score_every, 2 score_every, ...
+       s += g (theta_prev - theta) / (0.5 F (theta - theta_prev)^2 + 1e-8), theta_prev <- theta,
+       with F as it was BEFORE this iteration's update (the reference scores, then updates F);
        at the end s <- max(s, 0), averaged with the previous step's score.
                                                    importance = norm(F_old) + norm(s_old)
 norm(M) = (M - min M) / (max M - min M + 1e-8) per tensor (on by default), alpha = 0.9.
@@ -56,17 +60,21 @@ class ImportanceRegularizer(tf.Module):
     self.parameters = [variable for _, variable in variables]
 
     def state(initial):
-      return [tf.Variable(initial(v), trainable=False,
+      return [tf.Variable(initial(path, v), trainable=False,
                           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-              for v in self.parameters]
+              for path, v in variables]
+
+    def running_fisher(path, variable):
+      carried = (previous or {}).get(f"fisher/{path}")
+      return tf.ones(variable.shape, variable.dtype) if carried is None else np.asarray(carried)
 
     if kind in ("ewc", "rw"):
-      self.fisher = state(lambda v: tf.ones(v.shape, v.dtype))
+      self.fisher = state(running_fisher)
     if kind in ("pi", "rw"):
-      self.accumulated = state(lambda v: tf.zeros(v.shape, v.dtype))   # delta (PI) or s (RW)
-      self.previous_values = state(lambda v: tf.identity(v))          # theta_prev
+      self.accumulated = state(lambda _, v: tf.zeros(v.shape, v.dtype))  # delta (PI) or s (RW)
+      self.previous_values = state(lambda _, v: tf.identity(v))         # theta_prev
     if kind == "pi":
-      self.start_values = state(lambda v: tf.identity(v))             # theta_start
+      self.start_values = state(lambda _, v: tf.identity(v))            # theta_start
     self.count = tf.Variable(0, dtype=tf.int64, trainable=False,
                              aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
@@ -106,19 +114,19 @@ class ImportanceRegularizer(tf.Module):
     for index, (variable, gradient) in enumerate(zip(self.parameters, gradients)):
       gradient = tf.zeros_like(variable) if gradient is None else tf.convert_to_tensor(gradient)
       value = tf.convert_to_tensor(variable)
-      if self.kind in ("ewc", "rw"):
-        fisher = self.fisher[index]
-        fisher.assign(self.alpha * tf.square(gradient) + (1 - self.alpha) * fisher)
       if self.kind == "pi":
         previous = self.previous_values[index]
         self.accumulated[index].assign_add(gradient * (previous - value))
         previous.assign(value)
-      if self.kind == "rw":
+      if self.kind == "rw":  # the score first, with the Fisher of the previous iteration
         previous = self.previous_values[index]
         step = previous - value
         score = gradient * step / (0.5 * self.fisher[index] * tf.square(step) + 1e-8)
         self.accumulated[index].assign_add(tf.where(score_now, score, tf.zeros_like(score)))
         previous.assign(tf.where(score_now, value, previous))
+      if self.kind in ("ewc", "rw"):
+        fisher = self.fisher[index]
+        fisher.assign(self.alpha * tf.square(gradient) + (1 - self.alpha) * fisher)
     self.count.assign_add(1)
 
   def finish(self) -> dict[str, np.ndarray]:
