@@ -66,7 +66,12 @@ flags.DEFINE_enum("ce_pixels", None, ["new", "objects"],
 flags.DEFINE_float("temperature", None, "Temperature T of the KD paper's L_cls-T.")
 flags.DEFINE_float("kd_alpha", None, "alpha of MiB's (unbiased) KD targets softmax(alpha z_old).")
 flags.DEFINE_enum("distill_pixels", None, ["all", "valid", "old", "old+bg"],
-                  "Pixels L_cls averages over (KD paper code options); default valid.")
+                  "Pixels L_cls averages over (KD paper code options); default old+bg, as the "
+                  "paper's scripts (old_bgr).")
+flags.DEFINE_enum("feature_normalisation", None, ["mean", "frobenius"],
+                  "L_enc / L_dec: mean over all elements (default, the KD paper's code, weight "
+                  "50) or the squared Frobenius norm per image of Eq. 6-7 (grows with the feature "
+                  "size: give it a much smaller --distill weight).")
 flags.DEFINE_enum("spkd_divide_by", None, ["batch", "batch_squared"],
                   "SPKD normalisation: 1/B as printed (Eq. 8) or 1/B^2 as in the original SPKD.")
 

@@ -18,10 +18,11 @@ from typing import Any, Callable
 
 import keras
 
-from kdseg.losses.distillation import (PIXEL_SELECTIONS, SPKD_DIVISORS, FeatureDistillation,
-                                       KnowledgeDistillation, OutputDistillation,
-                                       SigmoidDistillation, SimilarityPreservingDistillation,
-                                       SquaredFrobeniusDistillation, UnbiasedKnowledgeDistillation)
+from kdseg.losses.distillation import (FEATURE_NORMALISATIONS, PIXEL_SELECTIONS, SPKD_DIVISORS,
+                                       FeatureDistance, KnowledgeDistillation,
+                                       OutputDistillation, SigmoidDistillation,
+                                       SimilarityPreservingDistillation,
+                                       UnbiasedKnowledgeDistillation)
 from kdseg.losses.regularizers import KINDS as REGULARIZERS
 from kdseg.losses.segmentation import (PIXEL_MEANS, BinaryCrossEntropy, CrossEntropy,
                                        OldTargetBinaryCrossEntropy, UnbiasedCrossEntropy)
@@ -56,6 +57,7 @@ class Method:
   temperature: float = 1.0                 # T of the KD paper's L_cls-T
   kd_alpha: float = 1.0                    # alpha of MiB's (unbiased) KD targets
   spkd_divide_by: str = "batch"            # SPKD: "batch" (Eq. 8 as printed) | "batch_squared"
+  feature_normalisation: str = "mean"      # L_enc/L_dec: "mean" (KD code) | "frobenius" (Eq. 6-7)
   offline: bool = False                    # joint training on all classes at once
 
   @property
@@ -82,8 +84,9 @@ CLASSIFICATION_LOSSES: dict[str, Callable[[int, str], keras.losses.Loss]] = {
     "ce": lambda old_classes, pixel_mean: CrossEntropy(pixel_mean=pixel_mean, name="ce"),
     "unce": lambda old_classes, pixel_mean: UnbiasedCrossEntropy(
         old_classes, pixel_mean=pixel_mean, name="unce"),
-    # LwF-MC: always the mean over labelled pixels (spec §2), whatever pixel_mean says.
-    "bce": lambda old_classes, pixel_mean: BinaryCrossEntropy(name="bce"),
+    # LwF-MC: the mean over all pixels as the MiB trainer runs it; --pixel_mean=valid gives the
+    # loss class's own mean over labelled pixels.
+    "bce": lambda old_classes, pixel_mean: BinaryCrossEntropy(pixel_mean=pixel_mean, name="bce"),
     # LwF-MC "disjoint" variant: old channels' targets are the old model's sigmoids (the method
     # then needs no bce_distill term); -bg keeps the ground-truth background channel.
     "bce-old": lambda old_classes, pixel_mean: OldTargetBinaryCrossEntropy(name="bce_old"),
@@ -98,11 +101,13 @@ LOSS_TERMS: dict[str, LossTerm] = {
     "kd": LossTerm(lambda m: KnowledgeDistillation(m.kd_alpha, name="kd"), "logits"),
     "ukd": LossTerm(lambda m: UnbiasedKnowledgeDistillation(m.kd_alpha, name="ukd"), "logits"),
     "bce_distill": LossTerm(lambda m: SigmoidDistillation(name="bce_distill"), "logits"),
-    "feature_mse": LossTerm(lambda m: FeatureDistillation(name="feature_mse"), "encoder"),
-    # KD paper (spec §6).
-    "cls": LossTerm(lambda m: OutputDistillation(m.temperature, name="cls"), "logits", "valid"),
-    "enc": LossTerm(lambda m: SquaredFrobeniusDistillation(name="enc"), "encoder"),
-    "dec": LossTerm(lambda m: SquaredFrobeniusDistillation(branch_axis=-2, name="dec"), "aspp"),
+    "feature_mse": LossTerm(lambda m: FeatureDistance(name="feature_mse"), "encoder"),
+    # KD paper (spec §6). L_cls on pixels labelled background or an old class, as the paper's
+    # scripts run it (--distill_loss_applied_to old_bgr).
+    "cls": LossTerm(lambda m: OutputDistillation(m.temperature, name="cls"), "logits", "old+bg"),
+    "enc": LossTerm(lambda m: FeatureDistance(m.feature_normalisation, name="enc"), "encoder"),
+    "dec": LossTerm(lambda m: FeatureDistance(m.feature_normalisation, branch_axis=-2,
+                                              name="dec"), "aspp"),
     "spkd": LossTerm(lambda m: SimilarityPreservingDistillation(
         divide_by=m.spkd_divide_by, name="spkd"), "encoder"),
     "spkd_avg": LossTerm(lambda m: SimilarityPreservingDistillation(
@@ -115,11 +120,14 @@ INITS = ("random", "background")
 CE_PIXEL_SELECTIONS = ("new", "objects")
 
 # The KD paper's lambda_D (Eq. 1) is "experimentally tuned" and not reported, nor is T per
-# scenario (1 to 1000). These defaults are kdseg's, from a one-step sweep on shapes 15-1
-# (docs/METHODS.md): at lambda = 1 the encoder terms stopped the new class from being learned
-# (IoU 0.0), at 0.1 they did not; L_cls-T is printed without the T^2 factor, so its weight
-# defaults to T^2, which keeps the soft-target gradient of the T = 1 term (Hinton et al.).
-KD_PAPER_WEIGHTS = {"cls": 1.0, "enc": 0.1, "dec": 0.1, "spkd": 1.0, "spkd_avg": 1.0}
+# scenario (1 to 1000). L_cls: weight 1, as its scripts (lambda_distillation 1 on the output).
+# L_enc: weight 50 on the mean over elements, as the LD2 script (lambda_distillation 50 with
+# tf.losses.mean_squared_error). L_dec has no released code: the same mean and weight as L_enc,
+# the two being the same kind of per-element squared error. SPKD is bounded in [0, 4] whatever
+# the feature size; weight 1. L_cls-T is printed without the T^2 factor, so its weight defaults
+# to T^2, which keeps the soft-target gradient of the T = 1 term (Hinton et al.; the sweep in
+# docs/METHODS.md).
+KD_PAPER_WEIGHTS = {"cls": 1.0, "enc": 50.0, "dec": 50.0, "spkd": 1.0, "spkd_avg": 1.0}
 KD_PAPER_TEMPERATURE = 2.0
 
 
@@ -217,6 +225,9 @@ def validate(method: Method) -> Method:
     problems.append("ce_pixels needs the valid-pixel mean (--pixel_mean=valid)")
   if method.temperature <= 0:
     problems.append(f"temperature {method.temperature} (must be > 0)")
+  if method.feature_normalisation not in FEATURE_NORMALISATIONS:
+    problems.append(f"feature_normalisation {method.feature_normalisation!r} "
+                    f"({', '.join(FEATURE_NORMALISATIONS)})")
   if method.spkd_divide_by not in SPKD_DIVISORS:
     problems.append(f"spkd_divide_by {method.spkd_divide_by!r} ({', '.join(SPKD_DIVISORS)})")
   if problems:
@@ -236,16 +247,39 @@ def parse_weighted(entries: list[str], flag: str) -> list[tuple[str, float]]:
   return parsed
 
 
+# Options that configure one kind of distillation term: flag -> the terms it changes.
+TERM_OPTIONS = {"temperature": ("cls",), "kd_alpha": ("kd", "ukd"), "distill_pixels": ("cls",),
+                "spkd_divide_by": ("spkd", "spkd_avg"), "feature_normalisation": ("enc", "dec")}
+
+
+def _check_term_options(name: str, terms, **options) -> None:
+  """MethodError for an option given to a method that has none of the terms it configures."""
+  present = {term.loss for term in terms}
+  for flag, value in options.items():
+    affected = TERM_OPTIONS[flag]
+    if value is None or present & set(affected):
+      continue
+    users = [m.name for m in METHODS.values()
+             if {t.loss for t in m.distillation} & set(affected)]
+    raise MethodError(
+        f"--{flag} changes only the {'/'.join(affected)} term, which --method={name} does not "
+        f"have (methods with it: {', '.join(users)}). Drop --{flag}, or add the term with "
+        f"--distill={affected[0]}.")
+
+
 def customize(method: Method, *, classification: str | None = None,
               distill: list[str] | None = None, freeze: str | None = None,
               init: str | None = None, regularizer: str | None = None,
               pixel_mean: str | None = None, temperature: float | None = None,
               kd_alpha: float | None = None, distill_pixels: str | None = None,
-              spkd_divide_by: str | None = None, ce_pixels: str | None = None) -> Method:
+              spkd_divide_by: str | None = None, ce_pixels: str | None = None,
+              feature_normalisation: str | None = None) -> Method:
   """`method` changed by flags; the name records each change (e.g. mib+freeze=first-two+enc=100).
 
   distill: "name:weight" entries add a term or re-weight the method's own (weight 0 removes it;
   a bare name adds it at the KD paper's default weight). regularizer: "ewc:500", "none".
+  A term option (temperature, kd_alpha, distill_pixels, spkd_divide_by, feature_normalisation)
+  given for a method without the term it configures is an error (TERM_OPTIONS), not a rename.
   """
   changes: dict[str, Any] = {}
   suffix = []
@@ -263,6 +297,7 @@ def customize(method: Method, *, classification: str | None = None,
   change("temperature", temperature, "T")
   change("kd_alpha", kd_alpha, "alpha")
   change("spkd_divide_by", spkd_divide_by, "spkd")
+  change("feature_normalisation", feature_normalisation, "features")
   if regularizer is not None:
     (kind, weight), = parse_weighted([regularizer], "regularizer")
     kind = None if kind == "none" else kind
@@ -291,6 +326,9 @@ def customize(method: Method, *, classification: str | None = None,
       suffix.append(f"pixels={distill_pixels}")
   if tuple(terms) != method.distillation:
     changes["distillation"] = tuple(terms)
+  _check_term_options(method.name, terms, temperature=temperature, kd_alpha=kd_alpha,
+                      distill_pixels=distill_pixels, spkd_divide_by=spkd_divide_by,
+                      feature_normalisation=feature_normalisation)
   if not changes:
     return validate(method)
   return validate(dataclasses.replace(

@@ -209,7 +209,8 @@ def resolve_methods() -> list[Method]:
                     regularizer=FLAGS.regularizer, pixel_mean=FLAGS.pixel_mean,
                     temperature=FLAGS.temperature, kd_alpha=FLAGS.kd_alpha,
                     distill_pixels=FLAGS.distill_pixels, spkd_divide_by=FLAGS.spkd_divide_by,
-                    ce_pixels=FLAGS.ce_pixels)
+                    ce_pixels=FLAGS.ce_pixels,
+                    feature_normalisation=FLAGS.feature_normalisation)
           for name in FLAGS.method]
 
 

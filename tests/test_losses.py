@@ -4,11 +4,10 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from kdseg.losses.distillation import (FeatureDistillation, KnowledgeDistillation,
+from kdseg.losses.distillation import (FeatureDistance, KnowledgeDistillation,
                                        OutputDistillation, SigmoidDistillation,
                                        SimilarityPreservingDistillation,
-                                       SquaredFrobeniusDistillation, UnbiasedKnowledgeDistillation,
-                                       pixel_selection)
+                                       UnbiasedKnowledgeDistillation, pixel_selection)
 from kdseg.losses.segmentation import (BinaryCrossEntropy, CrossEntropy,
                                        OldTargetBinaryCrossEntropy, UnbiasedCrossEntropy)
 
@@ -132,12 +131,13 @@ class KnowledgeDistillationTest(tf.test.TestCase):
     self.assertAllClose(KnowledgeDistillation(alpha=2.0)(old_logits, same), expected)
 
 
-class FeatureDistillationTest(tf.test.TestCase):
+class IltFeatureTermTest(tf.test.TestCase):
 
   def test_mean_over_all_elements(self):
+    # ILT's feature term (MiB trainer: nn.MSELoss() on the encoder outputs).
     old_features = tf.zeros([1, 2, 1, 2])
     new_features = tf.constant([[[[1.0, 2.0]], [[0.0, -1.0]]]])
-    self.assertAllClose(FeatureDistillation()(old_features, new_features), (1 + 4 + 0 + 1) / 4)
+    self.assertAllClose(FeatureDistance()(old_features, new_features), (1 + 4 + 0 + 1) / 4)
 
 
 def _bce(logit, target):
@@ -152,17 +152,23 @@ def _sigmoid(x):
 
 class BinaryCrossEntropyTest(tf.test.TestCase):
 
-  def test_sum_over_classes_mean_over_labelled_pixels(self):
-    # LwF-MC classification term (spec §2): one-hot targets, BCE summed over the 2 classes,
-    # averaged over the 2 labelled pixels; the ignored pixel (all-zero target row) is skipped.
+  def test_sum_over_classes_mean_over_all_pixels(self):
+    # LwF-MC classification term as the MiB trainer runs it (reduction 'none', then .mean();
+    # spec §2, correction 2026-11-25): one-hot targets, BCE summed over the 2 classes, the
+    # ignored pixel (all-zero target row) counts 0 in a mean over all 3 pixels.
     logits = tf.constant([[[[1.0, -1.0]], [[0.5, 2.0]], [[7.0, 7.0]]]])   # [1, 3, 1, 2]
     labels = tf.constant([[[0], [1], [255]]])
     pixel_a = _bce(1.0, 1) + _bce(-1.0, 0)
     pixel_b = _bce(0.5, 0) + _bce(2.0, 1)
-    self.assertAllClose(BinaryCrossEntropy()(labels, logits), (pixel_a + pixel_b) / 2)
+    self.assertAllClose(BinaryCrossEntropy()(labels, logits), (pixel_a + pixel_b + 0.0) / 3)
+    # The loss class's own 'mean' branch (labelled pixels only), kept as an option.
+    self.assertAllClose(BinaryCrossEntropy(pixel_mean="valid")(labels, logits),
+                        (pixel_a + pixel_b) / 2)
 
   def test_only_ignored_pixels_give_zero(self):
-    self.assertAllClose(BinaryCrossEntropy()(tf.fill([1, 2, 2], 255), tf.ones([1, 2, 2, 3])), 0.0)
+    for pixel_mean in ("all", "valid"):
+      self.assertAllClose(BinaryCrossEntropy(pixel_mean=pixel_mean)(
+          tf.fill([1, 2, 2], 255), tf.ones([1, 2, 2, 3])), 0.0)
 
 
 class OldTargetBinaryCrossEntropyTest(tf.test.TestCase):
@@ -238,22 +244,47 @@ class OutputDistillationTest(tf.test.TestCase):
     self.assertAllClose(loss(old_logits, new_logits, sample_weight=none), 0.0)
 
 
-class SquaredFrobeniusDistillationTest(tf.test.TestCase):
+class FeatureDistanceTest(tf.test.TestCase):
 
-  def test_encoder_term_is_sum_of_squares_mean_over_images(self):
-    # KD paper Eq. 6: ||E_old - E_new||_F^2 per image, averaged over the 2 images.
+  def test_mean_over_all_elements_is_the_reference_default(self):
+    # LTTM/IL-SemSegm LD2: tf.losses.mean_squared_error(old, new), the mean over all B*h*w*F
+    # elements: (1 + 4 + 1 + 9) / 8 elements.
     old = tf.zeros([2, 1, 2, 2])
     new = tf.constant([[[[1.0, 2.0], [0.0, 1.0]]], [[[3.0, 0.0], [0.0, 0.0]]]])
-    self.assertAllClose(SquaredFrobeniusDistillation()(old, new), ((1 + 4 + 1) + 9) / 2)
+    self.assertAllClose(FeatureDistance()(old, new), (1 + 4 + 1 + 9) / 8)
 
-  def test_decoder_term_sums_branches_divides_by_four_and_keeps_old_channels(self):
+  def test_frobenius_is_sum_of_squares_mean_over_images(self):
+    # KD paper Eq. 6 as printed: ||E_old - E_new||_F^2 per image, averaged over the 2 images.
+    old = tf.zeros([2, 1, 2, 2])
+    new = tf.constant([[[[1.0, 2.0], [0.0, 1.0]]], [[[3.0, 0.0], [0.0, 0.0]]]])
+    self.assertAllClose(FeatureDistance("frobenius")(old, new), ((1 + 4 + 1) + 9) / 2)
+
+  def test_mean_does_not_grow_with_the_feature_size(self):
+    # The same per-element difference 0.5 on a 3x3x8 and a 41x41x64 map: mean 0.25 on both,
+    # while Eq. 6 grows with h*w*F (72 x 0.25 = 18 for the small one).
+    for shape in ([1, 3, 3, 8], [2, 41, 41, 64]):
+      old, new = tf.zeros(shape), tf.fill(shape, 0.5)
+      self.assertAllClose(FeatureDistance()(old, new), 0.25)
+      self.assertAllClose(FeatureDistance(branch_axis=-2)(old[..., None, :], new[..., None, :]),
+                          0.25)
+    self.assertAllClose(FeatureDistance("frobenius")(tf.zeros([1, 3, 3, 8]),
+                                                     tf.fill([1, 3, 3, 8], 0.5)), 18.0)
+
+  def test_decoder_term_over_branches_keeps_old_channels(self):
     # KD paper Eq. 7 on DeepLab-v2's 4 ASPP branches stacked on axis -2 ([B, h, w, 4, C]); the
     # new model's branches score 3 classes, the old one's 2: only the old channels compare.
     old = tf.zeros([1, 1, 1, 4, 2])
     new = tf.constant([[[[[1.0, 0.0, 50.0], [0.0, 2.0, 50.0], [1.0, 1.0, 50.0],
                           [0.0, 0.0, 50.0]]]]])
-    loss = SquaredFrobeniusDistillation(branch_axis=-2)
-    self.assertAllClose(loss(old, new), (1 + 4 + 2 + 0) / 4)
+    # mean: every branch's mean over its 2 old channels, averaged over the 4 branches.
+    self.assertAllClose(FeatureDistance(branch_axis=-2)(old, new), (1 + 4 + 2 + 0) / 8)
+    # frobenius: per image, summed over branches, divided by their number (Eq. 7 as printed).
+    self.assertAllClose(FeatureDistance("frobenius", branch_axis=-2)(old, new),
+                        (1 + 4 + 2 + 0) / 4)
+
+  def test_unknown_normalisation(self):
+    with self.assertRaisesRegex(ValueError, "frobenius"):
+      FeatureDistance("sum")
 
 
 class SimilarityPreservingDistillationTest(tf.test.TestCase):
@@ -270,6 +301,17 @@ class SimilarityPreservingDistillationTest(tf.test.TestCase):
     self.assertAllClose(SimilarityPreservingDistillation()(old, new), squared / 2)
     self.assertAllClose(SimilarityPreservingDistillation(divide_by="batch_squared")(old, new),
                         squared / 4)
+
+  def test_spkd_does_not_grow_with_the_feature_size(self):
+    # Tiling every image's map 5 x 5 multiplies each Gram entry by 25; the row normalisation
+    # cancels it, so the loss is unchanged, and it stays within [0, 4].
+    old = tf.random.stateless_normal([3, 2, 2, 4], seed=[1, 2])
+    new = tf.random.stateless_normal([3, 2, 2, 4], seed=[3, 4])
+    loss = SimilarityPreservingDistillation()
+    small = loss(old, new)
+    large = loss(tf.tile(old, [1, 5, 5, 1]), tf.tile(new, [1, 5, 5, 1]))
+    self.assertAllClose(small, large, rtol=1e-5)
+    self.assertBetween(float(small), 0.0, 4.0)
 
   def test_spkd_avg_sums_over_space_first(self):
     # KD paper Eq. 9: features summed over H x W into [B, F] before the Gram matrix.

@@ -37,8 +37,9 @@ class ObjectiveTest(tf.test.TestCase):
                                      ("feature_mse", 100.0, "encoder", None)])
     self.assertEqual(_terms("mib"), [("ukd", 10.0, "logits", None)])
     self.assertEqual(_terms("lwf-mc"), [("bce_distill", 10.0, "logits", None)])
-    self.assertIsInstance(build_objective(get_method("lwf-mc"), 16).classification,
-                          BinaryCrossEntropy)
+    bce = build_objective(get_method("lwf-mc"), 16).classification
+    self.assertIsInstance(bce, BinaryCrossEntropy)
+    self.assertEqual(bce.pixel_mean, "all")   # the trainer's .mean() over all pixels
     self.assertEqual(_terms("mib-ce-only"), [("kd", 100.0, "logits", None)])
     self.assertEqual(_terms("mib-ce-kd"), [("ukd", 10.0, "logits", None)])
     for name in ("mib", "mib-ce-only", "mib-ce-kd"):
@@ -52,11 +53,17 @@ class ObjectiveTest(tf.test.TestCase):
     self.assertTrue(get_method("joint").offline)
 
   def test_kd_paper_terms_freezing_and_valid_pixel_ce(self):
-    self.assertEqual(_terms("kd-cls"), [("cls", 1.0, "logits", "valid")])
-    self.assertEqual(_terms("kd-enc"), [("enc", 0.1, "encoder", None)])
-    self.assertEqual(_terms("kd-dec"), [("dec", 0.1, "aspp", None)])
+    # L_cls on background + old-class pixels at weight 1 (the scripts: old_bgr, lambda 1).
+    self.assertEqual(_terms("kd-cls"), [("cls", 1.0, "logits", "old+bg")])
+    # L_enc: mean over elements, weight 50 (LD2 script); L_dec the same.
+    self.assertEqual(_terms("kd-enc"), [("enc", 50.0, "encoder", None)])
+    self.assertEqual(_terms("kd-dec"), [("dec", 50.0, "aspp", None)])
+    for name in ("kd-enc", "kd-dec"):
+      self.assertEqual(build_objective(get_method(name), 16).distillation[0].loss.normalisation,
+                       "mean")
     # L_cls-T's weight is T^2 (the printed term has no T^2 factor).
-    self.assertEqual(_terms("kd-cls-t"), [("cls", KD_PAPER_TEMPERATURE ** 2, "logits", "valid")])
+    self.assertEqual(_terms("kd-cls-t"),
+                     [("cls", KD_PAPER_TEMPERATURE ** 2, "logits", "old+bg")])
     self.assertEqual(_terms("kd-spkd-avg"), [("spkd_avg", 1.0, "encoder", None)])
     cls_t = build_objective(get_method("kd-cls-t"), 16).distillation[0].loss
     self.assertIsInstance(cls_t, OutputDistillation)
@@ -118,6 +125,25 @@ class CustomizeTest(tf.test.TestCase):
                                       0).classification_pixels)   # step 0: all classes are new
     with self.assertRaisesRegex(MethodError, "--pixel_mean=valid"):
       customize(get_method("mib"), ce_pixels="objects")
+
+  def test_an_option_the_method_ignores_is_an_error(self):
+    with self.assertRaisesRegex(MethodError, r"--temperature changes only the cls term, which "
+                                r"--method=mib does not have \(methods with it: kd-cls, "):
+      customize(get_method("mib"), temperature=2.0)
+    with self.assertRaisesRegex(MethodError, "--kd_alpha .* --method=kd-cls"):
+      customize(get_method("kd-cls"), kd_alpha=2.0)
+    with self.assertRaisesRegex(MethodError, "--spkd_divide_by"):
+      customize(get_method("ft"), spkd_divide_by="batch")
+    with self.assertRaisesRegex(MethodError, "--feature_normalisation .* --distill=enc"):
+      customize(get_method("lwf"), feature_normalisation="frobenius")
+    with self.assertRaisesRegex(MethodError, "--distill_pixels"):
+      customize(get_method("ef"), distill_pixels="old")
+    # Options of a term the flags add are fine, and so is the method's own value.
+    method = customize(get_method("mib"), distill=["enc:0.1"], feature_normalisation="frobenius")
+    self.assertEqual(build_objective(method, 5).distillation[1].loss.normalisation, "frobenius")
+    self.assertEqual(method.name, "mib+features=frobenius+enc=0.1")
+    self.assertIs(customize(get_method("kd-cls-t"), temperature=KD_PAPER_TEMPERATURE),
+                  get_method("kd-cls-t"))
 
   def test_bad_values_name_the_flag(self):
     with self.assertRaisesRegex(MethodError, "--distill"):

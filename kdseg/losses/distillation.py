@@ -8,14 +8,15 @@ first C_old channels -- the classes the old model knows -- are compared.
 Output terms return per-pixel values from `call`; the MiB terms reduce by the mean over all pixels
 (Keras "sum_over_batch_size", spec §2); the KD paper's L_cls takes the mean over the pixels selected
 by `sample_weight` (see `pixel_selection`, spec §6). Feature terms return one value per image (or
-per Gram-matrix row for SPKD), averaged over the batch.
+per Gram-matrix row for SPKD), averaged over the batch; none of them grows with the feature map's
+size by default (FeatureDistance, SimilarityPreservingDistillation).
 """
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
 
-from kdseg.data.voc import IGNORE_LABEL
+from kdseg.constants import IGNORE_LABEL
 
 # Which pixels the KD paper's L_cls (and, optionally, its CE) averages over (spec §6), selected
 # from the step's labels.
@@ -132,29 +133,41 @@ class SigmoidDistillation(keras.losses.Loss):
         labels=tf.sigmoid(y_true), logits=y_pred[..., :old]), axis=-1)
 
 
-class FeatureDistillation(keras.losses.MeanSquaredError):
-  """ILT's feature term (spec §2): mean squared error over all elements between the old and new
-  encoder outputs [B, h, w, F]. Keras' MSE averages over F, then over B*h*w: the same mean."""
-
-  def __init__(self, name: str | None = None):
-    super().__init__(reduction="sum_over_batch_size", name=name)
+FEATURE_NORMALISATIONS = ("mean", "frobenius")
 
 
-class SquaredFrobeniusDistillation(keras.losses.Loss):
-  """KD paper L_enc (Eq. 6) and L_dec (Eq. 7); spec §6.
+class FeatureDistance(keras.losses.Loss):
+  """Squared L2 distance between old and new feature maps: ILT's feature term, the KD paper's
+  L_enc (Eq. 6) and L_dec (Eq. 7); spec §2, §6.
 
-  Per image ||old - new||_F^2 (sum of squares over all its elements), averaged over images.
-  With `branch_axis` (L_dec: the four ASPP branches stacked on that axis) the per-image sum
-  covers all branches and is divided by their number (4 for DeepLab-v2).
+  normalisation="mean" (default): the mean over all elements, B*h*w*F -- MiB's ILT term
+    (nn.MSELoss) and the KD paper's own conference code for L_enc (LTTM/IL-SemSegm LD2:
+    tf.losses.mean_squared_error, lambda 50). It does not grow with the feature size, so a
+    weight tuned on small maps transfers to 41x41x2048 ones.
+  normalisation="frobenius": Eq. 6 as printed, ||old - new||_F^2 per image (the sum over its
+    h*w*F elements), averaged over images; h*w*F times the mean (3.4 million at 41x41x2048).
+  branch_axis (L_dec): the ASPP branches are stacked on that axis; "mean" then averages over
+  every branch's elements (= the per-branch means averaged over branches), "frobenius" sums
+  each image's branches and divides by their number (4 on DeepLab-v2), as Eq. 7 prints.
+  Where the new map has more channels (class-scoring branches) only the first C_old compare.
+  y_true: old features [B, h, w, (branches,) F_old]; y_pred: new ones, F >= F_old.
   """
 
-  def __init__(self, branch_axis: int | None = None, name: str | None = None):
+  def __init__(self, normalisation: str = "mean", branch_axis: int | None = None,
+               name: str | None = None):
     super().__init__(name=name, reduction="sum_over_batch_size")
+    if normalisation not in FEATURE_NORMALISATIONS:
+      raise ValueError(f"normalisation={normalisation!r}; choose one of "
+                       f"{FEATURE_NORMALISATIONS}")
+    self.normalisation = normalisation
     self.branch_axis = branch_axis
 
   def call(self, y_true, y_pred):
     difference = tf.square(y_pred[..., :y_true.shape[-1]] - y_true)
-    per_image = tf.reduce_sum(tf.reshape(difference, [tf.shape(difference)[0], -1]), axis=-1)
+    per_image = tf.reshape(difference, [tf.shape(difference)[0], -1])
+    if self.normalisation == "mean":
+      return tf.reduce_mean(per_image, axis=-1)   # the Keras mean over B completes the mean
+    per_image = tf.reduce_sum(per_image, axis=-1)
     if self.branch_axis is not None:
       per_image = per_image / y_true.shape[self.branch_axis]
     return per_image
@@ -171,6 +184,10 @@ class SimilarityPreservingDistillation(keras.losses.Loss):
   printed in the paper, or / B^2 as in the original SPKD (`divide_by="batch_squared"`).
   `call` returns each Gram row's squared error (divided by B for B^2); the Keras mean over the B
   rows supplies the first 1/B. Under tf.distribute the Gram matrix is per replica batch.
+  Size: every row of A has unit L2 norm, so a row's squared error lies in [0, 4] whatever
+  h x w x F is, and "/ B" (the mean over rows) keeps the term in [0, 4] for any batch size too:
+  the printed Eq. 8 is already size-independent (no reference code exists to follow), whereas
+  "/ B^2" shrinks with the batch.
   """
 
   def __init__(self, spatial_sum: bool = False, divide_by: str = "batch",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from kdseg.data.voc import IGNORE_LABEL
+from kdseg.constants import IGNORE_LABEL
 
 PIXEL_MEANS = ("all", "valid")
 
@@ -87,13 +87,15 @@ class BinaryCrossEntropy(_PixelLoss):
   """LwF-MC's classification term (iCaRL-style multi-label BCE; spec §2).
 
   Targets are the one-hot labels over all C_t channels (an ignored pixel has an all-zero row);
-  per pixel the BCE-with-logits is summed over classes, and the mean is over the pixels whose
-  target row is not all zero (i.e. the labelled pixels; an all-ignored batch gives 0).
+  per pixel the BCE-with-logits is summed over classes. pixel_mean="all" (default) is what the
+  MiB trainer runs: the loss built with reduction 'none' (per-pixel sum times "row is not all
+  zero"), then `.mean()` over all pixels, ignored ones counting 0 (correction 2026-11-25).
+  pixel_mean="valid" is the loss class's own 'mean' branch, the mean over labelled pixels only.
   y_true: [B, H, W] labels; y_pred: [B, H, W, C_t] logits.
   """
 
-  def __init__(self, name: str | None = None):
-    super().__init__(pixel_mean="valid", name=name)
+  def __init__(self, pixel_mean: str = "all", name: str | None = None):
+    super().__init__(pixel_mean=pixel_mean, name=name)
 
   def call(self, y_true, y_pred):
     labels, valid = _labels_and_valid(y_true)
