@@ -121,6 +121,24 @@ class PipelineTest(tf.test.TestCase):
       self.assertEqual(images.shape, (2, 6, 6, 3))
       self.assertContainsSubset(set(np.unique(labels.numpy())), {0, 1, 2, 255})
 
+  def test_mib_recipe_training_labels_have_no_void_evaluation_labels_keep_it(self):
+    root = write_voc_tree(os.path.join(self.get_temp_dir(), "VOC2012"),
+                          {"train": {"a": LABEL_A, "b": LABEL_B}, "val": {"a": LABEL_A}})
+    source = read_voc_layout(root)
+    plan = make_plan("2-18", list(range(1, 21)))
+    train = pipeline.train_dataset(source, source.split("train"),
+                                   splits.train_label_table(plan, 0, void_label="background"),
+                                   batch_size=2, crop_size=4, min_scale=1.0, max_scale=1.0,
+                                   seed=0, augmentation="resized_crop")
+    seen = set()
+    for _, labels in train.repeat(10):
+      seen |= set(np.unique(labels.numpy()))
+    self.assertNotIn(255, seen)
+    self.assertIn(0, seen)
+    val = pipeline.eval_dataset(source, source.split("val"), splits.eval_label_table(plan, 0), 1)
+    _, labels = next(iter(val))
+    self.assertEqual(labels.numpy()[0, 1, 1], 255)   # LABEL_A's void pixel
+
 
 if __name__ == "__main__":
   tf.test.main()

@@ -1,35 +1,29 @@
-"""Training augmentation on (image, label) pairs, in-graph: random scale, pad, crop, flip.
+"""Training augmentation on (image, label) pairs, in-graph. Two recipes (--augment):
 
-The DeepLab recipe used by the MiB paper: scale in [min_scale, max_scale], pad with the ignore
-label to the crop size, random crop, horizontal flip. Images are float32 RGB in [0, 255];
-labels [H, W] int32 with 255 = ignore.
+  resized_crop  the MiB reference (`dataset/transform.py`, `run.py`): RandomResizedCrop(crop,
+                scale=(min_scale, max_scale)) with torchvision's rule -- a window of area
+                U(min_scale, max_scale) x the image's and log-uniform aspect ratio in [3/4, 4/3],
+                up to 10 tries for one that fits inside the image, else the central crop of the
+                whole image clamped to the ratio range -- resized to crop x crop (bilinear image,
+                nearest label; no padding, the aspect ratio is not kept); then a flip (p = 0.5).
+  scale_crop    DeepLab's, as the KD paper's code (LTTM/IL-SemSegm `utils/image_utils.py`) runs
+                it: both sides scaled by one factor U(min_scale, max_scale) and truncated to
+                integers, padded to crop size (image with the normalisation mean, i.e. 0 once
+                normalised, as that code pads its mean-subtracted image with 0; label with 255),
+                a random crop x crop window, a flip (p = 0.5).
+Images are float32 RGB in [0, 255]; labels [H, W] int32 with 255 = ignore.
 """
 from __future__ import annotations
 
+import math
+
 import tensorflow as tf
 
-from kdseg.constants import IGNORE_LABEL
+from kdseg.constants import IGNORE_LABEL, IMAGENET_MEAN
 
-
-def random_scale(image, label, min_scale: float, max_scale: float):
-  scale = tf.random.uniform([], min_scale, max_scale)
-  size = tf.cast(tf.round(tf.cast(tf.shape(image)[:2], tf.float32) * scale), tf.int32)
-  image = tf.image.resize(image, size, method="bilinear")
-  label = tf.image.resize(label[..., None], size, method="nearest")[..., 0]
-  return image, label
-
-
-def pad_and_random_crop(image, label, crop_size: int):
-  """Pads to at least crop_size (image with 0, label with 255), then crops crop_size²."""
-  height, width = tf.shape(image)[0], tf.shape(image)[1]
-  target_h, target_w = tf.maximum(height, crop_size), tf.maximum(width, crop_size)
-  image = tf.image.pad_to_bounding_box(image, 0, 0, target_h, target_w)
-  # Shift labels by +1 so the zero padding of pad_to_bounding_box becomes 255 after the shift back.
-  label = tf.image.pad_to_bounding_box(label[..., None] - IGNORE_LABEL, 0, 0, target_h,
-                                       target_w)[..., 0] + IGNORE_LABEL
-  stacked = tf.concat([image, tf.cast(label[..., None], image.dtype)], axis=-1)
-  stacked = tf.image.random_crop(stacked, [crop_size, crop_size, 4])
-  return stacked[..., :3], tf.cast(stacked[..., 3], tf.int32)
+AUGMENTATIONS = ("resized_crop", "scale_crop")
+RATIO_RANGE = (3.0 / 4.0, 4.0 / 3.0)   # torchvision's default aspect ratios
+TRIES = 10
 
 
 def random_flip(image, label):
@@ -39,10 +33,95 @@ def random_flip(image, label):
   return image, label
 
 
-def train_augment(image, label, crop_size: int, min_scale: float, max_scale: float):
+def random_scale(image, label, min_scale: float, max_scale: float):
+  """Both sides times one U(min_scale, max_scale) factor, truncated (the KD code's to_int32)."""
+  scale = tf.random.uniform([], min_scale, max_scale)
+  size = tf.cast(tf.cast(tf.shape(image)[:2], tf.float32) * scale, tf.int32)
+  image = tf.image.resize(image, size, method="bilinear")
+  label = tf.image.resize(label[..., None], size, method="nearest")[..., 0]
+  return image, label
+
+
+def pad_and_random_crop(image, label, crop_size: int):
+  """Pads to at least crop_size (image with the mean colour, label with 255), crops crop_size²."""
+  height, width = tf.shape(image)[0], tf.shape(image)[1]
+  target_h, target_w = tf.maximum(height, crop_size), tf.maximum(width, crop_size)
+  # pad_to_bounding_box pads with 0: shift so that 0 lands on the wanted value, then shift back.
+  image = tf.image.pad_to_bounding_box(image - IMAGENET_MEAN, 0, 0, target_h,
+                                       target_w) + IMAGENET_MEAN
+  label = tf.image.pad_to_bounding_box(label[..., None] - IGNORE_LABEL, 0, 0, target_h,
+                                       target_w)[..., 0] + IGNORE_LABEL
+  stacked = tf.concat([image, tf.cast(label[..., None], image.dtype)], axis=-1)
+  stacked = tf.image.random_crop(stacked, [crop_size, crop_size, 4])
+  return stacked[..., :3], tf.cast(stacked[..., 3], tf.int32)
+
+
+def scale_crop(image, label, crop_size: int, min_scale: float, max_scale: float):
   image, label = random_scale(image, label, min_scale, max_scale)
   image, label = pad_and_random_crop(image, label, crop_size)
   return random_flip(image, label)
+
+
+def resized_crop_window(height, width, scale: tuple[float, float], area_draws, ratio_draws,
+                        offset_draws, ratio: tuple[float, float] = RATIO_RANGE):
+  """(top, left, h, w) of torchvision's RandomResizedCrop window, from uniform [0, 1) draws.
+
+  area_draws, ratio_draws: [TRIES] draws, one pair per try; offset_draws: [2] for the top and
+  left offsets of the first window that fits. Try k: area = (s0 + u (s1 - s0)) H W, aspect
+  r = exp(log r0 + v (log r1 - log r0)), w = round(sqrt(area r)), h = round(sqrt(area / r))
+  (half to even, as Python's round); it fits when w <= W and h <= H, and its offsets are
+  floor(u (H - h + 1)), floor(u (W - w + 1)) (random.randint's inclusive range). No try fits:
+  the central window of the whole image, clamped to the ratio range.
+  """
+  height_f, width_f = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+  area = (scale[0] + area_draws * (scale[1] - scale[0])) * height_f * width_f
+  log_low, log_high = math.log(ratio[0]), math.log(ratio[1])
+  aspect = tf.exp(log_low + ratio_draws * (log_high - log_low))
+  widths = tf.cast(tf.round(tf.sqrt(area * aspect)), tf.int32)
+  heights = tf.cast(tf.round(tf.sqrt(area / aspect)), tf.int32)
+  fits = (widths <= width) & (heights <= height)
+  first = tf.argmax(tf.cast(fits, tf.int32), output_type=tf.int32)
+  h, w = heights[first], widths[first]
+  top = tf.cast(offset_draws[0] * tf.cast(height - h + 1, tf.float32), tf.int32)
+  left = tf.cast(offset_draws[1] * tf.cast(width - w + 1, tf.float32), tf.int32)
+  # Fallback: whole image, clamped to the ratio range, centred.
+  in_ratio = width_f / height_f
+  fallback_w = tf.where(in_ratio > ratio[1],
+                        tf.cast(tf.round(height_f * ratio[1]), tf.int32), width)
+  fallback_h = tf.where(in_ratio < ratio[0],
+                        tf.cast(tf.round(width_f / ratio[0]), tf.int32), height)
+  found = tf.reduce_any(fits)
+  h = tf.where(found, h, fallback_h)
+  w = tf.where(found, w, fallback_w)
+  top = tf.where(found, top, (height - fallback_h) // 2)
+  left = tf.where(found, left, (width - fallback_w) // 2)
+  return top, left, h, w
+
+
+def resized_crop(image, label, crop_size: int, min_scale: float, max_scale: float):
+  shape = tf.shape(image)
+  draws = tf.random.uniform([2 * TRIES + 2])
+  top, left, h, w = resized_crop_window(shape[0], shape[1], (min_scale, max_scale),
+                                        draws[:TRIES], draws[TRIES:2 * TRIES], draws[2 * TRIES:])
+  size = [crop_size, crop_size]
+  # antialias: PIL's bilinear resize (the reference's) filters over the source footprint when
+  # it shrinks.
+  image = tf.image.resize(image[top:top + h, left:left + w], size, method="bilinear",
+                          antialias=True)
+  label = tf.image.resize(label[top:top + h, left:left + w, None], size,
+                          method="nearest")[..., 0]
+  return random_flip(image, label)
+
+
+def train_augment(image, label, augmentation: str, crop_size: int, min_scale: float,
+                  max_scale: float):
+  """One of AUGMENTATIONS; min_scale/max_scale are the window's area fraction for
+  resized_crop and the side scale factor for scale_crop."""
+  if augmentation == "resized_crop":
+    return resized_crop(image, label, crop_size, min_scale, max_scale)
+  if augmentation == "scale_crop":
+    return scale_crop(image, label, crop_size, min_scale, max_scale)
+  raise ValueError(f"--augment={augmentation!r}; choose one of {', '.join(AUGMENTATIONS)}")
 
 
 def resize_and_center_crop(image, label, size: int):

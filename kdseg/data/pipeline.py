@@ -45,8 +45,10 @@ def _files_dataset(files: SplitFiles) -> tf.data.Dataset:
 
 def train_dataset(source: SegmentationSource, files: SplitFiles, label_table: np.ndarray,
                   batch_size: int, crop_size: int, min_scale: float, max_scale: float,
-                  seed: int) -> tf.data.Dataset:
-  """One epoch, shuffled (reshuffled each epoch, seeded), full batches only."""
+                  seed: int, augmentation: str = "resized_crop") -> tf.data.Dataset:
+  """One epoch, shuffled (reshuffled each epoch, seeded), full batches only; `augmentation` is
+  one of kdseg.data.augment.AUGMENTATIONS. Labels are remapped before augmentation, so padding
+  (scale_crop) stays 255 whatever the step's table does with void pixels."""
   if len(files.ids) < batch_size:
     raise PipelineError(f"only {len(files.ids)} training images for a batch of {batch_size}; "
                         "lower --batch_size.")
@@ -54,7 +56,8 @@ def train_dataset(source: SegmentationSource, files: SplitFiles, label_table: np
 
   def load_and_augment(image_path, label_path):
     image, label = read(image_path, label_path)
-    image, label = augment.train_augment(image, label, crop_size, min_scale, max_scale)
+    image, label = augment.train_augment(image, label, augmentation, crop_size, min_scale,
+                                         max_scale)
     return normalize(image), label
 
   return (_files_dataset(files)
