@@ -31,6 +31,10 @@ flags.DEFINE_enum("setting", "overlapped", ["overlapped", "disjoint", "partition
 flags.DEFINE_string("class_order", "dataset", "Order the classes are learned in: dataset (VOC: "
                     "alphabetical), alphabetical, frequency (training pixels, most first), "
                     "random[:SEED], a comma list of class names or ids, or @FILE.")
+flags.DEFINE_enum("void_label", "background", ["background", "ignore"],
+                  "What void (255) pixels of the training labels train as: background (the MiB "
+                  "reference maps 255 to 0 in training at every step) or ignore (the KD paper's "
+                  "code). Evaluation always ignores them.")
 flags.DEFINE_integer("min_images_per_class", 50, "--setting=partition: images each class must "
                      "have in its own step (MiB paper: 50).")
 flags.DEFINE_float("holdout_fraction", 0.0, "Hold out this fraction of each step's training "
@@ -104,9 +108,15 @@ flags.DEFINE_float("lr_incremental", 1e-3, "Learning rate of steps >= 1.")
 flags.DEFINE_integer("epochs", 30, "Epochs of step 0.")
 flags.DEFINE_integer("epochs_incremental", 30, "Epochs of each step >= 1.")
 flags.DEFINE_integer("batch_size", 24, "Global batch size (split across replicas).")
+flags.DEFINE_enum("augment", "resized_crop", ["resized_crop", "scale_crop"],
+                  "Training augmentation (kdseg/data/augment.py): resized_crop = the MiB "
+                  "reference's RandomResizedCrop (a window of U(min_scale, max_scale) x the image "
+                  "area, aspect 3/4-4/3, resized to the crop; no padding); scale_crop = DeepLab's "
+                  "scale, pad and crop as the KD paper's code runs it. Both flip.")
 flags.DEFINE_integer("crop_size", 512, "Training crop side.")
-flags.DEFINE_float("min_scale", 0.5, "Smallest random rescaling factor.")
-flags.DEFINE_float("max_scale", 2.0, "Largest random rescaling factor.")
+flags.DEFINE_float("min_scale", 0.5, "Smallest random scale: area fraction of the window "
+                   "(resized_crop) or side factor (scale_crop).")
+flags.DEFINE_float("max_scale", 2.0, "Largest random scale (as --min_scale).")
 flags.DEFINE_integer("iterations_per_class", 0,
                      "If > 0, each step runs this many iterations per class it learns (KD paper: "
                      "1000, background counted at step 0) instead of --epochs passes.")

@@ -117,7 +117,8 @@ def _shared_schedule_config() -> dict:
   # Options added later are recorded only when set, so run directories written before them
   # (where they had their default) stay valid.
   optional = {"end_lr": FLAGS.end_lr, "iterations_per_class": FLAGS.iterations_per_class}
-  return {"batch_size": FLAGS.batch_size, "crop_size": FLAGS.crop_size,
+  return {"batch_size": FLAGS.batch_size, "augment": FLAGS.augment,
+          "crop_size": FLAGS.crop_size,
           "min_scale": FLAGS.min_scale, "max_scale": FLAGS.max_scale,
           "momentum": FLAGS.momentum, "weight_decay": FLAGS.weight_decay,
           "poly_power": FLAGS.poly_power, **{k: v for k, v in optional.items() if v}}
@@ -136,7 +137,7 @@ def build_experiment() -> Experiment:
   train_counts = presence.class_pixel_counts(source, "train", cache_dir)
   val_presence = presence.class_presence(source, "val", cache_dir)
   plan = task_plan(FLAGS.task, FLAGS.class_order, source.class_names, source.scenarios,
-                   train_counts)
+                   train_counts, source.class_orders)
   if FLAGS.step >= plan.num_steps:
     raise TaskError(f"--step={FLAGS.step}, but task {FLAGS.task} has steps 0..{plan.num_steps - 1}.")
   backbone_weights = pretrained_weights = None
@@ -166,8 +167,9 @@ def build_experiment() -> Experiment:
 def _protocol_config(plan: TaskPlan) -> dict:
   # Recorded only where they differ from the defaults, so run directories written before these
   # options stay valid. The class order is recorded as the classes themselves: a frequency order
-  # computed from changed labels is caught too.
-  record = {}
+  # computed from changed labels is caught too. void_label is always recorded: run directories
+  # from before it trained with void ignored, which the new default would silently change.
+  record = {"void_label": FLAGS.void_label}
   last = plan.num_steps - 1
   if plan.order(last)[1:] != tuple(range(1, plan.num_classes(last))):
     record["class_order"] = list(plan.order(last)[1:])
@@ -259,7 +261,8 @@ def train_step(experiment: Experiment, method: Method, step: int,
       iterations=FLAGS.iterations_per_class * len(plan.steps[step]))
   dataset = pipeline.train_dataset(
       experiment.source, train_files.select(ids), _train_labels(experiment, plan, step),
-      FLAGS.batch_size, FLAGS.crop_size, FLAGS.min_scale, FLAGS.max_scale, FLAGS.seed + step)
+      FLAGS.batch_size, FLAGS.crop_size, FLAGS.min_scale, FLAGS.max_scale, FLAGS.seed + step,
+      FLAGS.augment)
   keras.utils.set_random_seed(FLAGS.seed + step)
   with strategy.scope():
     model = build_segmenter(experiment.model_config, plan.classes_per_step(step))
@@ -313,7 +316,8 @@ def train_step(experiment: Experiment, method: Method, step: int,
 
 def _train_labels(experiment: Experiment, plan: TaskPlan, step: int) -> np.ndarray:
   return splits.train_label_table(plan, step,
-                                  splits.get_setting(experiment.setting).keep_old_labels)
+                                  splits.get_setting(experiment.setting).keep_old_labels,
+                                  FLAGS.void_label)
 
 
 def finished_model(experiment: Experiment, method: Method, step: int):

@@ -151,6 +151,18 @@ class LabelTablesTest(tf.test.TestCase):
     self.assertAllEqual(table[[0, 1, 2, 3, 4, 255]], [0, 0, 0, 3, 0, 255])
     self.assertAllEqual(splits.train_label_table(PLAN, 0)[[0, 1, 2, 3, 4]], [0, 1, 2, 0, 0])
 
+  def test_void_pixels_train_as_background_in_the_mib_recipe(self):
+    # MiB dataset/voc.py: inverted_order[255] = masking_value, 0 in training, at every step;
+    # the evaluation table keeps 255 (masking_value 255 when train=False).
+    for step in (0, 1):
+      table = splits.train_label_table(PLAN, step, void_label="background")
+      self.assertEqual(table[255], 0)
+      self.assertNotIn(255, table)
+      self.assertAllEqual(table[:255], splits.train_label_table(PLAN, step)[:255])
+      self.assertEqual(splits.eval_label_table(PLAN, step)[255], 255)
+    with self.assertRaisesRegex(splits.SplitError, "--void_label='zero'"):
+      splits.train_label_table(PLAN, 1, void_label="zero")
+
   def test_validation_labels_ignore_unseen_classes(self):
     table = splits.eval_label_table(PLAN, 1)
     self.assertAllEqual(table[[0, 1, 2, 3, 4, 255]], [0, 1, 2, 3, 255, 255])

@@ -11,7 +11,7 @@ Image selection of step t (new = classes first learned at t, old = learned befor
                (MiB ADE20K and Cityscapes): an image goes to one of the steps whose new classes it
                holds, seeded.
 Training labels of step t: new classes keep their (renumbered) id, future classes become
-background 0, 255 stays 255; old classes become background, except in the KD paper's
+background 0, 255 stays 255 or becomes background (--void_label); old classes become background, except in the KD paper's
 incremental-learning setting where they keep their ids. Validation at step t: images with at least
 one pixel of a class seen so far; unseen classes become 255 (ignored), seen ones are renumbered.
 
@@ -134,10 +134,21 @@ def holdout_rows(rows: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarr
   return np.setdiff1d(rows, held), np.sort(held)
 
 
-def train_label_table(plan: TaskPlan, step: int, keep_old_labels: bool = False) -> np.ndarray:
-  """[256] int32 lookup: original label value -> training label of `step`."""
+VOID_LABELS = ("background", "ignore")
+
+
+def train_label_table(plan: TaskPlan, step: int, keep_old_labels: bool = False,
+                      void_label: str = "ignore") -> np.ndarray:
+  """[256] int32 lookup: original label value -> training label of `step`.
+
+  void_label: what a 255 (void) pixel trains as -- "ignore" (the KD paper's code) or
+  "background" (the MiB reference maps 255 to 0 in training labels at every step:
+  `inverted_order[255] = masking_value`, 0 when training). Evaluation keeps 255 either way.
+  """
+  if void_label not in VOID_LABELS:
+    raise SplitError(f"--void_label={void_label!r}; choose one of {', '.join(VOID_LABELS)}.")
   table = np.zeros(256, np.int32)
-  table[IGNORE_LABEL] = IGNORE_LABEL
+  table[IGNORE_LABEL] = IGNORE_LABEL if void_label == "ignore" else 0
   order = plan.order(step)
   kept = plan.new_classes(step) + (plan.old_classes(step) if keep_old_labels else ())
   for cls in kept:
