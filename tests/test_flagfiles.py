@@ -12,10 +12,12 @@ from kdseg.data.orders import task_plan
 from kdseg.methods import METHODS
 
 FLAGS = flags.FLAGS
-# Class names and named scenarios of each dataset, to build every flagfile's plan without data.
-DATASETS = {"voc": (voc.VOC_CLASSES, {}), "shapes": (shapes.CLASS_NAMES, {}),
-            "ade20k": (ade20k.ADE20K_CLASSES, {}), "msrc": (msrc.MSRC_CLASSES, {}),
-            "cityscapes": (cityscapes.CITYSCAPES_CLASSES, cityscapes.SCENARIOS)}
+# Class names, named scenarios and named orders of each dataset, to build every flagfile's plan
+# without data.
+DATASETS = {"voc": (voc.VOC_CLASSES, {}, voc.VOC_ORDERS), "shapes": (shapes.CLASS_NAMES, {}, {}),
+            "ade20k": (ade20k.ADE20K_CLASSES, {}, ade20k.ADE20K_ORDERS),
+            "msrc": (msrc.MSRC_CLASSES, {}, {}),
+            "cityscapes": (cityscapes.CITYSCAPES_CLASSES, cityscapes.SCENARIOS, {})}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -37,10 +39,10 @@ class FlagfileTest(tf.test.TestCase):
         self.assertEqual((FLAGS.epochs_incremental, FLAGS.task), (20, "15-1"))
       if os.path.basename(path).startswith("kd_"):
         self.assertEqual((FLAGS.head, FLAGS.iterations_per_class), ("v2", 1000), msg=path)
-      names, scenarios = DATASETS[FLAGS.dataset]
+      names, scenarios, orders = DATASETS[FLAGS.dataset]
       counts = np.arange(256, 0, -1)[None]  # frequency order = dataset order (boat last on MSRC)
       plans[os.path.basename(path)] = task_plan(FLAGS.task, FLAGS.class_order, names, scenarios,
-                                                counts)
+                                                counts, orders)
     FLAGS.unparse_flags()
     # The papers' scenarios: steps and classes per step.
     self.assertEqual([len(s) for s in plans["kd_voc_10_5_5.cfg"].steps], [11, 5, 5])
@@ -50,7 +52,10 @@ class FlagfileTest(tf.test.TestCase):
     self.assertEqual(plans["kd_msrc_20_1.cfg"].new_classes(1), (msrc.MSRC_CLASSES.index("boat"),))
     self.assertEqual([len(s) for s in plans["cityscapes_11_2.cfg"].steps], [12, 2, 2, 2, 2])
     self.assertEqual(plans["voc_15_1_disjoint.cfg"].num_steps, 6)
-    self.assertNotEqual(plans["ade_50_50_random.cfg"].steps, plans["ade_50_50.cfg"].steps)
+    # The reference's named second orders (tasks.py "50b", "100-10b", "19-1b").
+    self.assertEqual(plans["ade_50_50_b.cfg"].steps, ade20k.ADE20K_ORDERS["b"]["50-50"])
+    self.assertEqual(plans["ade_100_10_b.cfg"].new_classes(1), ade20k.ADE20K_ORDERS["b"]["100-10"][1])
+    self.assertEqual(plans["voc_19_1b.cfg"].new_classes(1), (voc.VOC_CLASSES.index("bottle"),))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@
   frequency      most pixels in the training labels first (KD paper Tables 2, 6, 10; MSRC-v2)
   random[:SEED]  a seeded permutation (MiB paper's second ADE20K order), seed 0 by default
   a,b,c          an explicit order: every object class once, by name or id
-  @FILE          the same, one class per line, from a file
+  @FILE          the same, one class per line, or numpy's print of an id array ("[ 74  19 ...]")
+  b, c           a dataset's named orders, defined per task: the MiB reference's second and third
+                 ADE20K orders (100-50, 100-10, 50-50) and VOC's 19-1b (bottle last)
 A dataset's named scenario (Cityscapes 'vehicles', 'non-driving') brings its own order.
 """
 from __future__ import annotations
@@ -47,7 +49,11 @@ def class_order(spec: str, class_names: tuple[str, ...],
     if not os.path.isfile(path):
       raise TaskError(f"--class_order={spec!r}: no such file {path} (one class per line).")
     with open(path) as handle:
-      entries = [line.strip() for line in handle if line.strip()]
+      text = handle.read()
+    if text.lstrip().startswith("["):   # numpy's print of an id array
+      entries = text.replace("[", " ").replace("]", " ").replace(",", " ").split()
+    else:
+      entries = [line.strip() for line in text.splitlines() if line.strip()]
   else:
     entries = [entry.strip() for entry in spec.split(",") if entry.strip()]
   return explicit_order(entries, class_names, f"--class_order={spec!r}")
@@ -77,11 +83,28 @@ def explicit_order(entries, class_names: tuple[str, ...], where: str) -> tuple[i
 
 def task_plan(task: str, order_spec: str, class_names: tuple[str, ...],
               scenarios: dict[str, tuple[str, tuple[str, ...]]],
-              train_pixel_counts: np.ndarray | None = None) -> TaskPlan:
-  """The plan of --task under --class_order; a dataset scenario name brings its own order."""
+              train_pixel_counts: np.ndarray | None = None,
+              named_orders: dict[str, dict[str, tuple[tuple[int, ...], ...]]] | None = None
+              ) -> TaskPlan:
+  """The plan of --task under --class_order; a dataset scenario name brings its own order, and
+  a dataset's named order (`named_orders`, e.g. ADE20K's "b") its own classes per step."""
   if task in scenarios:
     if order_spec != "dataset":
       raise TaskError(f"--task={task} fixes its own class order; drop --class_order={order_spec}.")
     sizes, names = scenarios[task]
     return make_plan(sizes, explicit_order(names, class_names, f"scenario {task}"), name=task)
+  named_orders = named_orders or {}
+  if order_spec in named_orders:
+    by_task = named_orders[order_spec]
+    if task not in by_task:
+      raise TaskError(f"--class_order={order_spec} is defined for tasks {', '.join(by_task)} of "
+                      f"this dataset (the MiB reference's tasks.py), not for --task={task}.")
+    steps = by_task[task]
+    order = explicit_order([str(c) for step in steps for c in step if c != 0], class_names,
+                           f"--class_order={order_spec}")
+    plan = make_plan(task, order, name=f"{task}{order_spec}")
+    if [set(s) for s in plan.steps] != [set(s) for s in steps]:
+      raise TaskError(f"--class_order={order_spec}: its steps do not have the sizes of --task="
+                      f"{task}.")
+    return plan
   return make_plan(task, class_order(order_spec, class_names, train_pixel_counts))

@@ -70,6 +70,8 @@ class SegmentationSource:
   class_table: [256] int16, raw label value -> class id, 255 (ignore) or INVALID.
   scenarios: the dataset's named tasks (e.g. Cityscapes 'vehicles') -> (step sizes task name,
   class order by name).
+  class_orders: the dataset's named class orders -> {task -> class ids per step, background in
+  step 0} (the MiB reference's ADE20K orders "b" and "c", VOC's "19-1b").
   """
   name: str
   root: str
@@ -79,6 +81,8 @@ class SegmentationSource:
   class_table: np.ndarray
   palette: tuple[tuple[int, int, int], ...]
   scenarios: dict[str, tuple[str, tuple[str, ...]]] = dataclasses.field(default_factory=dict)
+  class_orders: dict[str, dict[str, tuple[tuple[int, ...], ...]]] = dataclasses.field(
+      default_factory=dict)
 
   @property
   def num_object_classes(self) -> int:

@@ -27,6 +27,8 @@ VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
     "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
     "train", "tvmonitor")
+# The MiB reference's second VOC order (tasks.py "19-1b"): bottle (5) is the class added.
+VOC_ORDERS = {"b": {"19-1": ((0,) + tuple(c for c in range(1, 21) if c != 5), (5,))}}
 
 
 
@@ -143,4 +145,5 @@ def read_voc_layout(root: str, class_names: tuple[str, ...] = VOC_CLASSES,
   palette = tuple(tuple(int(v) for v in row) for row in voc_palette())
   return SegmentationSource(name=name, root=root, class_names=tuple(class_names), splits=files,
                             codec=INDEX_PNG, class_table=identity_table(len(class_names)),
-                            palette=palette)
+                            palette=palette,
+                            class_orders=VOC_ORDERS if tuple(class_names) == VOC_CLASSES else {})
