@@ -1,13 +1,12 @@
 """PNG plots of a run: mIoU after each step, one line per method (matplotlib, no display)."""
 from __future__ import annotations
 
-import os
-
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
 
+from kdseg import atomic  # noqa: E402
 from kdseg.report import final_columns  # noqa: E402
 
 
@@ -41,10 +40,8 @@ def plot_miou_per_step(records_by_method: dict[str, list[dict]], path: str,
   if title:
     figure.suptitle(title)
   figure.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  figure.savefig(path + ".tmp.png", dpi=100)
+  atomic.write_png(path, lambda out: figure.savefig(out, format="png", dpi=100))
   plt.close(figure)
-  os.replace(path + ".tmp.png", path)
   return path
 
 

@@ -14,6 +14,7 @@ import io
 import json
 import os
 
+from kdseg import atomic
 from kdseg.data.tasks import TaskPlan, make_plan
 from kdseg.metrics import Scores
 
@@ -175,8 +176,5 @@ def write_summary(method_dir: str, method: str) -> list[dict]:
              "summary.json": json.dumps({"method": method, "steps": [
                  {k: v for k, v in r.items() if k != "confusion"} for r in records]}, indent=1)}
   for name, text in outputs.items():
-    path = os.path.join(results, name)
-    with open(path + ".tmp", "w") as out:
-      out.write(text)
-    os.replace(path + ".tmp", path)
+    atomic.write_text(os.path.join(results, name), text)
   return records

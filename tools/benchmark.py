@@ -46,6 +46,8 @@ import time
 
 from absl import app, flags
 
+from kdseg import atomic
+
 flags.DEFINE_list("heads", ["v2", "v3"], "Heads: v2 (OS8) and/or v3 (OS16).")
 flags.DEFINE_list("backbones", ["resnet50", "resnet101"], "Backbones.")
 flags.DEFINE_list("sizes", ["321", "512"], "Square crop sides.")
@@ -105,7 +107,7 @@ def run_one(config: dict) -> dict:
   images = tf.random.stateless_normal([batch, size, size, 3], seed=[0, 1])
   labels = tf.random.stateless_uniform([batch, size, size], seed=[0, 2], maxval=NUM_CLASSES,
                                        dtype=tf.int32)
-  schedule = Schedule(0.01, epochs=1, steps_per_epoch=config["warmup"] + config["steps"])
+  schedule = Schedule(0.01, epochs=1, iterations_per_epoch=config["warmup"] + config["steps"])
   strategy = tf.distribute.get_strategy()
   trainer = StepTrainer(strategy, model, None, build_objective(get_method("ft"), 0),
                         make_optimizer(schedule, config["precision"] == "mixed_float16"),
@@ -286,33 +288,27 @@ def main(argv):
     except subprocess.TimeoutExpired:
       result = {**config, "status": f"timed out after {FLAGS.timeout}s"}
     document["results"].append(result)
-    with open(FLAGS.output + ".tmp", "w") as out:
-      json.dump(document, out, indent=1)
-    os.replace(FLAGS.output + ".tmp", FLAGS.output)
+    atomic.write_json(FLAGS.output, document)
     print("  " + (f"{result['seconds_per_image']:.2f} s/image, {result['peak_rss_gib']:.2f} GiB"
                   if result["status"] == "ok" else result["status"]), flush=True)
   for size in FLAGS.crf_sizes:
     row = time_crf(int(size))
     print(f"benchmark: dense CRF {size}: {row['seconds_per_image']:.2f} s/image", flush=True)
     document.setdefault("crf", []).append(row)
-    with open(FLAGS.output + ".tmp", "w") as out:
-      json.dump(document, out, indent=1)
-    os.replace(FLAGS.output + ".tmp", FLAGS.output)
+    atomic.write_json(FLAGS.output, document)
   if FLAGS.presence_images:
     row = time_presence(FLAGS.presence_images)
     print(f"benchmark: presence scan of {row['images']} labels: "
           f"{row['first_scan_labels_per_second']:.0f} labels/s", flush=True)
     document.setdefault("presence", []).append(row)
-    with open(FLAGS.output + ".tmp", "w") as out:
-      json.dump(document, out, indent=1)
-    os.replace(FLAGS.output + ".tmp", FLAGS.output)
+    atomic.write_json(FLAGS.output, document)
   table = format_table(document["results"])
   if document.get("crf"):
     table += "\n\n" + format_crf_table(document["crf"])
   if document.get("presence"):
     table += "\n\n" + format_presence_table(document["presence"])
-  with open(os.path.splitext(FLAGS.output)[0] + ".md", "w") as out:
-    out.write(f"{json.dumps(document['machine'])}\n\n{table}\n")
+  atomic.write_text(os.path.splitext(FLAGS.output)[0] + ".md",
+                    f"{json.dumps(document['machine'])}\n\n{table}\n")
   print(table)
 
 

@@ -11,12 +11,13 @@ A method missing from a run, or not finished, is shown as "–".
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 
 from absl import app, flags
 
-from kdseg import plot, report
+from kdseg import atomic, plot, report
 
 flags.DEFINE_list("methods", [], "Methods (rows) in this order; default: every method found.")
 flags.DEFINE_string("output", "summary", "Path prefix of the files to write.")
@@ -97,14 +98,12 @@ def main(argv):
     if not os.path.isdir(run_dir):
       raise SummaryError(f"{run_dir} does not exist.")
   table, rows, runs = summarize(run_dirs, FLAGS.methods)
-  directory = os.path.dirname(os.path.abspath(FLAGS.output))
-  os.makedirs(directory, exist_ok=True)
-  with open(FLAGS.output + ".md", "w") as out:
-    out.write(table)
-  with open(FLAGS.output + ".csv", "w", newline="") as out:
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
+  atomic.write_text(FLAGS.output + ".md", table)
+  buffer = io.StringIO()
+  writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+  writer.writeheader()
+  writer.writerows(rows)
+  atomic.write_text(FLAGS.output + ".csv", buffer.getvalue())
   for run_dir, (label, records) in runs.items():
     chosen = {m: r for m, r in records.items() if not FLAGS.methods or m in FLAGS.methods}
     name = os.path.basename(os.path.normpath(run_dir))

@@ -14,12 +14,12 @@ import concurrent.futures
 import hashlib
 import os
 import sys
-import tempfile
 
 import keras
 import numpy as np
 from PIL import Image
 
+from kdseg import atomic
 from kdseg.data.source import INVALID, LabelCodec, SegmentationSource, SplitFiles
 
 _CACHE_VERSION = 2
@@ -93,12 +93,8 @@ def raw_value_counts(files: SplitFiles, codec: LabelCodec, cache_dir: str,
       stale = np.flatnonzero(~fresh).tolist()
   if stale:
     counts[stale] = _scan(codec, files, stale, workers)
-    os.makedirs(cache_dir, exist_ok=True)
-    # Write-then-rename: an interrupted scan never leaves a truncated cache behind.
-    handle, tmp_path = tempfile.mkstemp(dir=cache_dir, suffix=".npz")
-    with os.fdopen(handle, "wb") as out:
-      np.savez(out, counts=counts, fingerprint=fingerprint)
-    os.replace(tmp_path, cache_path)
+    # An interrupted scan never leaves a truncated cache behind.
+    atomic.write_npz(cache_path, counts=counts, fingerprint=fingerprint)
   return counts
 
 

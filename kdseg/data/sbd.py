@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 import scipy.io
 
+from kdseg import atomic
 from kdseg.data.source import DatasetLayoutError
 from kdseg.data.voc import read_index_png
 
@@ -41,9 +42,8 @@ def read_sbd_label(path: str) -> np.ndarray:
 
 
 def _write_png(values: np.ndarray, path: str) -> None:
-  tmp_path = path + ".tmp.png"
-  Image.fromarray(values, mode="L").save(tmp_path)
-  os.replace(tmp_path, path)  # an interrupted run never leaves a half-written label
+  # An interrupted run never leaves a half-written label.
+  atomic.write_png(path, lambda out: Image.fromarray(values, mode="L").save(out, format="PNG"))
 
 
 def merge_sbd(voc_root: str, sbd_root: str, workers: int = 8) -> dict[str, int]:
@@ -89,9 +89,7 @@ def merge_sbd(voc_root: str, sbd_root: str, workers: int = 8) -> dict[str, int]:
   with concurrent.futures.ThreadPoolExecutor(workers) as pool:
     written = sum(pool.map(convert, sources.items()))
   list_path = os.path.join(lists, "train_aug.txt")
-  with open(list_path + ".tmp", "w") as out:
-    out.write("".join(f"{i}\n" for i in train_aug))
-  os.replace(list_path + ".tmp", list_path)
+  atomic.write_text(list_path, "".join(f"{i}\n" for i in train_aug))
   from_voc = sum(kind == "voc" for kind, _ in sources.values())
   return {"train_aug": len(train_aug), "from_voc": from_voc,
           "from_sbd": len(sources) - from_voc, "written": written}

@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 
 import numpy as np
 
+from kdseg import atomic
 from kdseg.constants import IGNORE_LABEL
 from kdseg.data.tasks import TaskPlan
 
@@ -173,11 +173,7 @@ def write_ids_once(path: str, ids: list[str] | tuple[str, ...]) -> tuple[str, ..
   if os.path.isfile(path):
     with open(path) as handle:
       return tuple(line.strip() for line in handle if line.strip())
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  handle, tmp_path = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".txt")
-  with os.fdopen(handle, "w") as out:
-    out.write("".join(f"{image_id}\n" for image_id in ids))
-  os.replace(tmp_path, path)
+  atomic.write_text(path, "".join(f"{image_id}\n" for image_id in ids))
   return tuple(ids)
 
 
