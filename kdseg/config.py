@@ -1,9 +1,24 @@
-"""Command-line flags shared by kdseg's entry points, grouped as the papers describe a run."""
+"""Every command-line flag of kdseg, and the frozen records the entry points build from them.
+
+The flags are grouped as the papers describe a run (data, protocol, method, model, optimisation,
+run, test time, tools). `from_flags()` turns them into a RunConfig; `tool_from_flags()` reads what
+kdseg.evaluate / predict / export need. This is the only module below the entry points that reads
+FLAGS: everything else takes the records, so the library runs (and is tested) without flags.
+Values are validated here, at parse time or in from_flags, before anything is written.
+"""
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from absl import flags
+
+from kdseg.data.datasets import DataConfig
+from kdseg.data.shapes import ShapesConfig
+from kdseg.engine.crf import DenseCRF
+from kdseg.engine.evaluation import TestTime
+from kdseg.methods import Method, customize, get_method
+from kdseg.models.segmenter import ModelConfig
 
 # Data.
 flags.DEFINE_string("dataset", "shapes", "Dataset reader: shapes (procedural, VOC layout), voc "
@@ -13,9 +28,11 @@ flags.DEFINE_string("data_root", None, "Root of the dataset tree (VOCdevkit/VOC2
                     "not needed for shapes.")
 flags.DEFINE_string("cache_dir", os.path.join("~", ".cache", "kdseg"),
                     "Where the shapes dataset and class-presence indexes are cached.")
-flags.DEFINE_integer("shapes_image_size", 64, "shapes: image side in pixels.")
-flags.DEFINE_integer("shapes_num_train", 1000, "shapes: number of training images.")
-flags.DEFINE_integer("shapes_num_val", 300, "shapes: number of validation images.")
+flags.DEFINE_integer("shapes_image_size", 64, "shapes: image side in pixels.", lower_bound=8)
+flags.DEFINE_integer("shapes_num_train", 1000, "shapes: number of training images.",
+                     lower_bound=1)
+flags.DEFINE_integer("shapes_num_val", 300, "shapes: number of validation images.",
+                     lower_bound=1)
 flags.DEFINE_integer("shapes_seed", 0, "shapes: seed of the generator.")
 
 # Incremental protocol.
@@ -105,15 +122,20 @@ flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_f
 # Optimisation (MiB paper §6.2.2 defaults).
 flags.DEFINE_float("lr", 1e-2, "Learning rate of step 0.")
 flags.DEFINE_float("lr_incremental", 1e-3, "Learning rate of steps >= 1.")
-flags.DEFINE_integer("epochs", 30, "Epochs of step 0.")
-flags.DEFINE_integer("epochs_incremental", 30, "Epochs of each step >= 1.")
-flags.DEFINE_integer("batch_size", 24, "Global batch size (split across replicas).")
+for _name in ("lr", "lr_incremental"):
+  flags.register_validator(_name, lambda value: value > 0,
+                           message=f"--{_name} must be positive (a negative rate ascends).")
+# At least one pass: a step of zero epochs would be saved, and reported, as finished.
+flags.DEFINE_integer("epochs", 30, "Epochs of step 0.", lower_bound=1)
+flags.DEFINE_integer("epochs_incremental", 30, "Epochs of each step >= 1.", lower_bound=1)
+flags.DEFINE_integer("batch_size", 24, "Global batch size (split across replicas).",
+                     lower_bound=1)
 flags.DEFINE_enum("augment", "resized_crop", ["resized_crop", "scale_crop"],
                   "Training augmentation (kdseg/data/augment.py): resized_crop = the MiB "
                   "reference's RandomResizedCrop (a window of U(min_scale, max_scale) x the image "
                   "area, aspect 3/4-4/3, resized to the crop; no padding); scale_crop = DeepLab's "
                   "scale, pad and crop as the KD paper's code runs it. Both flip.")
-flags.DEFINE_integer("crop_size", 512, "Training crop side.")
+flags.DEFINE_integer("crop_size", 512, "Training crop side.", lower_bound=1)
 flags.DEFINE_float("min_scale", 0.5, "Smallest random scale: area fraction of the window "
                    "(resized_crop) or side factor (scale_crop).")
 flags.DEFINE_float("max_scale", 2.0, "Largest random scale (as --min_scale).")
@@ -134,11 +156,13 @@ flags.DEFINE_integer("step", -1, "Train only this step (its previous step must b
 flags.register_validator("step", lambda value: value >= -1,
                          message="--step is a step index (0, 1, ...) or -1 for all steps.")
 flags.DEFINE_integer("seed", 0, "Seed of shuffling, augmentation and initialisation.")
-flags.DEFINE_integer("eval_batch_size", 8, "Evaluation batch size (images padded to the largest).")
+flags.DEFINE_integer("eval_batch_size", 8, "Evaluation batch size (images padded to the largest).",
+                     lower_bound=1)
 
 # Test time (evaluation after each step, and kdseg.evaluate).
 flags.DEFINE_integer("eval_crop", 0, "0: evaluate at full resolution (KD paper, Cityscapes); N: "
-                     "resize the shorter side to N and center-crop N x N (MiB VOC/ADE: 512).")
+                     "resize the shorter side to N and center-crop N x N (MiB VOC/ADE: 512).",
+                     lower_bound=0)
 flags.DEFINE_list("test_scales", ["1"], "Multi-scale test: image scale factors (e.g. "
                   "0.5,0.75,1,1.25,1.5).")
 flags.DEFINE_bool("test_flip", False, "Also predict the horizontally flipped image.")
@@ -157,8 +181,192 @@ flags.DEFINE_enum("strategy", "auto", ["auto", "default", "mirrored", "multiwork
                   "multiworker reads the cluster from TF_CONFIG (kdseg/engine/distribute.py).")
 flags.DEFINE_bool("jit_compile", False, "Compile the forward and backward pass of the train step "
                   "with XLA.")
-flags.DEFINE_integer("log_every", 10, "TensorBoard scalars every N iterations.")
+flags.DEFINE_integer("log_every", 10, "TensorBoard scalars every N iterations.", lower_bound=1)
 flags.DEFINE_integer("summary_images", 4, "Validation images shown (input | ground truth | "
                      "prediction) in TensorBoard after each step; 0 for none.")
 flags.DEFINE_bool("background_in_old", True, "Count background among the old classes in mIoU old.")
 flags.DEFINE_integer("verbose", 1, "0 silent, 1 progress bar and per-epoch lines.")
+
+# Tools (kdseg.evaluate, kdseg.predict, kdseg.export): a finished run is read from --run_dir alone.
+flags.DEFINE_enum("split", "val", ["val", "train"], "kdseg.evaluate: images to evaluate on.")
+flags.DEFINE_string("checkpoint", None, "kdseg.evaluate: a step directory (holding final/) to "
+                    "evaluate instead of the run's own; its network must match the run's.")
+flags.DEFINE_list("inputs", [], "kdseg.predict: image files and/or folders of images.")
+flags.DEFINE_string("output_dir", "predictions", "kdseg.predict: where the PNGs go.")
+flags.DEFINE_float("overlay_alpha", 0.5, "kdseg.predict: opacity of the prediction in the "
+                   "side-by-side view.")
+flags.DEFINE_string("export_dir", None, "kdseg.export: directory of the SavedModel (must not "
+                    "exist yet).")
+
+FLAGS = flags.FLAGS
+
+
+class FlagValueError(ValueError):
+  """Flags that contradict each other or the machine (e.g. batch size vs replicas)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ProtocolConfig:
+  """Which classes each step learns and from which images (data/tasks, orders, splits)."""
+  task: str = "15-1"
+  setting: str = "overlapped"
+  class_order: str = "dataset"
+  min_images_per_class: int = 50
+  holdout_fraction: float = 0.0
+  void_label: str = "background"
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduleConfig:
+  """Optimisation and augmentation of every step (step 0: lr/epochs; later: *_incremental)."""
+  lr: float = 1e-2
+  lr_incremental: float = 1e-3
+  epochs: int = 30
+  epochs_incremental: int = 30
+  batch_size: int = 24
+  augment: str = "resized_crop"
+  crop_size: int = 512
+  min_scale: float = 0.5
+  max_scale: float = 2.0
+  iterations_per_class: int = 0
+  end_lr: float = 0.0
+  momentum: float = 0.9
+  weight_decay: float = 1e-4
+  poly_power: float = 0.9
+
+  def shared_record(self) -> dict:
+    """What the run records of the schedule shared by all steps. Options added later are
+    recorded only when set, so run directories written before them stay valid."""
+    optional = {"end_lr": self.end_lr, "iterations_per_class": self.iterations_per_class}
+    return {"batch_size": self.batch_size, "augment": self.augment, "crop_size": self.crop_size,
+            "min_scale": self.min_scale, "max_scale": self.max_scale, "momentum": self.momentum,
+            "weight_decay": self.weight_decay, "poly_power": self.poly_power,
+            **{k: v for k, v in optional.items() if v}}
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationConfig:
+  """How a finished step is scored: batch, center crop (0: full size), test-time options."""
+  batch_size: int = 8
+  crop: int = 0
+  test_time: TestTime = TestTime()
+  background_in_old: bool = True
+  summary_images: int = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+  """One `python -m kdseg.train` run: everything it reads, as one frozen record."""
+  data: DataConfig
+  protocol: ProtocolConfig
+  model: ModelConfig
+  schedule: ScheduleConfig
+  evaluation: EvaluationConfig
+  methods: tuple[Method, ...]
+  run_dir: str
+  backbone_weights: str | None = None
+  step: int = -1
+  seed: int = 0
+  strategy: str = "auto"
+  precision: str = "float32"
+  jit_compile: bool = False
+  log_every: int = 10
+  verbose: int = 1
+  flags_text: str = ""   # the resolved flags, recorded beside each method's results
+
+
+@dataclasses.dataclass(frozen=True)
+class ToolConfig:
+  """What kdseg.evaluate / predict / export read: a finished run, one method, a step, and the
+  evaluation options given on the command line (None: the run's recorded value)."""
+  run_dir: str
+  method: str
+  step: int
+  evaluation: EvaluationConfig
+  given: tuple[str, ...]           # evaluation fields set on the command line
+  data_root: str | None = None      # another location of the run's dataset
+  cache_dir: str | None = None
+  precision: str = "float32"
+  verbose: int = 1
+
+
+def data_config() -> DataConfig:
+  shapes = ShapesConfig(image_size=FLAGS.shapes_image_size, num_train=FLAGS.shapes_num_train,
+                        num_val=FLAGS.shapes_num_val, seed=FLAGS.shapes_seed)
+  return DataConfig(FLAGS.dataset, FLAGS.data_root, os.path.expanduser(FLAGS.cache_dir), shapes)
+
+
+def resolve_methods() -> tuple[Method, ...]:
+  """The --method records, changed by the method flags (--distill, --freeze, ...)."""
+  return tuple(customize(get_method(name), classification=FLAGS.classification,
+                         distill=FLAGS.distill, freeze=FLAGS.freeze, init=FLAGS.init,
+                         regularizer=FLAGS.regularizer, pixel_mean=FLAGS.pixel_mean,
+                         temperature=FLAGS.temperature, kd_alpha=FLAGS.kd_alpha,
+                         distill_pixels=FLAGS.distill_pixels,
+                         spkd_divide_by=FLAGS.spkd_divide_by, ce_pixels=FLAGS.ce_pixels,
+                         feature_normalisation=FLAGS.feature_normalisation)
+               for name in FLAGS.method)
+
+
+def evaluation_config() -> EvaluationConfig:
+  try:
+    crf = None
+    if FLAGS.test_crf:
+      crf = DenseCRF(**{field.name: getattr(FLAGS, f"crf_{field.name}")
+                        for field in dataclasses.fields(DenseCRF)})
+    test_time = TestTime(tuple(float(scale) for scale in FLAGS.test_scales), FLAGS.test_flip,
+                         FLAGS.test_merge, crf)
+  except ValueError as error:
+    raise FlagValueError(str(error)) from None
+  return EvaluationConfig(FLAGS.eval_batch_size, FLAGS.eval_crop, test_time,
+                          FLAGS.background_in_old, FLAGS.summary_images)
+
+
+def from_flags() -> RunConfig:
+  """The RunConfig of kdseg.train; raises FlagValueError / MethodError on inconsistent flags."""
+  if not FLAGS.method:
+    raise FlagValueError("--method is empty: name at least one method "
+                         "(python -m kdseg.methods lists them).")
+  methods = resolve_methods()
+  convention = FLAGS.input_convention
+  if convention == "auto":
+    convention = "caffe" if FLAGS.backbone_weights else "imagenet"
+  model = ModelConfig(FLAGS.backbone, FLAGS.output_stride, FLAGS.head_channels, FLAGS.head,
+                      input_convention=convention, recompute=FLAGS.recompute)
+  schedule = ScheduleConfig(
+      FLAGS.lr, FLAGS.lr_incremental, FLAGS.epochs, FLAGS.epochs_incremental, FLAGS.batch_size,
+      FLAGS.augment, FLAGS.crop_size, FLAGS.min_scale, FLAGS.max_scale,
+      FLAGS.iterations_per_class, FLAGS.end_lr, FLAGS.momentum, FLAGS.weight_decay,
+      FLAGS.poly_power)
+  if not 0 < schedule.min_scale <= schedule.max_scale:
+    raise FlagValueError(f"--min_scale={schedule.min_scale} and --max_scale={schedule.max_scale}:"
+                         " need 0 < min_scale <= max_scale.")
+  protocol = ProtocolConfig(FLAGS.task, FLAGS.setting, FLAGS.class_order,
+                            FLAGS.min_images_per_class, FLAGS.holdout_fraction, FLAGS.void_label)
+  run_dir = os.path.abspath(FLAGS.run_dir or os.path.join(
+      "runs", f"{FLAGS.dataset}_{FLAGS.task}_{FLAGS.setting}"))
+  return RunConfig(data_config(), protocol, model, schedule, evaluation_config(), methods,
+                   run_dir, FLAGS.backbone_weights, FLAGS.step, FLAGS.seed, FLAGS.strategy,
+                   FLAGS.precision, FLAGS.jit_compile, FLAGS.log_every, FLAGS.verbose,
+                   FLAGS.flags_into_string())
+
+
+# Evaluation fields a tool may override, by the flag that sets each.
+_EVALUATION_FLAGS = {"batch_size": "eval_batch_size", "crop": "eval_crop",
+                     "background_in_old": "background_in_old"}
+
+
+def tool_from_flags(command: str) -> ToolConfig:
+  """The ToolConfig of kdseg.evaluate / predict / export (`command` names it in errors)."""
+  if not FLAGS.run_dir:
+    raise FlagValueError(f"{command} needs --run_dir: the directory of a finished run.")
+  if len(FLAGS.method) != 1:
+    raise FlagValueError(f"--method={','.join(FLAGS.method)}: {command} takes one method (the "
+                         "name of its folder in the run directory, e.g. mib or "
+                         "mib+freeze=encoder).")
+  given = tuple(field for field, flag in _EVALUATION_FLAGS.items() if FLAGS[flag].present)
+  return ToolConfig(os.path.abspath(FLAGS.run_dir), FLAGS.method[0], FLAGS.step,
+                    evaluation_config(), given,
+                    FLAGS.data_root if FLAGS["data_root"].present else None,
+                    (os.path.expanduser(FLAGS.cache_dir) if FLAGS["cache_dir"].present
+                     else None), FLAGS.precision, FLAGS.verbose)

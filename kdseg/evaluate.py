@@ -1,13 +1,14 @@
 """Evaluates any finished step of a run: any split, any test-time options, any checkpoint.
 
-  python -m kdseg.evaluate --flagfile=flags/shapes_15_1.cfg --method=mib --step=5
-  python -m kdseg.evaluate --flagfile=flags/shapes_15_1.cfg --method=mib --step=5 \
+  python -m kdseg.evaluate --run_dir=runs/shapes_15_1 --method=mib --step=5
+  python -m kdseg.evaluate --run_dir=runs/shapes_15_1 --method=mib --step=5 \
       --test_scales=0.5,0.75,1,1.25,1.5 --test_flip --eval_crop=0 --split=val
-  python -m kdseg.evaluate --flagfile=... --method=mib --step=1 --checkpoint=/other/run/mib/step_1
+  python -m kdseg.evaluate --run_dir=... --method=mib --step=1 --checkpoint=/other/run/mib/step_1
 
-Uses the run's flags (dataset, task, model) to rebuild the step's model and label mapping, scores
-it on the images of --split that hold classes seen up to the step, prints the per-class table and
-writes <run_dir>/<method>/results/eval/<split>_<test-time>_step_<t>.json. The training results
+The run directory says everything else (its run.json: dataset and where it is, task plan, model;
+--data_root/--cache_dir point at another copy of the same data). Scores the step on the images of
+--split that hold classes seen up to the step, prints the per-class table and writes
+<run_dir>/<method>/results/eval/<split>_<test-time>_crop<N>_step_<t>.json. The training results
 (results/step_<t>.json) are never overwritten. --step=-1 evaluates every finished step.
 """
 from __future__ import annotations
@@ -16,45 +17,44 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import flags, logging  # noqa: E402
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from kdseg import report, train  # noqa: E402
+from absl import flags  # noqa: E402
+from kdseg import config, report  # noqa: E402
 from kdseg.engine import checkpoints  # noqa: E402
+from kdseg.run import cli  # noqa: E402
+from kdseg.run.experiment import joint_plan, open_experiment  # noqa: E402
+from kdseg.run.scoring import score_step, tool_evaluation  # noqa: E402
+from kdseg.rundir import RunDir  # noqa: E402
 
-flags.DEFINE_enum("split", "val", ["val", "train"], "Images to evaluate on.")
-flags.DEFINE_string("checkpoint", None, "A step directory (holding final/) to evaluate instead "
-                    "of the run's own; its network must match the flags.")
-FLAGS = flags.FLAGS
 
-
-def evaluate(step: int) -> list[dict]:
-  """Scores step `step` (-1: every finished step) of the one --method; returns the records
-  (also written to disk)."""
-  method = train.resolve_methods()[0]
-  experiment = train.build_experiment()
-  test_time = train.test_time_from_flags()
-  plan = train.joint_plan(experiment.plan) if method.offline else None
+def evaluate(tool: config.ToolConfig, split: str = "val",
+             checkpoint: str | None = None) -> list[dict]:
+  """Scores step tool.step (-1: every finished step) of tool.method; returns the records (also
+  written to disk)."""
+  run_dir = RunDir(tool.run_dir)
+  recorded = run_dir.require_run()
+  method = run_dir.load_method(tool.method)
+  evaluation = tool_evaluation(recorded, tool.evaluation, tool.given)
+  experiment = open_experiment(run_dir, recorded, method, evaluation, tool.data_root,
+                               tool.cache_dir, tool.verbose)
+  plan = None
   if method.offline:  # joint trains one step, reported as the task's last
-    steps = [0]
-  elif step >= 0:
-    steps = [step]
+    plan, steps = joint_plan(recorded.plan), [0]
+  elif tool.step >= 0:
+    steps = [tool.step]
   else:
-    steps = [t for t in range(experiment.plan.num_steps) if checkpoints.is_complete(
-        checkpoints.step_dir(experiment.run_dir, method, t))]
+    steps = [t for t in range(recorded.plan.num_steps)
+             if checkpoints.is_complete(run_dir.step_dir(method, t))]
     if not steps:
       raise checkpoints.CheckpointError(
-          f"{method.name} has no finished step in {experiment.run_dir}; train it first "
-          "(python -m kdseg.train with the same flags).")
+          f"{method.name} has no finished step in {run_dir.path}; train it first.")
   records = []
-  for step_index in steps:
-    record, _, _ = train.score_step(experiment, method, step_index, plan, FLAGS.split,
-                                    test_time, FLAGS.checkpoint)
-    name = f"{FLAGS.split}_{test_time.tag}_crop{FLAGS.eval_crop}_step_{record['step']}.json"
-    path = os.path.join(experiment.run_dir, method.name, "results", "eval", name)
-    checkpoints.write_json_atomic(path, record)
-    print(report.format_step_table(record, f"{method.name} ({FLAGS.split}, {test_time.tag})"))
+  for step in steps:
+    record, _, _ = score_step(experiment, method, step, plan, split, evaluation, checkpoint)
+    tag = evaluation.test_time.tag
+    path = run_dir.eval_results(
+        method.name, f"{split}_{tag}_crop{evaluation.crop}_step_{record['step']}.json")
+    run_dir.write_json(path, record)
+    print(report.format_step_table(record, f"{method.name} ({split}, {tag})"))
     print(f"  written to {path}", flush=True)
     records.append(record)
   return records
@@ -62,17 +62,15 @@ def evaluate(step: int) -> list[dict]:
 
 def main(argv):
   del argv
-  tf.get_logger().setLevel("ERROR")
-  logging.set_verbosity(logging.WARNING)
-  keras.config.set_dtype_policy(FLAGS.precision)
-  if len(FLAGS.method) != 1:
-    raise train.FlagValueError(f"--method={','.join(FLAGS.method)}: evaluate one method at a time.")
-  if FLAGS.checkpoint and FLAGS.step < 0:
-    raise train.FlagValueError("--checkpoint needs --step (the step that checkpoint finished).")
-  evaluate(FLAGS.step)
+  tool = config.tool_from_flags("kdseg.evaluate")
+  cli.quiet_start(tool.precision)
+  if config.FLAGS.checkpoint and tool.step < 0:
+    raise config.FlagValueError("--checkpoint needs --step (the step that checkpoint finished).")
+  evaluate(tool, config.FLAGS.split, config.FLAGS.checkpoint)
 
 
-run = train.command_line("kdseg.evaluate", main)
+flags.adopt_module_key_flags(config)   # --help lists kdseg's flags
+run = cli.command_line("kdseg.evaluate", main)
 
 
 if __name__ == "__main__":

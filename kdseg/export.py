@@ -1,6 +1,6 @@
 """Exports a finished step as a SavedModel with a serving signature on uint8 images.
 
-  python -m kdseg.export --flagfile=flags/shapes_15_1.cfg --method=mib --step=5 \
+  python -m kdseg.export --run_dir=runs/shapes_15_1 --method=mib --step=5 \
       --export_dir=exported/shapes_15_1_mib_step5
 
 The SavedModel's `serve` signature takes `images`: [B, H, W, 3] uint8 RGB (any size) and returns
@@ -11,20 +11,21 @@ the model order, the class names and the palette. Load with tf.saved_model.load(
 """
 from __future__ import annotations
 
-import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import flags, logging  # noqa: E402
+from absl import flags  # noqa: E402
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from kdseg import train  # noqa: E402
+from kdseg import atomic, config  # noqa: E402
 from kdseg.data.pipeline import normalize  # noqa: E402
+from kdseg.run import cli  # noqa: E402
+from kdseg.run.scoring import finished_model  # noqa: E402
+from kdseg.rundir import RunDir  # noqa: E402
 
-flags.DEFINE_string("export_dir", None, "Directory of the SavedModel (must not exist yet).")
-FLAGS = flags.FLAGS
+FLAGS = config.FLAGS
 
 
 class ExportError(FileExistsError):
@@ -46,30 +47,31 @@ def export(model, order: tuple[int, ...], class_names, palette, export_dir: str)
   archive.add_endpoint("serve", serve, input_signature=[
       tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
   archive.write_out(export_dir, verbose=False)
-  with open(os.path.join(export_dir, "classes.json"), "w") as out:
-    json.dump({"model_order": list(order), "names": [class_names[c] for c in order],
-               "palette": [list(palette[c]) for c in order]}, out, indent=1)
+  atomic.write_json(os.path.join(export_dir, "classes.json"),
+                    {"model_order": list(order), "names": [class_names[c] for c in order],
+                     "palette": [list(palette[c]) for c in order]})
 
 
 def main(argv):
   del argv
-  tf.get_logger().setLevel("ERROR")
-  logging.set_verbosity(logging.WARNING)
+  tool = config.tool_from_flags("kdseg.export")
+  cli.quiet_start(tool.precision)
   if not FLAGS.export_dir:
-    raise train.FlagValueError("--export_dir is required (a directory that does not exist yet).")
+    raise config.FlagValueError("--export_dir is required (a directory that does not exist yet).")
   if os.path.exists(FLAGS.export_dir):
     raise ExportError(f"--export_dir={FLAGS.export_dir} already exists; choose a new directory "
                       "(nothing was overwritten).")
-  method = train.resolve_methods()[0]
-  experiment = train.build_experiment()
-  model, plan, step = train.finished_model(experiment, method, FLAGS.step)
-  export(model, plan.order(step), experiment.source.class_names, experiment.source.palette,
-         FLAGS.export_dir)
+  run_dir = RunDir(tool.run_dir)
+  recorded = run_dir.require_run()
+  method = run_dir.load_method(tool.method)
+  model, plan, step = finished_model(run_dir, recorded, method, tool.step)
+  export(model, plan.order(step), recorded.class_names, recorded.palette, FLAGS.export_dir)
   print(f"kdseg.export: {method.name} step {step} ({plan.num_classes(step)} classes) -> "
         f"{FLAGS.export_dir}")
 
 
-run = train.command_line("kdseg.export", main, ExportError)
+flags.adopt_module_key_flags(config)   # --help lists kdseg's flags
+run = cli.command_line("kdseg.export", main, ExportError)
 
 
 if __name__ == "__main__":

@@ -196,6 +196,15 @@ def get_method(name: str) -> Method:
   return METHODS[name]
 
 
+def method_from_record(record: dict) -> Method:
+  """The Method a run directory recorded (dataclasses.asdict of it) in its method.json; fields
+  added since take their defaults."""
+  fields = {f.name for f in dataclasses.fields(Method)}
+  record = {k: v for k, v in record.items() if k in fields}
+  record["distillation"] = tuple(Term(**term) for term in record.get("distillation", ()))
+  return Method(**record)
+
+
 def validate(method: Method) -> Method:
   """Raises MethodError naming the field (and the flag that sets it) if the record is unusable."""
   problems = []

@@ -21,7 +21,7 @@ class FinalCheckpointTest(tf.test.TestCase):
     self.assertFalse(checkpoints.is_complete(directory))
     checkpoints.save_final(model, directory)
     self.assertTrue(checkpoints.is_complete(directory))
-    restored = checkpoints.load_final(directory, CONFIG, [4, 2], "")
+    restored = checkpoints.load_final(directory, CONFIG, [4, 2])
     by_path = {v.path: v for v in restored.variables}
     self.assertLen(by_path, len(model.variables))
     for variable in model.variables:
@@ -29,23 +29,24 @@ class FinalCheckpointTest(tf.test.TestCase):
 
   def test_other_model_or_missing_checkpoint_is_a_clear_error(self):
     directory = os.path.join(self.get_temp_dir(), "step_0")
-    with self.assertRaisesRegex(checkpoints.CheckpointError, "done.json.*train it"):
-      checkpoints.load_final(directory, CONFIG, [4], "train it")
+    with self.assertRaisesRegex(checkpoints.CheckpointError, "missing final/done.json"):
+      checkpoints.load_final(directory, CONFIG, [4])
     checkpoints.save_final(build_segmenter(CONFIG, [4]), directory)
     with self.assertRaisesRegex(checkpoints.CheckpointError, "does not match"):
-      checkpoints.load_final(directory, ModelConfig("tiny", 8, 32), [4], "")
+      checkpoints.load_final(directory, ModelConfig("tiny", 8, 32), [4])
 
   def test_regulariser_state_round_trip_and_missing_state(self):
     directory = os.path.join(self.get_temp_dir(), "ewc_step_0")
     state = {"fisher/segmenter/backbone/conv1_conv/kernel": np.arange(6, dtype=np.float32)}
     checkpoints.save_final(build_segmenter(CONFIG, [4]), directory, state)
-    loaded = checkpoints.load_state(directory, "")
+    loaded = checkpoints.load_state(directory)
     self.assertEqual(list(loaded), list(state))
     self.assertAllEqual(loaded["fisher/segmenter/backbone/conv1_conv/kernel"], np.arange(6))
     plain = os.path.join(self.get_temp_dir(), "ft_step_0")
     checkpoints.save_final(build_segmenter(CONFIG, [4]), plain)
-    with self.assertRaisesRegex(checkpoints.CheckpointError, "regularizer.npz is missing.*retrain"):
-      checkpoints.load_state(plain, "retrain")
+    with self.assertRaisesRegex(checkpoints.CheckpointError,
+                                "regularizer.npz is missing.*not trained with this regulariser"):
+      checkpoints.load_state(plain)
 
 
 if __name__ == "__main__":

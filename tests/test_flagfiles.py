@@ -6,7 +6,7 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
-from kdseg import train  # noqa: F401  (defines the flags)
+from kdseg import config
 from kdseg.data import ade20k, cityscapes, msrc, shapes, voc
 from kdseg.data.orders import task_plan
 from kdseg.methods import METHODS
@@ -32,7 +32,7 @@ class FlagfileTest(tf.test.TestCase):
     for path in paths:
       FLAGS.unparse_flags()
       FLAGS(["kdseg.train", f"--flagfile={path}"])
-      methods = train.resolve_methods()
+      methods = config.resolve_methods()
       self.assertNotEmpty(methods, msg=path)
       if path.endswith("_methods.cfg"):   # the table: every named method, the demo's budget
         self.assertLen(methods, len(METHODS))

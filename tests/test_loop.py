@@ -13,8 +13,8 @@ from kdseg.models.segmenter import ModelConfig, build_segmenter
 class ScheduleTest(tf.test.TestCase):
 
   def test_epochs_or_iteration_budget(self):
-    self.assertEqual(Schedule(0.1, epochs=3, steps_per_epoch=5).total_iterations, 15)
-    budget = Schedule(0.1, epochs=3, steps_per_epoch=5, iterations=12)
+    self.assertEqual(Schedule(0.1, epochs=3, iterations_per_epoch=5).total_iterations, 15)
+    budget = Schedule(0.1, epochs=3, iterations_per_epoch=5, iterations=12)
     self.assertEqual((budget.total_iterations, budget.num_epochs), (12, 3))
 
   def test_poly_decay_reaches_the_end_learning_rate(self):
@@ -23,12 +23,39 @@ class ScheduleTest(tf.test.TestCase):
     self.assertAllClose(schedule(10), 1e-6)
     self.assertAllClose(schedule(5), (1e-4 - 1e-6) * 0.5 ** 0.9 + 1e-6)
 
+  def test_total_is_the_weighted_sum_of_the_terms_plus_weight_decay(self):
+    # LwF on a tiny model: total = CE + 100 * KD + 0.5 * wd * sum(theta^2), each term computed
+    # here from the models' outputs before the iteration's update.
+    old_model = build_segmenter(ModelConfig("tiny", 16, 8), [3])
+    model = build_segmenter(ModelConfig("tiny", 16, 8), [3, 1])
+    old_model.trainable = False
+    images = tf.random.stateless_uniform([2, 32, 32, 3], seed=[4, 1])
+    labels = tf.random.stateless_uniform([2, 32, 32], seed=[4, 2], maxval=4, dtype=tf.int32)
+    objective = build_objective(get_method("lwf"), old_classes=3)
+    weight_decay = 1e-3
+    old_logits = old_model(images, training=False)["logits"]
+    logits = model(images, training=True)["logits"]
+    ce = objective.classification(labels, logits)
+    kd = objective.distillation[0].loss(old_logits, logits)
+    decay = 0.5 * weight_decay * sum(float(tf.reduce_sum(v ** 2))
+                                     for v in model.trainable_variables)
+    schedule = Schedule(0.01, epochs=1, iterations_per_epoch=1)
+    trainer = StepTrainer(tf.distribute.get_strategy(), model, old_model, objective,
+                          make_optimizer(schedule), weight_decay)
+    means = trainer.train(tf.data.Dataset.from_tensors((images, labels)), schedule,
+                          tf.Variable(0, dtype=tf.int64), on_epoch_end=lambda: None,
+                          writer=None, log_every=1, verbose=0)
+    self.assertAllClose(means["ce"], ce, rtol=1e-4)
+    self.assertAllClose(means["kd"], 100.0 * kd, rtol=1e-4)
+    self.assertAllClose(means["weight_decay"], decay, rtol=1e-4)
+    self.assertAllClose(means["total"], float(ce) + 100.0 * float(kd) + decay, rtol=1e-4)
+
   def test_training_stops_at_the_iteration_budget_inside_a_pass(self):
     model = build_segmenter(ModelConfig("tiny", 16, 8), [3])
     images = tf.random.stateless_uniform([12, 32, 32, 3], seed=[0, 1])
     labels = tf.random.stateless_uniform([12, 32, 32], seed=[0, 2], maxval=3, dtype=tf.int32)
     dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)   # 3 per pass
-    schedule = Schedule(0.01, epochs=1, steps_per_epoch=3, iterations=7)
+    schedule = Schedule(0.01, epochs=1, iterations_per_epoch=3, iterations=7)
     optimizer = make_optimizer(schedule)
     trainer = StepTrainer(tf.distribute.get_strategy(), model, None,
                           build_objective(get_method("ft"), 0), optimizer, 1e-4)
@@ -44,7 +71,7 @@ class ScheduleTest(tf.test.TestCase):
     images = tf.fill([4, 32, 32, 3], float("nan"))
     labels = tf.zeros([4, 32, 32], tf.int32)
     dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(2)
-    schedule = Schedule(0.01, epochs=2, steps_per_epoch=2)
+    schedule = Schedule(0.01, epochs=2, iterations_per_epoch=2)
     trainer = StepTrainer(tf.distribute.get_strategy(), model, None,
                           build_objective(get_method("ft"), 0), make_optimizer(schedule), 1e-4)
     epochs_saved = []
@@ -69,7 +96,7 @@ class MixedPrecisionLoopTest(tf.test.TestCase):
     images = tf.random.stateless_uniform([8, 32, 32, 3], seed=[0, 1])
     labels = tf.random.stateless_uniform([8, 32, 32], seed=[0, 2], maxval=3, dtype=tf.int32)
     dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)
-    schedule = Schedule(0.01, epochs=2, steps_per_epoch=2)
+    schedule = Schedule(0.01, epochs=2, iterations_per_epoch=2)
     optimizer = make_optimizer(schedule, loss_scaling=policy == "mixed_float16")
     regularizer = ImportanceRegularizer("rw", [(v.path, v) for v in model.trainable_variables])
     trainer = StepTrainer(tf.distribute.get_strategy(), model, None,

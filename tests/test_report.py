@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from kdseg import plot, report
 from kdseg.data.tasks import make_plan
-from kdseg.engine.checkpoints import write_json_atomic
+from kdseg.atomic import write_json
 from kdseg.metrics import scores
 from tools import summarize
 
@@ -26,11 +26,11 @@ def _records():
 
 
 def _write_run(run_dir, methods):
-  write_json_atomic(os.path.join(run_dir, "experiment.json"),
+  write_json(os.path.join(run_dir, "experiment.json"),
                     {"dataset": "fake", "task": "2-1", "setting": "overlapped"})
   for method, records in methods.items():
     for record in records:
-      write_json_atomic(os.path.join(run_dir, method, "results", f"step_{record['step']}.json"),
+      write_json(os.path.join(run_dir, method, "results", f"step_{record['step']}.json"),
                         record)
 
 

@@ -5,12 +5,16 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 from absl import flags
 import numpy as np
 import tensorflow as tf
 
-from kdseg import train
+from kdseg import config, train
+from kdseg.config import FlagValueError
+from kdseg.data.tasks import TaskError
+from kdseg.rundir import ConfigMismatchError, RunDir, RunDirError
 from kdseg.engine import checkpoints
 from kdseg.methods import METHODS, MethodError, get_method
 from kdseg.models.segmenter import ModelConfig
@@ -114,10 +118,10 @@ class EndToEndTest(tf.test.TestCase):
 
     # EF: the whole encoder, BN statistics included, is the step-0 encoder; E2LF: only conv1 and
     # conv2_x are, the rest of the encoder trained.
-    step0 = checkpoints.load_final(f"{run_dir}/step_0_ce-valid", MODEL, [16], "")
+    step0 = checkpoints.load_final(f"{run_dir}/step_0_ce-valid", MODEL, [16])
     before = {v.path: v.numpy() for v in step0.backbone.variables}
     for method, frozen_prefixes in (("ef", ("",)), ("e2lf", ("conv1_", "conv2_"))):
-      after = checkpoints.load_final(f"{run_dir}/{method}/step_1", MODEL, [16, 1], "")
+      after = checkpoints.load_final(f"{run_dir}/{method}/step_1", MODEL, [16, 1])
       for variable in after.backbone.variables:
         layer = variable.path.split("/")[-2]
         if layer.startswith(frozen_prefixes):
@@ -132,7 +136,7 @@ class EndToEndTest(tf.test.TestCase):
     self.assertEqual(before, os.path.getmtime(f"{run_dir}/mib/step_1/final/done.json"))
 
     # Other flags in the same run directory are refused before anything is touched.
-    with self.assertRaisesRegex(train.ConfigMismatchError, "epochs"):
+    with self.assertRaisesRegex(ConfigMismatchError, "epochs"):
       run_train(*args[:-3], "--method=mib", "--epochs=3", "--epochs_incremental=1")
 
   def test_deeplab_v2_decoder_distillation_and_composed_flags(self):
@@ -160,35 +164,15 @@ class EndToEndTest(tf.test.TestCase):
     with self.assertRaisesRegex(MethodError, "--distill"):
       run_train(*self.common, f"--run_dir={run_dir}", "--method=ft", "--distill=foo:1")
 
-  def test_step_chains_from_the_previous_checkpoint(self):
-    run_dir = f"{self.base}/chain"
-    run_train(*self.common, f"--run_dir={run_dir}", "--method=mib", "--epochs=1",
-              "--epochs_incremental=0", "--step=0")
-    # --step=1 alone, with zero epochs: the saved step-1 model is exactly the initialisation.
-    run_train(*self.common, f"--run_dir={run_dir}", "--method=mib", "--epochs=1",
-              "--epochs_incremental=0", "--step=1")
-    step0 = checkpoints.load_final(f"{run_dir}/step_0", MODEL, [20], "")
-    step1 = checkpoints.load_final(f"{run_dir}/mib/step_1", MODEL, [20, 1], "")
-    step1_by_path = {v.path: v for v in step1.variables}
-    for variable in step0.variables:  # backbone, head, BN statistics: all carried over
-      if variable.path != "segmenter/classifier/head_0/bias":
-        self.assertAllEqual(step1_by_path[variable.path], variable, msg=variable.path)
-    old_head, background_head, new_head = (step0.classifier.heads[0],
-                                           step1.classifier.heads[0], step1.classifier.heads[1])
-    self.assertAllEqual(new_head.kernel[..., 0], old_head.kernel[..., 0])
-    self.assertAllClose(new_head.bias[0], old_head.bias[0] - np.log(2))
-    self.assertAllClose(background_head.bias[0], old_head.bias[0] - np.log(2))
-    self.assertAllEqual(background_head.bias[1:], old_head.bias[1:])
-
   def test_interrupted_step_resumes_from_its_last_epoch(self):
     run_dir = f"{self.base}/resume"
     args = [*self.common, f"--run_dir={run_dir}", "--method=ft", "--epochs=2", "--step=0"]
     run_train(*args)
-    finished = checkpoints.load_final(f"{run_dir}/step_0", MODEL, [20], "")
+    finished = checkpoints.load_final(f"{run_dir}/step_0", MODEL, [20])
     # Simulate an interruption after the last epoch's checkpoint, before the final save.
     os.remove(f"{run_dir}/step_0/final/done.json")
     run_train(*args)  # restores model, optimizer slots and epoch 2 of 2: nothing left to train
-    resumed = checkpoints.load_final(f"{run_dir}/step_0", MODEL, [20], "")
+    resumed = checkpoints.load_final(f"{run_dir}/step_0", MODEL, [20])
     for before, after in zip(finished.variables, resumed.variables):
       self.assertAllEqual(before, after, msg=before.path)
 
@@ -232,12 +216,69 @@ class EndToEndTest(tf.test.TestCase):
     self.assertIn("2 replica(s)", outputs[0])
     self.assertIn("worker 1 done", outputs[1])
     for step in (0, 1):   # the chief's checkpoints and results; no worker scratch left behind
-      directory = checkpoints.step_dir(run_dir, get_method("ft"), step)
+      directory = RunDir(run_dir).step_dir(get_method("ft"), step)
       self.assertTrue(checkpoints.is_complete(directory))
       self.assertEqual(glob.glob(os.path.join(directory, ".worker_*")), [])
       with open(os.path.join(run_dir, "ft", "results", f"step_{step}.json")) as handle:
         self.assertEqual(json.load(handle)["step"], step)
     self.assertTrue(os.path.isfile(os.path.join(run_dir, "comparison.txt")))
+
+  def _train_process(self, run_dir, *args):
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(__file__)) or ".")
+    return subprocess.Popen(
+        [sys.executable, "-m", "kdseg.train", *self.common, "--epochs=2",
+         "--epochs_incremental=1", f"--run_dir={run_dir}", *args],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+  def _wait_for(self, path, process, seconds=300):
+    deadline = time.time() + seconds
+    while not os.path.exists(path):
+      self.assertIsNone(process.poll(), process.stdout.read().decode()[-3000:])
+      self.assertLess(time.time(), deadline, f"{path} never appeared")
+      time.sleep(0.1)
+
+  def test_parallel_runs_share_step_0_and_a_second_copy_is_refused(self):
+    # Two real processes on one run directory: ft, then mib started while ft trains the shared
+    # step 0. mib waits for it and uses it (step 0 is trained once); a second ft is refused while
+    # the first runs, naming it; nothing the first wrote changes.
+    run_dir = f"{self.base}/parallel"
+    slow = "--epochs=30"   # step 0 lasts while the other two start
+    first = self._train_process(run_dir, "--method=ft", slow)
+    self._wait_for(f"{run_dir}/step_0/.lock", first)
+    second = self._train_process(run_dir, "--method=mib", slow)
+    copy = self._train_process(run_dir, "--method=ft", slow)
+    copy_output = copy.communicate(timeout=600)[0].decode()
+    self.assertEqual(copy.returncode, 2, copy_output[-3000:])
+    self.assertRegex(copy_output, rf"method ft of {run_dir} is in use by pid {first.pid} on ")
+    outputs = [process.communicate(timeout=900)[0].decode() for process in (first, second)]
+    for process, output in zip((first, second), outputs):
+      self.assertEqual(process.returncode, 0, output[-3000:])
+    self.assertIn("waiting for step 0", outputs[1])
+    trained_step0 = sum(output.count("step 0: classes") for output in outputs)
+    self.assertEqual(trained_step0, 1)
+    for method in ("ft", "mib"):
+      with open(f"{run_dir}/{method}/results/step_1.json") as handle:
+        self.assertEqual(json.load(handle)["step"], 1)
+    self.assertEqual(glob.glob(f"{run_dir}/**/.lock", recursive=True), [])
+
+  def test_replaced_weights_are_scored_again(self):
+    run_dir = f"{self.base}/rescore"
+    args = [*self.common, f"--run_dir={run_dir}", "--method=ft", "--epochs=1", "--step=0"]
+    run_train(*args)
+    (cache,) = glob.glob(f"{run_dir}/step_0/final/confusion_val_*.npy")
+    digest = checkpoints.digest(f"{run_dir}/step_0")
+    self.assertTrue(cache.endswith(f"_{digest}.npy"))
+    # Other weights in the same folder (here: zeroed classifier bias): another digest, so the
+    # next run scores them instead of reusing the cached confusion of the old ones.
+    model = checkpoints.load_final(f"{run_dir}/step_0", MODEL, [20])
+    model.classifier.heads[0].bias.assign(tf.zeros_like(model.classifier.heads[0].bias))
+    checkpoints.save_final(model, f"{run_dir}/step_0")
+    self.assertNotEqual(checkpoints.digest(f"{run_dir}/step_0"), digest)
+    run_train(*args)
+    self.assertLen(glob.glob(f"{run_dir}/step_0/final/confusion_val_*.npy"), 2)
+    with open(f"{run_dir}/ft/results/step_0.json") as handle:
+      self.assertEqual(json.load(handle)["checkpoint_digest"],
+                       checkpoints.digest(f"{run_dir}/step_0"))
 
   def test_evaluate_predict_and_export_a_finished_step(self):
     from kdseg import evaluate, export, predict   # noqa: E402  (define their flags)
@@ -248,20 +289,21 @@ class EndToEndTest(tf.test.TestCase):
     with open(f"{run_dir}/ft/results/step_1.json") as handle:
       trained = json.load(handle)
 
-    # kdseg.evaluate: the same options reproduce the training-time record (scored again: the
+    # kdseg.evaluate with the run directory and the method alone (no dataset or schedule
+    # flags): the training-time options reproduce the training-time record (scored again: the
     # confusion cached beside the checkpoint is removed first); multi-scale + flip goes to its
     # own file and leaves the training results alone.
-    cache = f"{run_dir}/ft/step_1/final/confusion_val_single_crop0.npy"
-    self.assertTrue(os.path.isfile(cache))
+    tool = [f"--run_dir={run_dir}", "--method=ft", "--verbose=0"]
+    (cache,) = glob.glob(f"{run_dir}/ft/step_1/final/confusion_val_single_crop0_*.npy")
     os.remove(cache)
     FLAGS.unparse_flags()
-    FLAGS(["kdseg.evaluate", *args, "--step=1"])
-    (record,) = evaluate.evaluate(1)
+    FLAGS(["kdseg.evaluate", *tool, "--step=1"])
+    (record,) = evaluate.evaluate(config.tool_from_flags("kdseg.evaluate"))
     self.assertEqual(record["confusion"], trained["confusion"])
     self.assertTrue(os.path.isfile(cache))
     FLAGS.unparse_flags()
-    FLAGS(["kdseg.evaluate", *args, "--step=-1", "--test_scales=0.75,1.25", "--test_flip"])
-    records = evaluate.evaluate(-1)
+    FLAGS(["kdseg.evaluate", *tool, "--step=-1", "--test_scales=0.75,1.25", "--test_flip"])
+    records = evaluate.evaluate(config.tool_from_flags("kdseg.evaluate"))
     self.assertEqual([r["step"] for r in records], [0, 1])
     self.assertTrue(os.path.isfile(
         f"{run_dir}/ft/results/eval/val_ms0.75-1.25+flip+mean_crop0_step_1.json"))
@@ -270,11 +312,11 @@ class EndToEndTest(tf.test.TestCase):
       self.assertEqual(json.load(handle), trained)
 
     # kdseg.predict: palette PNGs of original class ids, side-by-side views.
-    source = train.build_experiment().source
+    source = load_shapes(f"{self.base}/cache", ShapesConfig(32, 64, 24))
     images = list(source.split("val").image_paths[:2])
     out_dir = f"{run_dir}/predictions"
     FLAGS.unparse_flags()
-    FLAGS(["kdseg.predict", *args, f"--inputs={','.join(images)}", f"--output_dir={out_dir}"])
+    FLAGS(["kdseg.predict", *tool, f"--inputs={','.join(images)}", f"--output_dir={out_dir}"])
     predict.main([])
     from PIL import Image  # noqa: E402
     name = os.path.splitext(os.path.basename(images[0]))[0]
@@ -288,7 +330,7 @@ class EndToEndTest(tf.test.TestCase):
     # kdseg.export: a SavedModel on uint8 images that agrees with kdseg.predict.
     export_dir = f"{run_dir}/exported"
     FLAGS.unparse_flags()
-    FLAGS(["kdseg.export", *args, f"--export_dir={export_dir}"])
+    FLAGS(["kdseg.export", *tool, f"--export_dir={export_dir}"])
     export.main([])
     exported = tf.saved_model.load(export_dir)  # kept referenced: it owns the variables
     served = exported.serve(
@@ -297,6 +339,18 @@ class EndToEndTest(tf.test.TestCase):
     self.assertAllClose(tf.reduce_sum(served["probabilities"], -1), tf.ones([1, 32, 32]))
     with self.assertRaisesRegex(export.ExportError, "already exists"):
       export.main([])
+
+    # A --run_dir that holds no run is an error that writes nothing; so is an unknown method.
+    empty = f"{self.base}/not_a_run"
+    FLAGS.unparse_flags()
+    FLAGS(["kdseg.export", f"--run_dir={empty}", "--method=ft", f"--export_dir={empty}/x"])
+    with self.assertRaisesRegex(RunDirError, "does not exist"):
+      export.main([])
+    self.assertFalse(os.path.exists(empty))
+    FLAGS.unparse_flags()
+    FLAGS(["kdseg.predict", f"--run_dir={run_dir}", "--method=mib", f"--inputs={images[0]}"])
+    with self.assertRaisesRegex(RunDirError, r"--method=mib: no .* Methods in this run: ft\."):
+      predict.main([])
     FLAGS.unparse_flags()
 
   def test_kd_protocol_in_frequency_order_with_a_holdout(self):
@@ -330,7 +384,7 @@ class EndToEndTest(tf.test.TestCase):
                      ("holdout", len(ids("step_1_holdout"))))
     self.assertEqual(list(record["class_iou"])[-5:], [CLASS_NAMES[c] for c in added])
     # The same run directory refuses another class order.
-    with self.assertRaisesRegex(train.ConfigMismatchError, "class_order"):
+    with self.assertRaisesRegex(ConfigMismatchError, "class_order"):
       run_train(*self.common, f"--run_dir={run_dir}", "--method=ft", "--epochs=1",
                 "--epochs_incremental=1", "--setting=incremental-learning",
                 "--class_order=random:1", "--holdout_fraction=0.2", "--task=15-5")
@@ -370,14 +424,14 @@ class EndToEndTest(tf.test.TestCase):
   def test_unknown_method_and_task(self):
     with self.assertRaisesRegex(MethodError, "--method='mibb'"):
       get_method("mibb")
-    with self.assertRaisesRegex(train.TaskError, "--task"):
+    with self.assertRaisesRegex(TaskError, "--task"):
       run_train(*self.common, f"--run_dir={self.base}/bad_task", "--task=19-2")
     with self.assertRaisesRegex(flags.IllegalFlagValueError, "output_stride"):
       run_train(*self.common, f"--run_dir={self.base}/bad_stride", "--output_stride=12")
 
   def test_split_smaller_than_a_batch_is_a_clear_error(self):
     run_dir = f"{self.base}/big_batch"
-    with self.assertRaisesRegex(train.FlagValueError, r"step 1 has \d+ training images.*"
+    with self.assertRaisesRegex(FlagValueError, r"step 1 has \d+ training images.*"
                                 r"--batch_size=40"):
       run_train(*self.common, f"--run_dir={run_dir}", "--batch_size=40", "--method=ft")
     self.assertFalse(os.path.exists(f"{run_dir}/step_0"))  # refused before step 0 trained

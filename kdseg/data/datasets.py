@@ -20,6 +20,13 @@ class DataConfig:
   shapes: shapes.ShapesConfig
 
 
+# --data_root each dataset reads (shapes: none, it is generated into --cache_dir).
+ROOTS = {"shapes": "none: generated on first use into --cache_dir",
+         "voc": "VOCdevkit/VOC2012", "ade20k": "ADEChallengeData2016",
+         "cityscapes": "the folder holding leftImg8bit/ and gtFine/",
+         "msrc": "MSRC_ObjCategImageDatabase_v2"}
+
+
 def _on_disk(reader: Callable[[str], SegmentationSource], root_example: str):
   """A reader of a dataset the user downloads: it needs --data_root."""
 
@@ -34,10 +41,10 @@ def _on_disk(reader: Callable[[str], SegmentationSource], root_example: str):
 
 READERS: dict[str, Callable[[DataConfig], SegmentationSource]] = {
     "shapes": lambda config: shapes.load_shapes(config.cache_dir, config.shapes),
-    "voc": _on_disk(read_voc_layout, "VOCdevkit/VOC2012"),
-    "ade20k": _on_disk(read_ade20k, "ADEChallengeData2016"),
-    "cityscapes": _on_disk(read_cityscapes, "the folder holding leftImg8bit/ and gtFine/"),
-    "msrc": _on_disk(read_msrc, "MSRC_ObjCategImageDatabase_v2"),
+    "voc": _on_disk(read_voc_layout, ROOTS["voc"]),
+    "ade20k": _on_disk(read_ade20k, ROOTS["ade20k"]),
+    "cityscapes": _on_disk(read_cityscapes, ROOTS["cityscapes"]),
+    "msrc": _on_disk(read_msrc, ROOTS["msrc"]),
 }
 
 

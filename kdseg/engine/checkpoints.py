@@ -1,26 +1,24 @@
-"""Where each step's weights live, and how step t is chained from step t-1.
+"""The inside of one step folder (kdseg.rundir.RunDir.step_dir says where step folders are):
 
-  <run_dir>/step_0/                  step 0 shared by methods with shares_step0 (MiB's CE)
-  <run_dir>/step_0_<key>/            ... with another step-0 recipe (e.g. ce-valid, KD paper)
-  <run_dir>/<method>/step_<t>/
+  <step folder>/
       train/        tf.train.CheckpointManager: model + optimizer + epoch (+ regulariser
                     statistics), for resuming a step
       final/        the finished step's model weights, regulariser.npz (EWC/PI/RW state handed
-                    to the next step) and done.json, which marks completion
+                    to the next step), cached confusion matrices, and done.json, which marks
+                    completion
 A step counts as trained only once done.json exists, which is written after the weights, so an
 interrupted run never leaves a half-written step that the next step would chain from.
 """
 from __future__ import annotations
 
-import json
+import hashlib
 import os
 import shutil
-import tempfile
 
 import numpy as np
 import tensorflow as tf
 
-from kdseg.methods import Method
+from kdseg import atomic
 from kdseg.models.segmenter import ModelConfig, Segmenter, build_segmenter
 
 
@@ -28,63 +26,55 @@ class CheckpointError(FileNotFoundError):
   """A checkpoint the run needs does not exist or does not match the model."""
 
 
-def write_json_atomic(path: str, payload) -> None:
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  handle, tmp_path = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".json")
-  with os.fdopen(handle, "w") as out:
-    json.dump(payload, out, indent=1)
-  os.replace(tmp_path, path)
+def final_file(directory: str, name: str) -> str:
+  """A file kept beside a finished step's weights (e.g. a cached confusion matrix)."""
+  return os.path.join(directory, "final", name)
 
 
-def step_dir(run_dir: str, method: Method, step: int) -> str:
-  if step == 0 and method.shares_step0:
-    key = method.step0_key
-    return os.path.join(run_dir, "step_0" if key == "ce" else f"step_0_{key}")
-  return os.path.join(run_dir, method.name, f"step_{step}")
+def digest(directory: str) -> str:
+  """12 hex digits identifying a finished step's weights: the SHA-1 of the checkpoint's index,
+  which holds every tensor's CRC32C, so replaced weights give another digest."""
+  with open(final_file(directory, "model.index"), "rb") as index:
+    return hashlib.sha1(index.read()).hexdigest()[:12]
 
 
 def is_complete(directory: str) -> bool:
-  return os.path.isfile(os.path.join(directory, "final", "done.json"))
+  return os.path.isfile(final_file(directory, "done.json"))
 
 
 def save_final(model: Segmenter, directory: str, state: dict | None = None) -> None:
   """Writes the finished weights (and a regulariser's state), then done.json."""
-  tf.train.Checkpoint(model=model).write(os.path.join(directory, "final", "model"))
+  tf.train.Checkpoint(model=model).write(final_file(directory, "model"))
   if state is not None:
-    path = os.path.join(directory, "final", STATE_FILE)
-    with open(path + ".tmp", "wb") as out:
-      np.savez(out, **state)
-    os.replace(path + ".tmp", path)
-  write_json_atomic(os.path.join(directory, "final", "done.json"),
+    atomic.write_npz(final_file(directory, STATE_FILE), **state)
+  atomic.write_json(final_file(directory, "done.json"),
                     {"classes_per_step": model.classifier.classes_per_step})
 
 
 STATE_FILE = "regularizer.npz"
 
 
-def load_state(directory: str, how_to_make_it: str) -> dict[str, np.ndarray]:
+def load_state(directory: str) -> dict[str, np.ndarray]:
   """The regulariser state saved with a finished step."""
-  path = os.path.join(directory, "final", STATE_FILE)
+  path = final_file(directory, STATE_FILE)
   if not os.path.isfile(path):
     raise CheckpointError(f"{path} is missing: the step in {directory} was not trained with "
-                          f"this regulariser. {how_to_make_it}")
+                          "this regulariser.")
   with np.load(path) as stored:
     return {key: stored[key] for key in stored.files}
 
 
-def load_final(directory: str, config: ModelConfig, classes_per_step: list[int],
-               how_to_make_it: str) -> Segmenter:
+def load_final(directory: str, config: ModelConfig, classes_per_step: list[int]) -> Segmenter:
   """The finished model of a step, restored strictly (every variable must match)."""
   if not is_complete(directory):
-    raise CheckpointError(f"no finished checkpoint in {directory} (missing final/done.json). "
-                          f"{how_to_make_it}")
+    raise CheckpointError(f"no finished checkpoint in {directory} (missing final/done.json).")
   model = build_segmenter(config, classes_per_step)
-  path = os.path.join(directory, "final", "model")
+  path = final_file(directory, "model")
   try:
     tf.train.Checkpoint(model=model).read(path).assert_consumed()
   except (AssertionError, ValueError, tf.errors.OpError) as error:
-    raise CheckpointError(f"the checkpoint in {directory} does not match the model built from "
-                          f"the flags (--backbone, --head_channels, task): {error}") from error
+    raise CheckpointError(f"the checkpoint in {directory} does not match the model of the run "
+                          f"(--backbone, --head_channels, task): {error}") from error
   # assert_consumed cannot see variables the checkpoint never held (e.g. layers Keras keeps in a
   # list are not tracked by tf.train.Checkpoint): require one stored value per model variable.
   stored = [name for name, _ in tf.train.list_variables(path) if name.startswith("model/")]

@@ -1,4 +1,7 @@
-"""The one training loop, for every method: a tf.function step under a tf.distribute strategy.
+"""The one training loop, for every method: a tf.function iteration under a tf.distribute strategy.
+
+Words: a *step* is a learning step (the classes it adds); an *iteration* is one optimizer update;
+an *epoch* is one pass over a step's images. StepTrainer trains one learning step.
 
 The loop reads an Objective (kdseg.methods) and never a method's name. Losses come from Keras
 Loss objects, which already divide by the number of replicas, so per-replica values are summed.
@@ -30,7 +33,7 @@ class Schedule:
   """
   learning_rate: float
   epochs: int
-  steps_per_epoch: int
+  iterations_per_epoch: int
   momentum: float = 0.9
   weight_decay: float = 1e-4
   poly_power: float = 0.9
@@ -39,13 +42,13 @@ class Schedule:
 
   @property
   def total_iterations(self) -> int:
-    return self.iterations if self.iterations > 0 else self.epochs * self.steps_per_epoch
+    return self.iterations if self.iterations > 0 else self.epochs * self.iterations_per_epoch
 
   @property
   def num_epochs(self) -> int:
     """Passes over the data, the last possibly partial."""
     if self.iterations > 0:
-      return -(-self.iterations // max(1, self.steps_per_epoch))
+      return -(-self.iterations // max(1, self.iterations_per_epoch))
     return self.epochs
 
 
@@ -97,12 +100,12 @@ class StepTrainer:
                        ([objective.regularizer] if regularizer is not None else []))
     self._compute = (tf.function(self._losses_and_gradients, jit_compile=True) if jit_compile
                      else self._losses_and_gradients)
-    self._step = tf.function(self._distributed_step)
+    self._iteration = tf.function(self._distributed_iteration)
 
   def _losses_and_gradients(self, images, labels):
     """The loss terms of the Objective and the gradients of their (loss-scaled) sum.
 
-    The part of a step that XLA compiles (--jit_compile): forward of both models, losses,
+    The part of an iteration that XLA compiles (--jit_compile): forward of both models, losses,
     backward. Cross-replica work and the optimizer stay outside the compiled function.
     """
     objective = self.objective
@@ -127,7 +130,7 @@ class StepTrainer:
                  for g, v in zip(tape.gradient(scaled_loss, self.variables), self.variables)]
     return terms, gradients
 
-  def _replica_step(self, images, labels):
+  def _replica_iteration(self, images, labels):
     objective = self.objective
     replicas = self.strategy.num_replicas_in_sync
     terms, scaled_gradients = self._compute(images, labels)
@@ -138,7 +141,7 @@ class StepTrainer:
         gradients = tf.distribute.get_replica_context().all_reduce(
             tf.distribute.ReduceOp.SUM, gradients)
       if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-        # An overflowing float16 step is skipped by the optimizer: skip its statistics too.
+        # An overflowing float16 iteration is skipped by the optimizer: skip its statistics too.
         finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
         tf.cond(finite, lambda: self.regularizer.update(gradients) or tf.constant(True),
                 lambda: tf.constant(False))
@@ -157,8 +160,8 @@ class StepTrainer:
         [g + scale * p for g, p in zip(scaled_gradients, penalty_gradients)], self.variables))
     return terms
 
-  def _distributed_step(self, batch):
-    per_replica = self.strategy.run(self._replica_step, args=batch)
+  def _distributed_iteration(self, batch):
+    per_replica = self.strategy.run(self._replica_iteration, args=batch)
     terms = {name: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
              for name, value in per_replica.items()}
     terms["total"] = tf.add_n(list(terms.values()))
@@ -173,13 +176,13 @@ class StepTrainer:
     for epoch_index in range(int(epoch.numpy()), schedule.num_epochs):
       # The live bar only on a terminal; logs get the one line per epoch printed below.
       show_bar = verbose and sys.stdout.isatty()
-      progress = keras.utils.Progbar(schedule.steps_per_epoch, verbose=int(show_bar),
+      progress = keras.utils.Progbar(schedule.iterations_per_epoch, verbose=int(show_bar),
                                      stateful_metrics=["lr"])
       sums, count, start = {}, 0, time.time()
       for batch in distributed:
         if int(self.optimizer.iterations.numpy()) >= schedule.total_iterations:
           break  # an iteration budget (Schedule.iterations) ends inside the last pass
-        terms = self._step(batch)
+        terms = self._iteration(batch)
         total = float(terms["total"])
         if not math.isfinite(total):
           raise TrainingDivergedError(

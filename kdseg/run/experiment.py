@@ -1,0 +1,211 @@
+"""An Experiment: a RunConfig resolved against the data and the machine, before any training.
+
+build_experiment reads the dataset, scans its labels (cached), builds the task plan, checks the
+weights file and the strategy, and only then records the run directory's experiment.json (the
+config guard) and run.json (the resolved run). Everything that can be wrong with flags or data
+fails here, before a file is written.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from kdseg.config import (EvaluationConfig, FlagValueError, ProtocolConfig, RunConfig,
+                          ScheduleConfig)
+from kdseg.data import presence, splits
+from kdseg.data.datasets import load_source
+from kdseg.data.orders import task_plan
+from kdseg.data.source import SegmentationSource
+from kdseg.data.tasks import TaskError, TaskPlan
+from kdseg.engine import checkpoints
+from kdseg.engine.distribute import is_chief, make_strategy, num_workers
+from kdseg.models import pretrained
+from kdseg.models.segmenter import config_record
+from kdseg.methods import Method
+from kdseg.rundir import RecordedRun, RunDir
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+  """Everything a step needs besides the method: configuration, data, plan and run directory."""
+  config: RunConfig
+  source: SegmentationSource
+  plan: TaskPlan
+  run_dir: RunDir
+  train_presence: np.ndarray   # [N, 256] bool: class ids present in each training image
+  val_presence: np.ndarray
+  strategy: tf.distribute.Strategy
+  pretrained_weights: dict | None = None  # ImageNet weights per layer name, loaded before step 0
+
+  @property
+  def chief(self) -> bool:
+    """Whether this process writes the run directory (all but non-chief workers)."""
+    return is_chief(self.strategy)
+
+
+def joint_plan(plan: TaskPlan) -> TaskPlan:
+  """The offline upper bound: every class of `plan`, in its order, learned in one step."""
+  return TaskPlan(name=f"{plan.name} joint", steps=(plan.order(plan.num_steps - 1),))
+
+
+def training_rows(experiment: Experiment, plan: TaskPlan, step: int) -> np.ndarray:
+  """Rows of the training split that `step` trains on (before any hold-out)."""
+  protocol = experiment.config.protocol
+  return splits.train_rows(experiment.train_presence, plan, step, protocol.setting,
+                           protocol.min_images_per_class, experiment.config.seed,
+                           experiment.source.class_names)
+
+
+def step_images(experiment: Experiment, plan: TaskPlan, step: int) -> dict[str, tuple[str, ...]]:
+  """{'train': ids[, 'holdout': ids]} of `step`, written once to the run's split files."""
+  rows = training_rows(experiment, plan, step)
+  ids = experiment.source.split("train").ids
+  directory = experiment.run_dir.splits_dir(joint=plan is not experiment.plan)
+  fraction = experiment.config.protocol.holdout_fraction
+  if not fraction:
+    return {"train": splits.step_ids(directory, step, "train", ids, rows)}
+  train, held = splits.holdout_rows(rows, fraction, experiment.config.seed + step)
+  return {"train": splits.step_ids(directory, step, "train", ids, train),
+          "holdout": splits.step_ids(directory, step, "holdout", ids, held)}
+
+
+def train_labels(experiment: Experiment, plan: TaskPlan, step: int) -> np.ndarray:
+  protocol = experiment.config.protocol
+  return splits.train_label_table(plan, step, splits.get_setting(protocol.setting).keep_old_labels,
+                                  protocol.void_label)
+
+
+def experiment_steps(experiment: Experiment) -> list[int]:
+  """The steps this run trains: all (--step=-1) or the one --step."""
+  step = experiment.config.step
+  return list(range(experiment.plan.num_steps)) if step < 0 else [step]
+
+
+def how_to_train(step: int, method: Method) -> str:
+  return (f"Train step {step} first: python -m kdseg.train <same flags> --method={method.name} "
+          f"--step={step} (or omit --step to train all steps in order).")
+
+
+def check_can_start(experiment: Experiment) -> None:
+  """Fails before anything is written if a previous step is missing or a step cannot fill a
+  batch."""
+  steps, methods = experiment_steps(experiment), experiment.config.methods
+  first = steps[0]
+  if first > 0:
+    for method in (m for m in methods if not m.offline):
+      previous = experiment.run_dir.step_dir(method, first - 1)
+      if not checkpoints.is_complete(previous):
+        raise checkpoints.CheckpointError(f"--step={first} needs the finished step {first - 1} "
+                                          f"in {previous}. " + how_to_train(first - 1, method))
+  batch_size = experiment.config.schedule.batch_size
+  fraction = experiment.config.protocol.holdout_fraction
+  for step in steps:
+    count = len(training_rows(experiment, experiment.plan, step))
+    count -= int(round(fraction * count))
+    if count < batch_size:
+      raise FlagValueError(f"step {step} has {count} training images under --setting="
+                           f"{experiment.config.protocol.setting}, fewer than --batch_size="
+                           f"{batch_size}; lower --batch_size.")
+
+
+def barrier(strategy: tf.distribute.Strategy) -> None:
+  """Waits for every worker of a multi-worker cluster (no-op on one machine)."""
+  if num_workers(strategy) > 1:
+    strategy.reduce(tf.distribute.ReduceOp.SUM,
+                    strategy.run(lambda: tf.constant(1.0)), axis=None)
+
+
+def step0_record(config: RunConfig) -> dict:
+  # The weights file's name is recorded only when used (run directories from before the flag
+  # stay valid; the file may move).
+  weights = config.backbone_weights
+  extra = {"backbone_weights": os.path.basename(weights)} if weights else {}
+  return {"lr": config.schedule.lr, "epochs": config.schedule.epochs,
+          **config.schedule.shared_record(), **extra}
+
+
+def protocol_record(config: RunConfig, plan: TaskPlan) -> dict:
+  # Recorded only where they differ from the defaults, so run directories written before these
+  # options stay valid. The class order is recorded as the classes themselves: a frequency order
+  # computed from changed labels is caught too. void_label is always recorded: run directories
+  # from before it trained with void ignored, which the new default would silently change.
+  protocol = config.protocol
+  record = {"void_label": protocol.void_label}
+  last = plan.num_steps - 1
+  if plan.order(last)[1:] != tuple(range(1, plan.num_classes(last))):
+    record["class_order"] = list(plan.order(last)[1:])
+  if protocol.setting == "partition":
+    record["min_images_per_class"] = protocol.min_images_per_class
+  if protocol.holdout_fraction:
+    record["holdout_fraction"] = protocol.holdout_fraction
+  return record
+
+
+def build_experiment(config: RunConfig) -> Experiment:
+  """Validates data, plan, weights, machine and the steps to train (a missing previous step, a
+  step smaller than a batch), then records the run directory: nothing is written before the
+  run can start."""
+  source = load_source(config.data)
+  splits.get_setting(config.protocol.setting)
+  # One cached scan of each split's labels validates them and gives every split and order.
+  train_counts = presence.class_pixel_counts(source, "train", config.data.cache_dir)
+  val_presence = presence.class_presence(source, "val", config.data.cache_dir)
+  plan = task_plan(config.protocol.task, config.protocol.class_order, source.class_names,
+                   source.scenarios, train_counts, source.class_orders)
+  if config.step >= plan.num_steps:
+    raise TaskError(f"--step={config.step}, but task {config.protocol.task} has steps "
+                    f"0..{plan.num_steps - 1}.")
+  weights = None
+  if config.backbone_weights:  # read now: a wrong file fails before anything is written
+    path = pretrained.check_weights_file(config.model.backbone, config.backbone_weights)
+    weights = pretrained.read_weights(config.model.backbone, path)
+  strategy = make_strategy(config.strategy)
+  if config.schedule.batch_size % strategy.num_replicas_in_sync:
+    raise FlagValueError(f"--batch_size={config.schedule.batch_size} must be a multiple of the "
+                         f"{strategy.num_replicas_in_sync} replicas.")
+  experiment = Experiment(config, source, plan, RunDir(config.run_dir), train_counts > 0,
+                          val_presence, strategy, weights)
+  check_can_start(experiment)
+  record_experiment(experiment)
+  return experiment
+
+
+def record_experiment(experiment: Experiment) -> None:
+  """experiment.json (guarded: a run directory holds one experiment) and run.json."""
+  config, run_dir = experiment.config, experiment.run_dir
+  run_dir.guard(run_dir.experiment_json, {
+      "dataset": config.data.dataset, "data_root": experiment.source.root,
+      "task": config.protocol.task, "setting": config.protocol.setting, "seed": config.seed,
+      "model": config_record(config.model), "step_0": step0_record(config),
+      **protocol_record(config, experiment.plan)}, write=experiment.chief)
+  if experiment.chief:
+    data = dataclasses.replace(config.data, data_root=experiment.source.root)
+    run_dir.record_run(RecordedRun(
+        experiment.plan, experiment.source.class_names, experiment.source.palette,
+        dataclasses.replace(config.model, recompute=False), data, config.protocol.setting,
+        config.protocol.void_label, config.protocol.holdout_fraction, config.seed,
+        config.protocol.min_images_per_class,
+        {"eval_batch_size": config.evaluation.batch_size, "eval_crop": config.evaluation.crop,
+         "background_in_old": config.evaluation.background_in_old}))
+
+
+def open_experiment(run_dir: RunDir, recorded: RecordedRun, method: Method,
+                    evaluation: EvaluationConfig, data_root: str | None = None,
+                    cache_dir: str | None = None, verbose: int = 1) -> Experiment:
+  """The Experiment of a finished run, from what it recorded (run.json) and the dataset it
+  names (`data_root`/`cache_dir`: another location of the same data). Writes nothing."""
+  data = dataclasses.replace(recorded.data, data_root=data_root or recorded.data.data_root,
+                             cache_dir=cache_dir or recorded.data.cache_dir)
+  source = load_source(data)
+  train_counts = presence.class_pixel_counts(source, "train", data.cache_dir)
+  val_presence = presence.class_presence(source, "val", data.cache_dir)
+  protocol = ProtocolConfig(recorded.plan.name, recorded.setting, "recorded",
+                            recorded.min_images_per_class, recorded.holdout_fraction,
+                            recorded.void_label)
+  config = RunConfig(data, protocol, recorded.model, ScheduleConfig(), evaluation, (method,),
+                     run_dir.path, seed=recorded.seed, verbose=verbose)
+  return Experiment(config, source, recorded.plan, run_dir, train_counts > 0, val_presence,
+                    tf.distribute.get_strategy())

@@ -1,0 +1,144 @@
+"""Scoring finished steps: the confusion matrix of a step on a split (cached beside its weights),
+the result records, TensorBoard's eval summaries, and a finished model read from a run directory
+alone (kdseg.predict / kdseg.export need neither the dataset nor the training flags).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from kdseg import metrics, report
+from kdseg.config import EvaluationConfig
+from kdseg.constants import IGNORE_LABEL
+from kdseg.data import pipeline, splits
+from kdseg.data.tasks import TaskPlan
+from kdseg.engine import checkpoints, summaries
+from kdseg.engine.evaluation import confusion_matrix, predict_probabilities
+from kdseg.methods import Method
+from kdseg.models.segmenter import Segmenter, config_record
+from kdseg.run.experiment import (Experiment, how_to_train, joint_plan, step_images,
+                                  train_labels)
+from kdseg.rundir import RecordedRun, RunDir
+
+
+def require_finished(run_dir: RunDir, method: Method, step: int) -> str:
+  """The folder of a finished step, or CheckpointError saying how to train it."""
+  directory = run_dir.step_dir(method, step)
+  if not checkpoints.is_complete(directory):
+    raise checkpoints.CheckpointError(
+        f"step {step} of {method.name} is not finished in {directory} (no final/done.json). "
+        + how_to_train(step, method))
+  return directory
+
+
+def finished_model(run_dir: RunDir, recorded: RecordedRun, method: Method,
+                   step: int) -> tuple[Segmenter, TaskPlan, int]:
+  """(model, plan, step) of a finished step; step -1 = the task's last (joint: its one step)."""
+  plan = joint_plan(recorded.plan) if method.offline else recorded.plan
+  step = 0 if method.offline else (step if step >= 0 else plan.num_steps - 1)
+  directory = require_finished(run_dir, method, step)
+  return checkpoints.load_final(directory, recorded.model, plan.classes_per_step(step)), plan, step
+
+
+def score_step(experiment: Experiment, method: Method, step: int, plan: TaskPlan | None = None,
+               split: str = "val", evaluation: EvaluationConfig | None = None,
+               checkpoint_dir: str | None = None):
+  """Scores the finished model of `step` on the images of `split` holding classes seen so far.
+
+  With `plan` (joint training) the model of that plan's `step` is evaluated and reported as the
+  last step of the experiment's plan, whose classes it predicts in the same order.
+  Returns (record, model, dataset).
+  """
+  evaluation = evaluation or experiment.config.evaluation
+  plan = plan or experiment.plan
+  report_plan = experiment.plan
+  report_step = step if plan is experiment.plan else report_plan.num_steps - 1
+  directory = checkpoint_dir or require_finished(experiment.run_dir, method, step)
+  model = checkpoints.load_final(directory, experiment.config.model, plan.classes_per_step(step))
+  if split == "holdout":  # the step's held-out training images, labelled as in training
+    files = experiment.source.split("train")
+    ids = step_images(experiment, plan, step)["holdout"]
+    label_table = train_labels(experiment, plan, step)
+  else:
+    files = experiment.source.split(split)
+    present = experiment.val_presence if split == "val" else experiment.train_presence
+    rows = splits.eval_rows(present, plan, step)
+    if split == "val":  # the validation list of a step is recorded with the run's splits
+      ids = splits.step_ids(experiment.run_dir.splits_dir(joint=plan is not experiment.plan),
+                            step, "val", files.ids, rows)
+    else:
+      ids = tuple(files.ids[r] for r in rows)
+    label_table = splits.eval_label_table(plan, step)
+  dataset = pipeline.eval_dataset(experiment.source, files.select(ids), label_table,
+                                  evaluation.batch_size, evaluation.crop)
+  test_time = evaluation.test_time
+  # The confusion matrix is kept beside the weights it scored, keyed by their digest: a step 0
+  # shared by several methods, or a re-run, is scored once per split and test-time setting, and
+  # replaced weights are scored again.
+  weights = checkpoints.digest(directory)
+  cache = checkpoints.final_file(
+      directory, f"confusion_{split}_{test_time.tag}_crop{evaluation.crop}_{weights}.npy")
+  if os.path.isfile(cache):
+    confusion = np.load(cache)
+  else:
+    confusion = confusion_matrix(model, dataset, plan.num_classes(step), test_time,
+                                 progress=bool(experiment.config.verbose) and sys.stdout.isatty())
+    if checkpoint_dir is None and experiment.chief:
+      experiment.run_dir.write_npy(cache, confusion)
+  record = report.step_record(report_plan, report_step, metrics.scores(confusion),
+                              experiment.source.class_names, evaluation.background_in_old)
+  record.update({"split": split, "num_images": len(ids), "test_time": test_time.tag,
+                 "eval_crop": evaluation.crop, "checkpoint": directory,
+                 "checkpoint_digest": weights,
+                 "confusion": confusion.tolist()})
+  return record, model, dataset
+
+
+def evaluate_step(experiment: Experiment, method: Method, step: int,
+                  plan: TaskPlan | None = None) -> dict:
+  """Scores a just-finished step on its validation images (or the hold-out): writes
+  results/step_<t>.json and the TensorBoard eval summaries. Non-chief workers: {}."""
+  if not experiment.chief:
+    return {}
+  config, run_dir = experiment.config, experiment.run_dir
+  split = "holdout" if config.protocol.holdout_fraction else "val"
+  record, model, dataset = score_step(experiment, method, step, plan, split=split)
+  report_step = record["step"]
+  run_dir.write_json(run_dir.step_results(method.name, report_step), record)
+  writer = tf.summary.create_file_writer(run_dir.tensorboard(method.name, "eval"))
+  summaries.write_step(writer, report_step, record, report.format_step_table(record, method.name),
+                       _panels(model, dataset, experiment.plan.order(report_step), experiment))
+  summaries.write_hparams(writer, method, {
+      "dataset": config.data.dataset, "task": config.protocol.task,
+      "setting": config.protocol.setting, "class_order": config.protocol.class_order,
+      **config_record(config.model), "lr": config.schedule.lr,
+      "lr_incremental": config.schedule.lr_incremental, **config.schedule.shared_record()})
+  writer.close()
+  return record
+
+
+def _panels(model, dataset: tf.data.Dataset, order, experiment: Experiment):
+  """Input | ground truth | prediction of the first summary_images validation images."""
+  evaluation = experiment.config.evaluation
+  count = evaluation.summary_images
+  if count <= 0:
+    return None
+  images, labels = next(iter(dataset.unbatch().take(count).padded_batch(
+      count, padding_values=(0.0, IGNORE_LABEL))))
+  predictions = tf.argmax(predict_probabilities(model, images, evaluation.test_time), axis=-1)
+  return summaries.image_panels(images, labels, predictions, order, experiment.source.palette)
+
+
+def tool_evaluation(recorded: RecordedRun, evaluation: EvaluationConfig,
+                    given: tuple[str, ...]) -> EvaluationConfig:
+  """A tool's evaluation options: the run's recorded batch, crop and mIoU convention unless the
+  command line gave them; test-time options always from the command line."""
+  defaults = recorded.evaluation
+  recorded_values = {"batch_size": defaults["eval_batch_size"], "crop": defaults["eval_crop"],
+                     "background_in_old": defaults["background_in_old"]}
+  return dataclasses.replace(evaluation, **{k: v for k, v in recorded_values.items()
+                                            if k not in given})

@@ -1,0 +1,200 @@
+"""Training the learning steps of a method: images and labels of a step, the model chained from
+the previous step, the objective, and the loop (kdseg.engine.loop).
+
+Step t is initialised from the finished checkpoint of step t-1, which is also loaded, frozen, as
+the old model. Finished steps are skipped, interrupted ones resume from their last epoch.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+
+import keras
+import tensorflow as tf
+
+from kdseg import plot, report
+from kdseg.config import FlagValueError
+from kdseg.data import pipeline
+from kdseg.data.tasks import TaskPlan
+from kdseg.engine import checkpoints
+from kdseg.engine.distribute import worker_id
+from kdseg.engine.loop import Schedule, StepTrainer, TrainingDivergedError, make_optimizer
+from kdseg.losses.regularizers import ImportanceRegularizer
+from kdseg.methods import Method, build_objective
+from kdseg.models import pretrained
+from kdseg.models.classifier import HEAD_INITIALIZERS
+from kdseg.models.freezing import freeze
+from kdseg.models.segmenter import build_segmenter, copy_matching_weights
+from kdseg.run.experiment import (Experiment, barrier, experiment_steps, joint_plan, step_images,
+                                  train_labels)
+from kdseg.run.scoring import evaluate_step, require_finished
+from kdseg.rundir import lock
+
+
+def _regularizer(method: Method, model, old_model, previous_dir: str | None):
+  """The step's EWC/PI/RW state, seeded with the previous step's finished state (None if the
+  method has no regulariser)."""
+  if method.regularizer is None:
+    return None
+  previous = old_parameters = None
+  if old_model is not None:
+    previous = checkpoints.load_state(previous_dir)
+    old_parameters = {v.path: v.numpy() for v in old_model.variables}
+  return ImportanceRegularizer(method.regularizer,
+                               [(v.path, v) for v in model.trainable_variables], previous,
+                               old_parameters, name=method.regularizer)
+
+
+def initial_model(experiment: Experiment, method: Method, step: int,
+                  plan: TaskPlan | None = None):
+  """(model, old_model) at the start of `step`: step 0 from scratch (or the ImageNet weights),
+  step t from the finished step t-1 -- every matching weight copied, the new head initialised as
+  the method says -- with that finished model, frozen, as the old model (None at step 0)."""
+  plan, config = plan or experiment.plan, experiment.config
+  model = build_segmenter(config.model, plan.classes_per_step(step))
+  if step == 0:
+    if experiment.pretrained_weights:
+      count = pretrained.assign_weights(model.backbone, experiment.pretrained_weights,
+                                        config.backbone_weights)
+      print(f"  backbone: {count} layers from {config.backbone_weights}")
+    return model, None
+  previous_dir = require_finished(experiment.run_dir, method, step - 1)
+  old_model = checkpoints.load_final(previous_dir, config.model, plan.classes_per_step(step - 1))
+  old_model.trainable = False
+  copy_matching_weights(old_model, model)
+  HEAD_INITIALIZERS[method.init](model.classifier)
+  return model, old_model
+
+
+def step_schedule(experiment: Experiment, plan: TaskPlan, step: int, num_images: int) -> Schedule:
+  schedule = experiment.config.schedule
+  first = step == 0
+  return Schedule(
+      learning_rate=schedule.lr if first else schedule.lr_incremental,
+      epochs=schedule.epochs if first else schedule.epochs_incremental,
+      iterations_per_epoch=num_images // schedule.batch_size, momentum=schedule.momentum,
+      weight_decay=schedule.weight_decay, poly_power=schedule.poly_power,
+      end_learning_rate=schedule.end_lr,
+      # KD paper §5.2: |S_0| x 1000 iterations at step 0 (background counts), |U_k| x 1000 later.
+      iterations=schedule.iterations_per_class * len(plan.steps[step]))
+
+
+def train_step(experiment: Experiment, method: Method, step: int,
+               plan: TaskPlan | None = None) -> None:
+  """Trains `step` of `method` (resuming if interrupted) and saves its final checkpoint."""
+  plan, strategy, config = plan or experiment.plan, experiment.strategy, experiment.config
+  run_dir = experiment.run_dir
+  directory = run_dir.step_dir(method, step)
+  # Non-chief workers save too (saving may need every worker), into a directory of their own.
+  save_dir = directory if experiment.chief else checkpoints.worker_dir(
+      directory, worker_id(strategy))
+  ids = step_images(experiment, plan, step)["train"]
+  schedule = step_schedule(experiment, plan, step, len(ids))
+  data = config.schedule
+  dataset = pipeline.train_dataset(
+      experiment.source, experiment.source.split("train").select(ids),
+      train_labels(experiment, plan, step), data.batch_size, data.crop_size, data.min_scale,
+      data.max_scale, config.seed + step, data.augment)
+  keras.utils.set_random_seed(config.seed + step)
+  with strategy.scope():
+    model, old_model = initial_model(experiment, method, step, plan)
+    previous_dir = run_dir.step_dir(method, step - 1) if step > 0 else None
+    objective = build_objective(method, plan.num_classes(step - 1) if step else 0)
+    frozen = freeze(model, objective.freeze)
+    regularizer = _regularizer(method, model, old_model, previous_dir)
+    optimizer = make_optimizer(schedule, loss_scaling=config.precision == "mixed_float16")
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+    checkpoint, manager = checkpoints.training_manager(directory, model, optimizer, epoch,
+                                                       regularizer, save_dir)
+    if manager.latest_checkpoint:
+      optimizer.build(model.trainable_variables)  # create the momentum slots it restores into
+      checkpoint.restore(manager.latest_checkpoint).assert_consumed()
+      print(f"  resuming step {step} from {manager.latest_checkpoint} (epoch {int(epoch.numpy())})")
+    trainer = StepTrainer(strategy, model, old_model, objective, optimizer,
+                          schedule.weight_decay, config.jit_compile, regularizer)
+  writer = (tf.summary.create_file_writer(run_dir.train_tensorboard(directory))
+            if experiment.chief else None)
+  print(f"[{method.name}] step {step}: classes {list(plan.new_classes(step))}, {len(ids)} "
+        f"training images, {schedule.total_iterations} iterations ({schedule.num_epochs} x "
+        f"{schedule.iterations_per_epoch} per pass), "
+        f"terms {trainer.term_names}" + (f", {len(frozen)} frozen variables" if frozen else ""),
+        flush=True)
+  start = time.time()
+  try:
+    trainer.train(dataset, schedule, epoch, on_epoch_end=manager.save, writer=writer,
+                  log_every=config.log_every, verbose=config.verbose)
+  except TrainingDivergedError as error:
+    raise TrainingDivergedError(f"[{method.name}] step {step}: {error}") from None
+  checkpoints.save_final(model, save_dir,
+                         None if regularizer is None else regularizer.finish())
+  if writer is not None:
+    writer.close()
+  if not experiment.chief:
+    checkpoints.remove_worker_dir(save_dir)
+  print(f"[{method.name}] step {step} trained in {time.time() - start:.1f}s", flush=True)
+
+
+def run_method(experiment: Experiment, method: Method, steps: list[int]) -> dict:
+  """Trains (or skips, if finished) and scores each of `steps`; returns the last record.
+
+  The chief holds the method's lock throughout (a second run of the same method in this run
+  directory is refused, naming the first), and each step folder's lock while it trains that step:
+  a step 0 shared with a method trained in parallel is trained once, the other run waits for it.
+  """
+  run_dir = experiment.run_dir
+  with _locked(experiment, run_dir.method_dir(method.name),
+               f"method {method.name} of {run_dir.path}", wait=False):
+    return _run_method(experiment, method, steps)
+
+
+def _locked(experiment: Experiment, directory: str, what: str, wait: bool):
+  return lock(directory, what, wait) if experiment.chief else contextlib.nullcontext()
+
+
+def _run_method(experiment: Experiment, method: Method, steps: list[int]) -> dict:
+  config, run_dir = experiment.config, experiment.run_dir
+  run_dir.guard(run_dir.method_json(method.name), {
+      "method": dataclasses.asdict(method), "lr_incremental": config.schedule.lr_incremental,
+      "epochs_incremental": config.schedule.epochs_incremental,
+      **config.schedule.shared_record()}, write=experiment.chief)
+  if experiment.chief:
+    run_dir.write_text(run_dir.flags_txt(method.name), config.flags_text)
+  plan = None
+  if method.offline:  # one step with every class; reported as the experiment's last step
+    plan, steps = joint_plan(experiment.plan), [0]
+  record = {}
+  for step in steps:
+    barrier(experiment.strategy)  # workers agree on what is finished (the chief wrote it)
+    directory = run_dir.step_dir(method, step)
+    if checkpoints.is_complete(directory):
+      print(f"[{method.name}] step {step} already trained; evaluating its checkpoint.")
+    else:
+      with _locked(experiment, directory, f"step {step} ({directory})", wait=True):
+        if checkpoints.is_complete(directory):   # trained meanwhile by the lock's holder
+          print(f"[{method.name}] step {step} was trained by another run; evaluating it.")
+        else:
+          train_step(experiment, method, step, plan)
+    record = evaluate_step(experiment, method, step, plan)
+    if record:
+      print(report.format_step_table(record, method.name), flush=True)
+      report.write_summary(run_dir.method_dir(method.name), method.name)
+  return record
+
+
+def run_experiment(experiment: Experiment) -> dict[str, dict]:
+  """Every method of the config over its steps; the chief writes the comparison and plot.
+  Returns the last record of each method."""
+  config = experiment.config
+  steps = experiment_steps(experiment)
+  finals = {method.name: run_method(experiment, method, steps) for method in config.methods}
+  barrier(experiment.strategy)
+  if experiment.chief:
+    run_dir = experiment.run_dir
+    comparison = report.format_comparison(finals, experiment.plan)
+    run_dir.write_text(run_dir.comparison, comparison + "\n")
+    plot.plot_miou_per_step(
+        {method.name: report.load_records(run_dir.method_dir(method.name))
+         for method in config.methods}, run_dir.miou_plot,
+        f"{experiment.source.name} {config.protocol.task} {config.protocol.setting}")
+  return finals

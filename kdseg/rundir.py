@@ -1,0 +1,285 @@
+"""RunDir: the one owner of a run directory's layout, its records and its writes.
+
+  <run_dir>/experiment.json          the flags that shape every step (the config guard)
+  <run_dir>/run.json                 the resolved run: task plan, class names, palette, model and
+                                     data configuration, evaluation defaults -- what kdseg.evaluate,
+                                     predict and export need to use a finished run alone
+  <run_dir>/splits/                  step_<t>_{train,val,holdout}.txt, written once (joint/: the
+                                     offline upper bound's)
+  <run_dir>/step_0/, step_0_<key>/   a step 0 shared by methods with the same step-0 recipe
+  <run_dir>/<method>/method.json     the method record and its schedule (guarded)
+  <run_dir>/<method>/flags.txt       the resolved flags of the last run
+  <run_dir>/<method>/step_<t>/       train/ (resume checkpoints), final/ (weights, done.json)
+  <run_dir>/<method>/results/        step_<t>.json, summary.{md,csv,json}, eval/<name>.json
+  <run_dir>/tensorboard/<...>/       event files (training per step dir, eval per method)
+  <run_dir>/comparison.txt, miou_per_step.png
+Every write goes through kdseg.atomic (whole file or none).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import socket
+import sys
+import time
+
+from kdseg import atomic
+from kdseg.data.datasets import DataConfig
+from kdseg.data.shapes import ShapesConfig
+from kdseg.data.tasks import TaskPlan
+from kdseg.methods import Method, method_from_record
+from kdseg.models.segmenter import ModelConfig, config_record
+
+
+class ConfigMismatchError(ValueError):
+  """The run directory holds results of an experiment with other settings."""
+
+
+class RunDirError(FileNotFoundError):
+  """A --run_dir that holds no (finished) run, or no such method in it."""
+
+
+class LockedError(RuntimeError):
+  """Another live process holds the lock of what this process was about to write."""
+
+
+LOCK_FILE = ".lock"
+
+
+def _holder_alive(holder: dict) -> bool:
+  """Whether the process recorded in a lock file may still run (unknown hosts: assume so)."""
+  if holder.get("host") != socket.gethostname():
+    return True
+  try:
+    os.kill(int(holder.get("pid", -1)), 0)
+  except ProcessLookupError:
+    return False
+  except (PermissionError, ValueError, OSError):
+    return True
+  return True
+
+
+def _describe(holder: dict) -> str:
+  since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("since", 0)))
+  return (f"pid {holder.get('pid')} on {holder.get('host')} since {since} "
+          f"({holder.get('command', '?')})")
+
+
+@contextlib.contextmanager
+def lock(directory: str, what: str, wait: bool, poll_seconds: float = 2.0):
+  """Holds `directory`/.lock (created with O_EXCL) while the block runs.
+
+  The file names its holder (host, pid, since, command). A lock left by a process that no longer
+  runs on this host is stale and taken over. Held by a live process: with `wait`, poll until it
+  is released (printing once who holds it); else raise LockedError naming the holder.
+  """
+  os.makedirs(directory, exist_ok=True)
+  path = os.path.join(directory, LOCK_FILE)
+  me = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time(),
+        "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])[:300]}
+  told = False
+  while True:
+    try:
+      handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+      try:
+        with open(path) as existing:
+          holder = json.load(existing)
+      except (OSError, ValueError):
+        holder = {}   # being written, or removed meanwhile: look again
+      if holder and not _holder_alive(holder):
+        with contextlib.suppress(FileNotFoundError):
+          os.remove(path)
+        print(f"kdseg: took over the stale lock of {what} from {_describe(holder)}",
+              flush=True)
+        continue
+      if holder and not wait:
+        raise LockedError(
+            f"{what} is in use by {_describe(holder)}: {path}. Wait for that run to finish, "
+            "or use another --run_dir. If that process is gone (a crashed machine), delete "
+            f"{path}.") from None
+      if holder and not told:
+        print(f"kdseg: waiting for {what}, in use by {_describe(holder)}", flush=True)
+        told = True
+      time.sleep(poll_seconds)
+      continue
+    with os.fdopen(handle, "w") as out:
+      json.dump(me, out)
+    break
+  try:
+    yield
+  finally:
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(path)
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordedRun:
+  """What run.json holds: enough to rebuild any finished step's model and label mapping."""
+  plan: TaskPlan
+  class_names: tuple[str, ...]
+  palette: tuple[tuple[int, int, int], ...]
+  model: ModelConfig
+  data: DataConfig
+  setting: str
+  void_label: str
+  holdout_fraction: float
+  seed: int
+  min_images_per_class: int
+  evaluation: dict   # eval_batch_size, eval_crop, background_in_old of the training run
+
+  def to_json(self) -> dict:
+    return {"task": self.plan.name, "steps": [list(s) for s in self.plan.steps],
+            "class_names": list(self.class_names), "palette": [list(c) for c in self.palette],
+            "model": config_record(self.model), "data": dataclasses.asdict(self.data),
+            "setting": self.setting, "void_label": self.void_label,
+            "holdout_fraction": self.holdout_fraction, "seed": self.seed,
+            "min_images_per_class": self.min_images_per_class, "evaluation": self.evaluation}
+
+  @classmethod
+  def from_json(cls, record: dict) -> "RecordedRun":
+    data = dict(record["data"])
+    data["shapes"] = ShapesConfig(**data["shapes"])
+    return cls(TaskPlan(record["task"], tuple(tuple(s) for s in record["steps"])),
+               tuple(record["class_names"]), tuple(tuple(c) for c in record["palette"]),
+               ModelConfig(**record["model"]), DataConfig(**data), record["setting"],
+               record["void_label"], record["holdout_fraction"], record["seed"],
+               record["min_images_per_class"], record["evaluation"])
+
+
+class RunDir:
+  """Paths, records and atomic writes of one run directory."""
+
+  def __init__(self, path: str):
+    self.path = os.path.abspath(path)
+
+  def __repr__(self) -> str:
+    return f"RunDir({self.path!r})"
+
+  def join(self, *parts: str) -> str:
+    return os.path.join(self.path, *parts)
+
+  # -- records of the run
+  @property
+  def experiment_json(self) -> str:
+    return self.join("experiment.json")
+
+  @property
+  def run_json(self) -> str:
+    return self.join("run.json")
+
+  @property
+  def comparison(self) -> str:
+    return self.join("comparison.txt")
+
+  @property
+  def miou_plot(self) -> str:
+    return self.join("miou_per_step.png")
+
+  def splits_dir(self, joint: bool = False) -> str:
+    return self.join("splits", "joint") if joint else self.join("splits")
+
+  # -- per method
+  def method_dir(self, method_name: str) -> str:
+    return self.join(method_name)
+
+  def method_json(self, method_name: str) -> str:
+    return self.join(method_name, "method.json")
+
+  def flags_txt(self, method_name: str) -> str:
+    return self.join(method_name, "flags.txt")
+
+  def results_dir(self, method_name: str) -> str:
+    return self.join(method_name, "results")
+
+  def step_results(self, method_name: str, step: int) -> str:
+    return self.join(method_name, "results", f"step_{step}.json")
+
+  def eval_results(self, method_name: str, name: str) -> str:
+    return self.join(method_name, "results", "eval", name)
+
+  def step_dir(self, method: Method, step: int) -> str:
+    """A step's checkpoint folder; methods with the same step-0 recipe share step 0."""
+    if step == 0 and method.shares_step0:
+      key = method.step0_key
+      return self.join("step_0" if key == "ce" else f"step_0_{key}")
+    return self.join(method.name, f"step_{step}")
+
+  def tensorboard(self, *parts: str) -> str:
+    return self.join("tensorboard", *parts)
+
+  def train_tensorboard(self, step_dir: str) -> str:
+    """The training events of a step folder (shared step 0s have one folder of their own)."""
+    return self.tensorboard(os.path.relpath(step_dir, self.path))
+
+  # -- writes
+  def write_json(self, path: str, payload) -> str:
+    return atomic.write_json(self._inside(path), payload)
+
+  def write_text(self, path: str, text: str) -> str:
+    return atomic.write_text(self._inside(path), text)
+
+  def write_npy(self, path: str, array) -> str:
+    return atomic.write_npy(self._inside(path), array)
+
+  def _inside(self, path: str) -> str:
+    path = os.path.abspath(path)
+    if os.path.commonpath([path, self.path]) != self.path:
+      raise ValueError(f"{path} is outside the run directory {self.path}")
+    return path
+
+  def guard(self, path: str, payload: dict, write: bool = True) -> None:
+    """Records `payload` at `path`, or checks it equals what an earlier run recorded there.
+
+    With write=False (non-chief workers) an absent record is left for the chief to write.
+    """
+    payload = json.loads(json.dumps(payload))
+    if os.path.isfile(path):
+      with open(path) as handle:
+        recorded = json.load(handle)
+      changed = sorted(k for k in set(recorded) | set(payload)
+                       if recorded.get(k) != payload.get(k))
+      if changed:
+        details = "; ".join(f"{k}: was {recorded.get(k)!r}, now {payload.get(k)!r}"
+                            for k in changed)
+        raise ConfigMismatchError(
+            f"{path} records another configuration ({details}). Its checkpoints and results "
+            "would not match these flags: choose a new --run_dir (nothing was changed in this "
+            "one).")
+      return
+    if write:
+      self.write_json(path, payload)
+
+  # -- reading a finished run
+  def require_run(self) -> RecordedRun:
+    """The recorded run; RunDirError (nothing written) if this directory holds none."""
+    if not os.path.isdir(self.path):
+      raise RunDirError(f"--run_dir={self.path} does not exist: give the directory of a run "
+                        "trained with python -m kdseg.train.")
+    if not os.path.isfile(self.run_json):
+      raise RunDirError(f"--run_dir={self.path} holds no kdseg run (no run.json; runs trained "
+                        "before run.json existed: train any step again with the same flags, "
+                        "which records it without retraining finished steps).")
+    with open(self.run_json) as handle:
+      return RecordedRun.from_json(json.load(handle))
+
+  def record_run(self, recorded: RecordedRun) -> None:
+    self.write_json(self.run_json, recorded.to_json())
+
+  def method_names(self) -> list[str]:
+    """Methods with a record in this run directory."""
+    if not os.path.isdir(self.path):
+      return []
+    return sorted(name for name in os.listdir(self.path)
+                  if os.path.isfile(self.method_json(name)))
+
+  def load_method(self, method_name: str) -> Method:
+    """The record of a method trained in this run (its folder's method.json)."""
+    path = self.method_json(method_name)
+    if not os.path.isfile(path):
+      known = ", ".join(self.method_names()) or "none"
+      raise RunDirError(f"--method={method_name}: no {path}. Methods in this run: {known}.")
+    with open(path) as handle:
+      return method_from_record(json.load(handle)["method"])

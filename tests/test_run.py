@@ -1,0 +1,118 @@
+"""The run layer without flags: a RunConfig built directly -> experiment, a step, its score, and
+a finished model read back from the run directory alone."""
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+
+from absl import flags
+import numpy as np
+import tensorflow as tf
+
+from kdseg.config import (EvaluationConfig, FlagValueError, ProtocolConfig, RunConfig,
+                          ScheduleConfig)
+from kdseg.data.datasets import DataConfig
+from kdseg.data.shapes import ShapesConfig
+from kdseg.engine import checkpoints
+from kdseg.methods import get_method
+from kdseg.models.segmenter import ModelConfig
+from kdseg.run.experiment import build_experiment, open_experiment
+from kdseg.run.scoring import finished_model, score_step
+from kdseg.run.stepping import initial_model, run_method, train_step
+from kdseg.rundir import RunDir
+
+
+def _config(base: str, **changes) -> RunConfig:
+  config = RunConfig(
+      data=DataConfig("shapes", None, os.path.join(base, "cache"), ShapesConfig(32, 64, 24)),
+      protocol=ProtocolConfig(task="19-1"),
+      model=ModelConfig("tiny", 16, 16),
+      schedule=ScheduleConfig(lr=0.01, lr_incremental=0.001, epochs=1, epochs_incremental=1,
+                              batch_size=4, crop_size=32),
+      evaluation=EvaluationConfig(batch_size=12, summary_images=2),
+      methods=(get_method("mib"),), run_dir=os.path.join(base, "run"), verbose=0)
+  return dataclasses.replace(config, **changes)
+
+
+class RunLayerTest(tf.test.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.base = tempfile.mkdtemp(prefix="kdseg_run_")
+    flags.FLAGS.unparse_flags()   # any FLAGS read below this point would raise
+
+  @classmethod
+  def tearDownClass(cls):
+    shutil.rmtree(cls.base, ignore_errors=True)
+    super().tearDownClass()
+
+  def test_experiment_step_and_score_without_flags(self):
+    config = _config(self.base)
+    experiment = build_experiment(config)
+    run_dir = experiment.run_dir
+    with open(run_dir.experiment_json) as handle:
+      recorded = json.load(handle)
+    self.assertEqual((recorded["task"], recorded["void_label"]), ("19-1", "background"))
+    self.assertEqual(run_dir.require_run().plan, experiment.plan)
+    mib = get_method("mib")
+    train_step(experiment, mib, 0)
+    self.assertTrue(checkpoints.is_complete(run_dir.step_dir(mib, 0)))
+    record, model, _ = score_step(experiment, mib, 0)
+    self.assertEqual((record["step"], record["split"]), (0, "val"))
+    self.assertLen(record["class_iou"], 20)
+    self.assertEqual(model.classifier.classes_per_step, [20])
+    # run_method trains step 1 from the finished step 0, scores it, writes the summaries.
+    last = run_method(experiment, mib, [0, 1])
+    self.assertEqual(last["step"], 1)
+    self.assertTrue(os.path.isfile(run_dir.step_results("mib", 1)))
+    # A finished run is usable alone: the model of its last step from run.json + method.json.
+    loaded_method = run_dir.load_method("mib")
+    model, plan, step = finished_model(run_dir, run_dir.require_run(), loaded_method, -1)
+    self.assertEqual((step, model.classifier.classes_per_step), (1, [20, 1]))
+    # ... and scorable without the training configuration (its recorded dataset location).
+    reopened = open_experiment(run_dir, run_dir.require_run(), loaded_method,
+                               EvaluationConfig(batch_size=12))
+    again, _, _ = score_step(reopened, loaded_method, 1)
+    self.assertEqual(again["confusion"], last["confusion"])
+
+  def test_checks_before_anything_is_written(self):
+    # A missing previous step, or a step with fewer images than a batch: refused before the run
+    # directory is created.
+    missing = _config(self.base, run_dir=os.path.join(self.base, "checks"), step=1,
+                      methods=(get_method("ft"),))
+    with self.assertRaisesRegex(checkpoints.CheckpointError,
+                                r"--step=1 needs the finished step 0 .*--step=0"):
+      build_experiment(missing)
+    self.assertFalse(os.path.exists(missing.run_dir))
+    big = _config(self.base, run_dir=os.path.join(self.base, "big"),
+                  schedule=ScheduleConfig(batch_size=100))
+    with self.assertRaisesRegex(FlagValueError, "fewer than --batch_size=100"):
+      build_experiment(big)
+    self.assertFalse(os.path.exists(big.run_dir))
+
+  def test_initial_model_of_a_step_is_chained_from_the_previous_one(self):
+    config = _config(self.base, run_dir=os.path.join(self.base, "chain"))
+    experiment = build_experiment(config)
+    mib = get_method("mib")
+    train_step(experiment, mib, 0)
+    step0 = checkpoints.load_final(experiment.run_dir.step_dir(mib, 0), config.model, [20])
+    step1, old = initial_model(experiment, mib, 1)
+    self.assertFalse(old.trainable)
+    by_path = {v.path: v for v in step1.variables}
+    for variable in step0.variables:  # backbone, head, BN statistics: all carried over
+      if variable.path != "segmenter/classifier/head_0/bias":
+        self.assertAllEqual(by_path[variable.path], variable, msg=variable.path)
+    # MiB's background init (Eq. 10-11): the new head copies the background channel, and both
+    # biases become b_bg - log(|new| + 1).
+    old_head, background_head, new_head = (step0.classifier.heads[0], step1.classifier.heads[0],
+                                           step1.classifier.heads[1])
+    self.assertAllEqual(new_head.kernel[..., 0], old_head.kernel[..., 0])
+    self.assertAllClose(new_head.bias[0], old_head.bias[0] - np.log(2))
+    self.assertAllClose(background_head.bias[0], old_head.bias[0] - np.log(2))
+    self.assertAllEqual(background_head.bias[1:], old_head.bias[1:])
+
+
+if __name__ == "__main__":
+  tf.test.main()
