@@ -1,7 +1,14 @@
 """Step schedules: epochs or an iteration budget, poly decay to an end learning rate."""
+import contextlib
+import io
+from unittest import mock
+
 import keras
 import numpy as np
 import tensorflow as tf
+
+from kdseg.engine import progress
+from kdseg.engine.progress import Eta
 
 from kdseg.engine.loop import (Schedule, StepTrainer, TrainingDivergedError,
                                learning_rate_schedule, make_optimizer)
@@ -127,6 +134,31 @@ class MixedPrecisionLoopTest(tf.test.TestCase):
     fisher = sum(float(np.sum(v)) for k, v in state.items() if k.startswith("fisher"))
     fisher16 = sum(float(np.sum(v)) for k, v in state16.items() if k.startswith("fisher"))
     self.assertBetween(fisher16 / fisher, 0.5, 2.0)
+
+
+class ProgressTest(tf.test.TestCase):
+
+  def test_log_lines_with_iteration_and_eta_when_not_a_terminal(self):
+    eta = Eta(10, 2, every=0.0)
+    self.assertTrue(eta.due(5))
+    self.assertRegex(eta.line(5), r"^iteration 5/10 \(\d+\.\d\d s/iteration, ETA \d+:\d\d\)$")
+    self.assertFalse(eta.due(10))   # the last iteration has its epoch line
+    self.assertFalse(Eta(10, 0, every=3600.0).due(5))
+    model = build_segmenter(ModelConfig("tiny", 16, 8), [3])
+    images = tf.zeros([8, 32, 32, 3])
+    dataset = tf.data.Dataset.from_tensor_slices((images, tf.zeros([8, 32, 32], tf.int32)))
+    schedule = Schedule(0.01, epochs=1, iterations_per_epoch=4)
+    trainer = StepTrainer(tf.distribute.get_strategy(), model, None,
+                          build_objective(get_method("ft"), 0), make_optimizer(schedule), 1e-4)
+    output = io.StringIO()
+    with mock.patch.object(progress, "PROGRESS_SECONDS", 0.0), \
+        contextlib.redirect_stdout(output):   # not a terminal
+      trainer.train(dataset.batch(2), schedule, tf.Variable(0, dtype=tf.int64), lambda: None,
+                    None, log_every=1, verbose=1)
+    lines = output.getvalue().splitlines()
+    self.assertRegex(lines[0], r"^  iteration 1/4 \(.* ETA .*\), epoch 1/1, total=")
+    self.assertLen([line for line in lines if "ETA" in line], 3)
+    self.assertRegex(lines[-1], r"^  epoch 1/1: ce=")
 
 
 if __name__ == "__main__":

@@ -132,8 +132,12 @@ class EndToEndTest(tf.test.TestCase):
 
     # Running again finds every step finished: nothing is retrained or rewritten.
     before = os.path.getmtime(f"{run_dir}/mib/step_1/final/done.json")
+    evaluations = len(_event_values(f"{run_dir}/tensorboard/mib/eval", "eval/miou_all"))
+    self.assertEqual(evaluations, 2)
     run_train(*args[:-3], "--method=mib", "--epochs=1", "--epochs_incremental=1", "--step=1")
     self.assertEqual(before, os.path.getmtime(f"{run_dir}/mib/step_1/final/done.json"))
+    # ... nor logged again to TensorBoard (unchanged evaluations are not repeated).
+    self.assertLen(_event_values(f"{run_dir}/tensorboard/mib/eval", "eval/miou_all"), 2)
 
     # Other flags in the same run directory are refused before anything is touched.
     with self.assertRaisesRegex(ConfigMismatchError, "epochs"):

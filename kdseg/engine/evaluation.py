@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from kdseg.data.pipeline import denormalize
 from kdseg.engine.crf import DenseCRF, dense_crf
+from kdseg.engine.progress import Eta
 from kdseg.metrics import confusion_update
 
 MERGES = ("mean", "max")
@@ -84,11 +85,12 @@ def predict_probabilities(model, images: tf.Tensor, test_time: TestTime = TestTi
 
 
 def confusion_matrix(model, dataset: tf.data.Dataset, num_classes: int,
-                     test_time: TestTime = TestTime(), progress: bool = False) -> np.ndarray:
+                     test_time: TestTime = TestTime(), progress: bool = False,
+                     log: bool = False) -> np.ndarray:
   """[C, C] int64 confusion (rows ground truth) of `model` over `dataset` (images, labels).
 
   One compiled function for every batch (image sizes vary at full resolution: no retracing);
-  with `progress` a progress bar counts the batches.
+  with `progress` a progress bar counts the batches, with `log` a line with an ETA every minute.
   """
 
   @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32),
@@ -101,7 +103,10 @@ def confusion_matrix(model, dataset: tf.data.Dataset, num_classes: int,
   bar = keras.utils.Progbar(cardinality if cardinality > 0 else None, verbose=int(progress),
                             unit_name="batch")
   confusion = np.zeros([num_classes, num_classes], np.int64)
-  for images, labels in dataset:
+  eta = Eta(max(cardinality, 1), 0)
+  for index, (images, labels) in enumerate(dataset):
     confusion += batch_confusion(images, tf.cast(labels, tf.int32)).numpy()
     bar.add(1)
+    if log and eta.due(index + 1):
+      print(f"  evaluating: {eta.line(index + 1, 'batch')}", flush=True)
   return confusion

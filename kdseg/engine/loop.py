@@ -18,6 +18,7 @@ import time
 import keras
 import tensorflow as tf
 
+from kdseg.engine.progress import Eta
 from kdseg.losses.distillation import pixel_selection
 from kdseg.losses.regularizers import ImportanceRegularizer
 from kdseg.methods import Objective
@@ -173,9 +174,11 @@ class StepTrainer:
     """Runs the remaining epochs (from `epoch`); returns the last epoch's mean loss terms."""
     distributed = self.strategy.experimental_distribute_dataset(dataset)
     means = {}
+    # The live bar on a terminal; in a log (nohup, Slurm) a line with the iteration and an ETA
+    # every PROGRESS_SECONDS, besides the line per epoch.
+    show_bar = verbose and sys.stdout.isatty()
+    eta = Eta(schedule.total_iterations, int(self.optimizer.iterations.numpy()))
     for epoch_index in range(int(epoch.numpy()), schedule.num_epochs):
-      # The live bar only on a terminal; logs get the one line per epoch printed below.
-      show_bar = verbose and sys.stdout.isatty()
       progress = keras.utils.Progbar(schedule.iterations_per_epoch, verbose=int(show_bar),
                                      stateful_metrics=["lr"])
       sums, count, start = {}, 0, time.time()
@@ -206,6 +209,9 @@ class StepTrainer:
         if show_bar:
           progress.update(count, [(name, float(value)) for name, value in terms.items()] +
                           [("lr", learning_rate)])
+        elif verbose and eta.due(iteration):
+          print(f"  {eta.line(iteration)}, epoch {epoch_index + 1}/{schedule.num_epochs}, "
+                f"total={total:.4f}", flush=True)
       means = {name: float(value) / max(count, 1) for name, value in sums.items()}
       epoch.assign(epoch_index + 1)
       on_epoch_end()

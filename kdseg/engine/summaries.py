@@ -11,6 +11,7 @@ and, once per method, the method record and main flags through the hparams plugi
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 from tensorboard.plugins.hparams import api as hparams_api
@@ -67,3 +68,22 @@ def write_hparams(writer: tf.summary.SummaryWriter, method, settings: dict) -> N
   with writer.as_default():
     hparams_api.hparams(flat, trial_id=method.name)
   writer.flush()
+
+
+def purge_after(directory: str, last_step: int) -> int:
+  """Drops the events with a step above `last_step` from the event files in `directory` (the
+  iterations a resumed run will log again); returns how many were dropped. Each file is
+  rewritten whole through a temporary file, so a kill leaves the old or the new one."""
+  dropped = 0
+  for path in sorted(tf.io.gfile.glob(os.path.join(directory, "events.out.tfevents.*"))):
+    events = [event for event in tf.compat.v1.train.summary_iterator(path)]
+    kept = [event for event in events if event.step <= last_step or event.HasField("file_version")]
+    if len(kept) == len(events):
+      continue
+    dropped += len(events) - len(kept)
+    temporary = path + ".purging"
+    with tf.io.TFRecordWriter(temporary) as out:
+      for event in kept:
+        out.write(event.SerializeToString())
+    os.replace(temporary, path)
+  return dropped

@@ -78,10 +78,10 @@ def check_command_line(argv: list[str]) -> None:
                          "(python -m kdseg.train --help lists them).")
 
 
-def command_line(name: str, main_function, *errors: type[Exception]):
-  """The absl entry point of a kdseg command: a user error (USER_ERRORS, `errors`) or an
-  operating-system error prints one line naming the command and exits with status 2 instead of
-  a traceback; Ctrl-C exits with 130."""
+def guarded(name: str, main_function, *errors: type[Exception]):
+  """`main_function` with a user error (USER_ERRORS, `errors`) or an operating-system error
+  printed as one line naming the command (exit status 2) instead of a traceback, and Ctrl-C as
+  one line (status 130)."""
 
   def main_with_clean_errors(argv):
     try:
@@ -100,6 +100,13 @@ def command_line(name: str, main_function, *errors: type[Exception]):
         raise
       print(f"{name}: error: {message}", file=sys.stderr)
       sys.exit(2)
+
+  return main_with_clean_errors
+
+
+def command_line(name: str, main_function, *errors: type[Exception]):
+  """The absl entry point of a kdseg command (see `guarded`); --help exits 0."""
+  main_with_clean_errors = guarded(name, main_function, *errors)
 
   def run():
     try:

@@ -5,6 +5,7 @@ alone (kdseg.predict / kdseg.export need neither the dataset nor the training fl
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 
@@ -85,8 +86,10 @@ def score_step(experiment: Experiment, method: Method, step: int, plan: TaskPlan
   if os.path.isfile(cache):
     confusion = np.load(cache)
   else:
+    verbose = bool(experiment.config.verbose)
     confusion = confusion_matrix(model, dataset, plan.num_classes(step), test_time,
-                                 progress=bool(experiment.config.verbose) and sys.stdout.isatty())
+                                 progress=verbose and sys.stdout.isatty(),
+                                 log=verbose and not sys.stdout.isatty())
     if checkpoint_dir is None and experiment.chief:
       experiment.run_dir.write_npy(cache, confusion)
   record = report.step_record(report_plan, report_step, metrics.scores(confusion),
@@ -108,7 +111,10 @@ def evaluate_step(experiment: Experiment, method: Method, step: int,
   split = "holdout" if config.protocol.holdout_fraction else "val"
   record, model, dataset = score_step(experiment, method, step, plan, split=split)
   report_step = record["step"]
-  run_dir.write_json(run_dir.step_results(method.name, report_step), record)
+  path = run_dir.step_results(method.name, report_step)
+  if _unchanged(path, record):   # a rerun of a finished step: no second copy of its events
+    return record
+  run_dir.write_json(path, record)
   writer = tf.summary.create_file_writer(run_dir.tensorboard(method.name, "eval"))
   summaries.write_step(writer, report_step, record, report.format_step_table(record, method.name),
                        _panels(model, dataset, experiment.plan.order(report_step), experiment))
@@ -119,6 +125,14 @@ def evaluate_step(experiment: Experiment, method: Method, step: int,
       "lr_incremental": config.schedule.lr_incremental, **config.schedule.shared_record()})
   writer.close()
   return record
+
+
+def _unchanged(path: str, record: dict) -> bool:
+  """Whether `path` already holds this record (same weights, split and options, same scores)."""
+  if not os.path.isfile(path):
+    return False
+  with open(path) as handle:
+    return json.load(handle) == json.loads(json.dumps(record))
 
 
 def _panels(model, dataset: tf.data.Dataset, order, experiment: Experiment):

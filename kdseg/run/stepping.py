@@ -17,7 +17,7 @@ from kdseg import plot, report
 from kdseg.config import FlagValueError
 from kdseg.data import pipeline
 from kdseg.data.tasks import TaskPlan
-from kdseg.engine import checkpoints
+from kdseg.engine import checkpoints, summaries
 from kdseg.engine.distribute import worker_id
 from kdseg.engine.loop import Schedule, StepTrainer, TrainingDivergedError, make_optimizer
 from kdseg.losses.regularizers import ImportanceRegularizer
@@ -113,8 +113,12 @@ def train_step(experiment: Experiment, method: Method, step: int,
       print(f"  resuming step {step} from {manager.latest_checkpoint} (epoch {int(epoch.numpy())})")
     trainer = StepTrainer(strategy, model, old_model, objective, optimizer,
                           schedule.weight_decay, config.jit_compile, regularizer)
-  writer = (tf.summary.create_file_writer(run_dir.train_tensorboard(directory))
-            if experiment.chief else None)
+  writer = None
+  if experiment.chief:
+    events = run_dir.train_tensorboard(directory)
+    # A resumed step logs again the iterations after its last checkpoint: drop the old ones.
+    summaries.purge_after(events, int(optimizer.iterations.numpy()))
+    writer = tf.summary.create_file_writer(events)
   print(f"[{method.name}] step {step}: classes {list(plan.new_classes(step))}, {len(ids)} "
         f"training images, {schedule.total_iterations} iterations ({schedule.num_epochs} x "
         f"{schedule.iterations_per_epoch} per pass), "

@@ -1,0 +1,86 @@
+"""Command-line behaviour: one line and status 2 for user and operating-system errors, 130 for
+Ctrl-C, refused empty flagfiles and stray arguments, --help exits 0."""
+import contextlib
+import errno
+import io
+import os
+import subprocess
+import sys
+from unittest import mock
+
+import tensorflow as tf
+
+from kdseg.config import FlagValueError
+from kdseg.run import cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(main, argv=("kdseg.train",), command_line=("kdseg.train",)):
+  """(exit status, stderr) of `main` under cli.guarded, with sys.argv = command_line."""
+  stderr = io.StringIO()
+  with mock.patch.object(sys, "argv", list(command_line)), contextlib.redirect_stderr(stderr):
+    try:
+      cli.guarded("kdseg.train", main)(list(argv))
+      code = 0
+    except SystemExit as exit_:
+      code = exit_.code
+  return code, stderr.getvalue()
+
+
+def _raise(error):
+  def main(argv):
+    raise error
+  return main
+
+
+class CleanErrorsTest(tf.test.TestCase):
+
+  def test_operating_system_errors_are_one_line_naming_path_and_fix(self):
+    cases = [(OSError(errno.ENOSPC, "No space left on device", "/runs/x/step_1/final/model"),
+              r"/runs/x/step_1/final/model: No space left on device; free space on that disk"),
+             (OSError(errno.EROFS, "Read-only file system", "/mnt/ro/run"),
+              r"/mnt/ro/run: Read-only file system; that file system is read-only: choose a "
+              r"writable --run_dir"),
+             (PermissionError(errno.EACCES, "Permission denied", "/root/cache"),
+              r"/root/cache: Permission denied; you may not write there"),
+             (tf.errors.ResourceExhaustedError(None, None, "/runs/x/train/ckpt-3.data; No space "
+                                               "left on device"), r"/runs/x/train/ckpt-3.data; No space left on device; free")]
+    for error, expected in cases:
+      code, stderr = _run(_raise(error))
+      self.assertEqual(code, 2, msg=stderr)
+      self.assertRegex(stderr, rf"^kdseg.train: error: {expected}")
+      self.assertIn("rerun the same command", stderr)
+      self.assertEqual(stderr.count("\n"), 1, msg=stderr)   # one line, no traceback
+
+  def test_other_errors_keep_their_traceback(self):
+    with self.assertRaises(ZeroDivisionError):
+      _run(_raise(ZeroDivisionError("bug")))
+
+  def test_ctrl_c(self):
+    code, stderr = _run(_raise(KeyboardInterrupt()))
+    self.assertEqual(code, 130)
+    self.assertEqual(stderr, "kdseg.train: interrupted; rerun the same command to resume "
+                             "(finished steps and the last checkpoint are kept).\n")
+
+  def test_empty_flagfile_and_stray_arguments(self):
+    ran = []
+    code, stderr = _run(ran.append, command_line=("kdseg.train", "--flagfile="))
+    self.assertEqual((code, ran), (2, []))
+    self.assertIn("--flagfile is empty", stderr)
+    code, stderr = _run(ran.append, argv=("kdseg.train", "flags/x.cfg"))
+    self.assertEqual((code, ran), (2, []))
+    self.assertIn("unexpected arguments ['flags/x.cfg']", stderr)
+    code, _ = _run(_raise(FlagValueError("bad")))
+    self.assertEqual(code, 2)
+
+  def test_help_lists_kdseg_flags_and_exits_0(self):
+    result = subprocess.run([sys.executable, "-m", "kdseg.evaluate", "--help"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+    for flag in ("--run_dir", "--method", "--test_scales", "--void_label", "--augment"):
+      self.assertIn(flag, result.stdout)
+
+
+if __name__ == "__main__":
+  tf.test.main()
