@@ -5,7 +5,8 @@
 Builds the model at the start of --step as training would (chained from the finished step
 --step - 1, which is also the old model), takes a training batch of that step, and estimates, for
 each weighted term of the method's objective, the largest eigenvalue h of its Hessian with
-respect to the trainable weights (power iteration on Hessian-vector products). SGD with momentum
+respect to the trainable weights (power iteration on Hessian-vector products by central
+differences of the gradient). SGD with momentum
 beta on a quadratic of curvature h is stable only while lr * h < 2 (1 + beta): a term above that
 bound makes the weights oscillate with growing amplitude in its stiffest direction. The prior-
 focused penalties need no estimate: EWC/PI/RW's curvature is 2 x weight x the largest normalised
@@ -22,6 +23,7 @@ import json  # noqa: E402
 from absl import app, flags  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from kdseg import config  # noqa: E402  (--run_dir, --method, --step, --seed)
 from kdseg.config import EvaluationConfig  # noqa: E402
 from kdseg.data import pipeline  # noqa: E402
 from kdseg.losses.distillation import pixel_selection  # noqa: E402
@@ -30,41 +32,61 @@ from kdseg.run.experiment import open_experiment, step_images, train_labels  # n
 from kdseg.run.stepping import initial_model  # noqa: E402
 from kdseg.rundir import RunDir  # noqa: E402
 
-flags.DEFINE_string("run_dir", None, "A run directory with the finished step --step - 1.")
-flags.DEFINE_string("method", None, "The method (its folder name in the run directory).")
-flags.DEFINE_integer("step", 1, "The step whose start is examined (>= 1).", lower_bound=1)
 flags.DEFINE_integer("iterations", 30, "Power iterations.", lower_bound=1)
-flags.DEFINE_integer("seed", 0, "Seed of the batch and the start vector.")
-FLAGS = flags.FLAGS
+FLAGS = config.FLAGS
 
 
-def largest_eigenvalue(loss_fn, variables, iterations: int, seed: int) -> float:
-  """Power iteration on v -> H v, H the Hessian of loss_fn() w.r.t. `variables`."""
-  vector = [tf.random.stateless_normal(v.shape, seed=[seed, i]) for i, v in enumerate(variables)]
+def largest_eigenvalue(loss_fn, variables, iterations: int, seed: int,
+                       epsilon: float = 1e-3) -> float:
+  """The largest (most positive) eigenvalue of H, the Hessian of loss_fn() w.r.t. `variables`:
+  power iteration on v -> H v, each product by central differences of the gradient,
+  (g(theta + eps v) - g(theta - eps v)) / (2 eps) (the models' custom layers have no
+  second-order gradients). Power iteration finds the eigenvalue of largest magnitude; if that
+  one is negative, a second run on H - lambda I finds the most positive one."""
+
+  @tf.function
+  def gradient():
+    with tf.GradientTape() as tape:
+      loss = loss_fn()
+    # None for weights the term does not reach (e.g. the head, for L_enc): zeros. (Keras 3
+    # variables make unconnected_gradients=ZERO fail in TF 2.21.)
+    return [tf.zeros_like(v) if g is None else g
+            for g, v in zip(tape.gradient(loss, variables), variables)]
+
+  def gradient_at(vector, shift):
+    for variable, direction in zip(variables, vector):
+      variable.assign_add(shift * direction)
+    gradients = gradient()
+    for variable, direction in zip(variables, vector):
+      variable.assign_sub(shift * direction)
+    return gradients
 
   def normalised(parts):
     norm = tf.sqrt(tf.add_n([tf.reduce_sum(p * p) for p in parts]))
-    return [p / norm for p in parts], norm
+    return [p / norm for p in parts]
 
-  vector, _ = normalised(vector)
-  value = 0.0
-  for _ in range(iterations):
-    with tf.GradientTape() as outer:
-      with tf.GradientTape() as inner:
-        loss = loss_fn()
-      gradients = inner.gradient(loss, variables, unconnected_gradients="zero")
-      projection = tf.add_n([tf.reduce_sum(g * v) for g, v in zip(gradients, vector)])
-    product = outer.gradient(projection, variables, unconnected_gradients="zero")
-    value = float(tf.add_n([tf.reduce_sum(p * v) for p, v in zip(product, vector)]))
-    vector, _ = normalised(product)
-  return value
+  def power(offset):
+    vector = normalised([tf.random.stateless_normal(v.shape, seed=[seed, i])
+                         for i, v in enumerate(variables)])
+    value = 0.0
+    for _ in range(iterations):
+      plus, minus = gradient_at(vector, epsilon), gradient_at(vector, -epsilon)
+      product = [(p - m) / (2 * epsilon) - offset * v for p, m, v in zip(plus, minus, vector)]
+      value = float(tf.add_n([tf.reduce_sum(p * v) for p, v in zip(product, vector)]))
+      vector = normalised(product)
+    return value + offset
+
+  value = power(0.0)
+  return value if value >= 0 else power(value)
 
 
 def main(argv):
   del argv
+  if not FLAGS.run_dir or FLAGS.step < 1 or len(FLAGS.method) != 1:
+    raise SystemExit("tools/curvature.py needs --run_dir, one --method and --step >= 1.")
   run_dir = RunDir(FLAGS.run_dir)
   recorded = run_dir.require_run()
-  method = run_dir.load_method(FLAGS.method)
+  method = run_dir.load_method(FLAGS.method[0])
   with open(run_dir.method_json(method.name)) as handle:
     record = json.load(handle)
   learning_rate, momentum = record["lr_incremental"], record["momentum"]
@@ -111,5 +133,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["run_dir", "method"])
   app.run(main)
