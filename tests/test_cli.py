@@ -74,6 +74,18 @@ class CleanErrorsTest(tf.test.TestCase):
     code, _ = _run(_raise(FlagValueError("bad")))
     self.assertEqual(code, 2)
 
+  def test_nonsense_values_are_refused_when_the_flags_are_parsed(self):
+    # Before anything runs, so before anything is written: absl's parser applies the bounds.
+    from absl import flags  # noqa: PLC0415
+    from kdseg import config  # noqa: F401,PLC0415  (defines the flags)
+    for value in ("--batch_size=0", "--batch_size=-4", "--lr=-0.05", "--lr_incremental=0",
+                  "--epochs=0", "--epochs_incremental=0", "--crop_size=0",
+                  "--eval_batch_size=0", "--eval_crop=-1", "--shapes_num_train=0"):
+      flags.FLAGS.unparse_flags()
+      with self.assertRaises(flags.IllegalFlagValueError, msg=value):
+        flags.FLAGS(["kdseg.train", value])
+    flags.FLAGS.unparse_flags()
+
   def test_help_lists_kdseg_flags_and_exits_0(self):
     result = subprocess.run([sys.executable, "-m", "kdseg.evaluate", "--help"], cwd=ROOT,
                             capture_output=True, text=True, timeout=300)
