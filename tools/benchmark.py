@@ -114,12 +114,12 @@ def run_one(config: dict) -> dict:
                         1e-4, jit_compile=config["xla"])
   start = time.perf_counter()
   for _ in range(config["warmup"]):
-    float(trainer._step((images, labels))["total"])  # pylint: disable=protected-access
+    float(trainer._iteration((images, labels))["total"])  # pylint: disable=protected-access
   warmup_seconds = time.perf_counter() - start
   times = []
   for _ in range(config["steps"]):
     start = time.perf_counter()
-    float(trainer._step((images, labels))["total"])  # pylint: disable=protected-access
+    float(trainer._iteration((images, labels))["total"])  # pylint: disable=protected-access
     times.append(time.perf_counter() - start)
   seconds_per_image = sum(times) / len(times) / batch
   return {**config, "output_stride": OUTPUT_STRIDE[config["head"]],
