@@ -59,7 +59,7 @@ with strategy.scope():
                         jit_compile=jit_compile, regularizer=regularizer)
 dataset = tf.data.Dataset.from_tensor_slices((images, labels)).repeat(2).batch(4)
 for batch in strategy.experimental_distribute_dataset(dataset):
-  terms = trainer._step(batch)
+  terms = trainer._iteration(batch)
 state = {} if regularizer is None else regularizer.finish()
 np.savez(out_path, **{f"var/{v.path}": v.numpy() for v in model.trainable_variables},
          **{f"term/{k}": float(v) for k, v in terms.items()},
