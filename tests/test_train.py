@@ -237,7 +237,9 @@ class EndToEndTest(tf.test.TestCase):
   def _wait_for(self, path, process, seconds=300):
     deadline = time.time() + seconds
     while not os.path.exists(path):
-      self.assertIsNone(process.poll(), process.stdout.read().decode()[-3000:])
+      if process.poll() is not None:   # (read only then: reading blocks until the process ends)
+        self.fail(f"exited with {process.returncode} before {path} appeared:\n"
+                  + process.stdout.read().decode()[-3000:])
       self.assertLess(time.time(), deadline, f"{path} never appeared")
       time.sleep(0.1)
 
