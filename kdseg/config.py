@@ -156,6 +156,9 @@ flags.DEFINE_integer("step", -1, "Train only this step (its previous step must b
 flags.register_validator("step", lambda value: value >= -1,
                          message="--step is a step index (0, 1, ...) or -1 for all steps.")
 flags.DEFINE_integer("seed", 0, "Seed of shuffling, augmentation and initialisation.")
+flags.DEFINE_float("checkpoint_minutes", 10.0, "Besides every epoch end, save the step in "
+                   "progress this often (minutes; 0: epoch ends only); a resumed step goes on "
+                   "with the batch after the last save.", lower_bound=0.0)
 flags.DEFINE_integer("eval_batch_size", 8, "Evaluation batch size (images padded to the largest).",
                      lower_bound=1)
 
@@ -272,6 +275,7 @@ class RunConfig:
   jit_compile: bool = False
   log_every: int = 10
   verbose: int = 1
+  checkpoint_seconds: float = 600.0   # save a step in progress this often (and at epoch ends)
   flags_text: str = ""   # the resolved flags, recorded beside each method's results
 
 
@@ -348,7 +352,7 @@ def from_flags() -> RunConfig:
   return RunConfig(data_config(), protocol, model, schedule, evaluation_config(), methods,
                    run_dir, FLAGS.backbone_weights, FLAGS.step, FLAGS.seed, FLAGS.strategy,
                    FLAGS.precision, FLAGS.jit_compile, FLAGS.log_every, FLAGS.verbose,
-                   FLAGS.flags_into_string())
+                   60.0 * FLAGS.checkpoint_minutes, FLAGS.flags_into_string())
 
 
 # Evaluation fields a tool may override, by the flag that sets each.

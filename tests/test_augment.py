@@ -8,6 +8,8 @@ import tensorflow as tf
 from kdseg.constants import IMAGENET_MEAN
 from kdseg.data import augment
 
+SEED = tf.constant([0, 7], tf.int64)   # an image's augmentation seed
+
 
 def _window(height, width, area_draws, ratio_draws, offsets, scale=(0.5, 2.0)):
   window = augment.resized_crop_window(
@@ -68,7 +70,7 @@ class ResizedCropWindowTest(tf.test.TestCase):
   def test_resized_crop_output_has_no_padding(self):
     image = tf.random.uniform([30, 50, 3], 0, 255)
     label = tf.constant(np.tile(np.arange(50, dtype=np.int32) % 3, (30, 1)))
-    out_image, out_label = augment.resized_crop(image, label, 16, 0.5, 2.0)
+    out_image, out_label = augment.resized_crop(image, label, 16, 0.5, 2.0, SEED)
     self.assertEqual(out_image.shape, (16, 16, 3))
     self.assertContainsSubset(set(np.unique(out_label.numpy())), {0, 1, 2})
 
@@ -78,14 +80,14 @@ class ScaleCropTest(tf.test.TestCase):
   def test_scaled_size_is_truncated(self):
     # The KD code: tf.to_int32(side * scale): 5 x 0.75 = 3.75 -> 3 (round would give 4).
     image, label = augment.random_scale(tf.zeros([5, 5, 3]), tf.zeros([5, 5], tf.int32),
-                                        0.75, 0.75)
+                                        0.75, 0.75, SEED)
     self.assertEqual(image.shape[:2], (3, 3))
     self.assertEqual(label.shape, (3, 3))
 
   def test_padding_is_the_mean_colour_and_the_ignore_label(self):
     image = tf.fill([2, 2, 3], 7.0)
     label = tf.fill([2, 2], 1)
-    out_image, out_label = augment.scale_crop(image, label, 4, 1.0, 1.0)
+    out_image, out_label = augment.scale_crop(image, label, 4, 1.0, 1.0, SEED)
     padded = out_label.numpy() == 255
     self.assertEqual(padded.sum(), 12)
     self.assertAllClose(out_image.numpy()[padded], np.tile(IMAGENET_MEAN, (12, 1)), atol=1e-4)
@@ -93,7 +95,22 @@ class ScaleCropTest(tf.test.TestCase):
 
   def test_unknown_recipe(self):
     with self.assertRaisesRegex(ValueError, "resized_crop, scale_crop"):
-      augment.train_augment(tf.zeros([4, 4, 3]), tf.zeros([4, 4], tf.int32), "jitter", 4, 1, 1)
+      augment.train_augment(tf.zeros([4, 4, 3]), tf.zeros([4, 4], tf.int32), "jitter", 4, 1, 1,
+                            SEED)
+
+  def test_draws_depend_only_on_the_image_seed(self):
+    # Stateless: the same seed gives the same crop and flip whatever ran before; another
+    # image seed gives another.
+    image = tf.random.stateless_uniform([30, 40, 3], seed=[1, 1], maxval=255)
+    label = tf.constant(np.arange(30 * 40, dtype=np.int32).reshape(30, 40) % 7)
+    for recipe in augment.AUGMENTATIONS:
+      first = augment.train_augment(image, label, recipe, 16, 0.5, 2.0, tf.constant([3, 9]))
+      tf.random.uniform([5])   # unrelated random work in between
+      again = augment.train_augment(image, label, recipe, 16, 0.5, 2.0, tf.constant([3, 9]))
+      other = augment.train_augment(image, label, recipe, 16, 0.5, 2.0, tf.constant([3, 10]))
+      self.assertAllEqual(first[1], again[1], msg=recipe)
+      self.assertAllClose(first[0], again[0], msg=recipe)
+      self.assertNotAllClose(first[0], other[0], msg=recipe)
 
 
 if __name__ == "__main__":

@@ -121,6 +121,28 @@ class PipelineTest(tf.test.TestCase):
       self.assertEqual(images.shape, (2, 6, 6, 3))
       self.assertContainsSubset(set(np.unique(labels.numpy())), {0, 1, 2, 255})
 
+  def test_an_epoch_resumes_with_the_batch_after_the_skipped_ones(self):
+    labels = {f"i{k}": np.full((8, 8), k % 3, np.uint8) for k in range(12)}
+    root = write_voc_tree(os.path.join(self.get_temp_dir(), "VOC2012"), {"train": labels})
+    source = read_voc_layout(root, splits=("train",))
+    table = splits.train_label_table(make_plan("2-18", list(range(1, 21))), 0)
+
+    def epoch(index, skip=0):
+      dataset = pipeline.train_dataset(source, source.split("train"), table, 3, 6, 0.5, 2.0,
+                                       seed=5, augmentation="resized_crop", epoch=index,
+                                       skip_batches=skip)
+      return [(images.numpy(), labels.numpy()) for images, labels in dataset]
+
+    whole = epoch(1)
+    self.assertLen(whole, 4)
+    resumed = epoch(1, skip=2)   # an interrupted run saved after 2 batches of epoch 1
+    self.assertLen(resumed, 2)
+    for (images, labels), (images_again, labels_again) in zip(whole[2:], resumed):
+      self.assertAllClose(images, images_again)   # same images, same augmentation draws
+      self.assertAllEqual(labels, labels_again)
+    self.assertAllClose(epoch(1)[0][0], whole[0][0])            # an epoch is reproducible
+    self.assertNotAllClose(epoch(0)[0][0], whole[0][0])         # epochs differ
+
   def test_mib_recipe_training_labels_have_no_void_evaluation_labels_keep_it(self):
     root = write_voc_tree(os.path.join(self.get_temp_dir(), "VOC2012"),
                           {"train": {"a": LABEL_A, "b": LABEL_B}, "val": {"a": LABEL_A}})

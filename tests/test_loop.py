@@ -136,6 +136,54 @@ class MixedPrecisionLoopTest(tf.test.TestCase):
     self.assertBetween(fisher16 / fisher, 0.5, 2.0)
 
 
+class ResumeInsideAnEpochTest(tf.test.TestCase):
+
+  def test_a_step_saved_inside_an_epoch_goes_on_with_the_next_batch(self):
+    # 2 epochs of 4 batches; the run saves after every iteration and is killed after its 6th
+    # (epoch 2, batch 2). The resumed run asks for epoch 2 without its first 2 batches and runs
+    # exactly the 2 iterations left.
+    images = tf.random.stateless_uniform([8, 32, 32, 3], seed=[5, 1])
+    labels = tf.random.stateless_uniform([8, 32, 32], seed=[5, 2], maxval=3, dtype=tf.int32)
+    batches = tf.data.Dataset.from_tensor_slices((images, labels)).batch(2)
+    schedule = Schedule(0.01, epochs=2, iterations_per_epoch=4)
+    directory = self.get_temp_dir()
+
+    def start():
+      model = build_segmenter(ModelConfig("tiny", 16, 8), [3])
+      optimizer = make_optimizer(schedule)
+      trainer = StepTrainer(tf.distribute.get_strategy(), model, None,
+                            build_objective(get_method("ft"), 0), optimizer, 1e-4)
+      epoch = tf.Variable(0, dtype=tf.int64)
+      checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch)
+      return trainer, optimizer, epoch, checkpoint
+
+    requests = []
+
+    def make(epoch_index, skip):
+      requests.append((epoch_index, skip))
+      return batches.skip(skip)
+
+    trainer, optimizer, epoch, checkpoint = start()
+
+    def save_then_die():
+      checkpoint.write(f"{directory}/ckpt")
+      if int(optimizer.iterations.numpy()) == 6:
+        raise KeyboardInterrupt
+
+    with self.assertRaises(KeyboardInterrupt):
+      trainer.train(make, schedule, epoch, save_then_die, None, log_every=1, verbose=0,
+                    on_checkpoint=save_then_die, checkpoint_seconds=1e-9)
+    self.assertEqual(requests, [(0, 0), (1, 0)])
+    trainer, optimizer, epoch, checkpoint = start()
+    optimizer.build(trainer.variables)
+    checkpoint.read(f"{directory}/ckpt").assert_consumed()
+    self.assertEqual((int(epoch.numpy()), int(optimizer.iterations.numpy())), (1, 6))
+    requests.clear()
+    trainer.train(make, schedule, epoch, lambda: None, None, log_every=1, verbose=0)
+    self.assertEqual(requests, [(1, 2)])
+    self.assertEqual((int(epoch.numpy()), int(optimizer.iterations.numpy())), (2, 8))
+
+
 class ProgressTest(tf.test.TestCase):
 
   def test_log_lines_with_iteration_and_eta_when_not_a_terminal(self):

@@ -3,6 +3,7 @@ import csv
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -266,6 +267,34 @@ class EndToEndTest(tf.test.TestCase):
       with open(f"{run_dir}/{method}/results/step_1.json") as handle:
         self.assertEqual(json.load(handle)["step"], 1)
     self.assertEqual(glob.glob(f"{run_dir}/**/.lock", recursive=True), [])
+
+  def test_a_run_killed_inside_an_epoch_resumes_after_its_last_save(self):
+    # A real process saves inside epochs (--checkpoint_minutes tiny: after every iteration), is
+    # killed (SIGKILL) during step 0, and the same command finishes the run from the last save:
+    # it ends with the same files as an uninterrupted run.
+    def files(run_dir):   # (confusion caches are named by their weights' digest)
+      return sorted(re.sub(r"_[0-9a-f]{12}\.npy$", "_<digest>.npy",
+                           os.path.relpath(os.path.join(root, name), run_dir))
+                    for root, _, names in os.walk(run_dir) for name in names
+                    if "/train" not in root and "tensorboard" not in root)
+
+    args = ["--method=ft", "--epochs=4", "--checkpoint_minutes=0.000001"]
+    killed = f"{self.base}/killed"
+    process = self._train_process(killed, *args)
+    self._wait_for(f"{killed}/step_0/train/checkpoint", process)
+    time.sleep(1.0)
+    process.kill()
+    process.communicate(timeout=60)
+    self.assertFalse(checkpoints.is_complete(f"{killed}/step_0"))
+    resumed = self._train_process(killed, *args)
+    output = resumed.communicate(timeout=900)[0].decode()
+    self.assertEqual(resumed.returncode, 0, output[-3000:])
+    self.assertRegex(output, r"resuming step 0 from .* \(epoch \d, after iteration \d+\)")
+    whole = f"{self.base}/uninterrupted"
+    uninterrupted = self._train_process(whole, *args)
+    self.assertEqual(uninterrupted.wait(timeout=900), 0)
+    self.assertEqual(files(killed), files(whole))
+    self.assertIn("ft/results/step_1.json", files(killed))
 
   def test_replaced_weights_are_scored_again(self):
     run_dir = f"{self.base}/rescore"

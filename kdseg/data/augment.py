@@ -12,6 +12,11 @@
                 normalised, as that code pads its mean-subtracted image with 0; label with 255),
                 a random crop x crop window, a flip (p = 0.5).
 Images are float32 RGB in [0, 255]; labels [H, W] int32 with 255 = ignore.
+
+Every random choice is a stateless draw from a `seed` ([2] int tensor, one per training image and
+epoch: kdseg.data.pipeline keys it by the run's seed, the epoch and the image's position), so an
+image's augmentation does not depend on what else the pipeline ran before it: a resumed epoch
+repeats exactly the draws an uninterrupted one would have made.
 """
 from __future__ import annotations
 
@@ -26,23 +31,27 @@ RATIO_RANGE = (3.0 / 4.0, 4.0 / 3.0)   # torchvision's default aspect ratios
 TRIES = 10
 
 
-def random_flip(image, label):
-  flip = tf.random.uniform([]) < 0.5
+def _split(seed, count: int):
+  return tf.unstack(tf.random.experimental.stateless_split(seed, count))
+
+
+def random_flip(image, label, seed):
+  flip = tf.random.stateless_uniform([], seed) < 0.5
   image = tf.cond(flip, lambda: tf.reverse(image, [1]), lambda: image)
   label = tf.cond(flip, lambda: tf.reverse(label, [1]), lambda: label)
   return image, label
 
 
-def random_scale(image, label, min_scale: float, max_scale: float):
+def random_scale(image, label, min_scale: float, max_scale: float, seed):
   """Both sides times one U(min_scale, max_scale) factor, truncated (the KD code's to_int32)."""
-  scale = tf.random.uniform([], min_scale, max_scale)
+  scale = tf.random.stateless_uniform([], seed, min_scale, max_scale)
   size = tf.cast(tf.cast(tf.shape(image)[:2], tf.float32) * scale, tf.int32)
   image = tf.image.resize(image, size, method="bilinear")
   label = tf.image.resize(label[..., None], size, method="nearest")[..., 0]
   return image, label
 
 
-def pad_and_random_crop(image, label, crop_size: int):
+def pad_and_random_crop(image, label, crop_size: int, seed):
   """Pads to at least crop_size (image with the mean colour, label with 255), crops crop_size²."""
   height, width = tf.shape(image)[0], tf.shape(image)[1]
   target_h, target_w = tf.maximum(height, crop_size), tf.maximum(width, crop_size)
@@ -52,14 +61,15 @@ def pad_and_random_crop(image, label, crop_size: int):
   label = tf.image.pad_to_bounding_box(label[..., None] - IGNORE_LABEL, 0, 0, target_h,
                                        target_w)[..., 0] + IGNORE_LABEL
   stacked = tf.concat([image, tf.cast(label[..., None], image.dtype)], axis=-1)
-  stacked = tf.image.random_crop(stacked, [crop_size, crop_size, 4])
+  stacked = tf.image.stateless_random_crop(stacked, [crop_size, crop_size, 4], seed)
   return stacked[..., :3], tf.cast(stacked[..., 3], tf.int32)
 
 
-def scale_crop(image, label, crop_size: int, min_scale: float, max_scale: float):
-  image, label = random_scale(image, label, min_scale, max_scale)
-  image, label = pad_and_random_crop(image, label, crop_size)
-  return random_flip(image, label)
+def scale_crop(image, label, crop_size: int, min_scale: float, max_scale: float, seed):
+  scale_seed, crop_seed, flip_seed = _split(seed, 3)
+  image, label = random_scale(image, label, min_scale, max_scale, scale_seed)
+  image, label = pad_and_random_crop(image, label, crop_size, crop_seed)
+  return random_flip(image, label, flip_seed)
 
 
 def resized_crop_window(height, width, scale: tuple[float, float], area_draws, ratio_draws,
@@ -98,9 +108,10 @@ def resized_crop_window(height, width, scale: tuple[float, float], area_draws, r
   return top, left, h, w
 
 
-def resized_crop(image, label, crop_size: int, min_scale: float, max_scale: float):
+def resized_crop(image, label, crop_size: int, min_scale: float, max_scale: float, seed):
+  window_seed, flip_seed = _split(seed, 2)
   shape = tf.shape(image)
-  draws = tf.random.uniform([2 * TRIES + 2])
+  draws = tf.random.stateless_uniform([2 * TRIES + 2], window_seed)
   top, left, h, w = resized_crop_window(shape[0], shape[1], (min_scale, max_scale),
                                         draws[:TRIES], draws[TRIES:2 * TRIES], draws[2 * TRIES:])
   size = [crop_size, crop_size]
@@ -110,17 +121,17 @@ def resized_crop(image, label, crop_size: int, min_scale: float, max_scale: floa
                           antialias=True)
   label = tf.image.resize(label[top:top + h, left:left + w, None], size,
                           method="nearest")[..., 0]
-  return random_flip(image, label)
+  return random_flip(image, label, flip_seed)
 
 
 def train_augment(image, label, augmentation: str, crop_size: int, min_scale: float,
-                  max_scale: float):
+                  max_scale: float, seed):
   """One of AUGMENTATIONS; min_scale/max_scale are the window's area fraction for
-  resized_crop and the side scale factor for scale_crop."""
+  resized_crop and the side scale factor for scale_crop; seed: [2] ints of this image."""
   if augmentation == "resized_crop":
-    return resized_crop(image, label, crop_size, min_scale, max_scale)
+    return resized_crop(image, label, crop_size, min_scale, max_scale, seed)
   if augmentation == "scale_crop":
-    return scale_crop(image, label, crop_size, min_scale, max_scale)
+    return scale_crop(image, label, crop_size, min_scale, max_scale, seed)
   raise ValueError(f"--augment={augmentation!r}; choose one of {', '.join(AUGMENTATIONS)}")
 
 

@@ -45,26 +45,38 @@ def _files_dataset(files: SplitFiles) -> tf.data.Dataset:
 
 def train_dataset(source: SegmentationSource, files: SplitFiles, label_table: np.ndarray,
                   batch_size: int, crop_size: int, min_scale: float, max_scale: float,
-                  seed: int, augmentation: str = "resized_crop") -> tf.data.Dataset:
-  """One epoch, shuffled (reshuffled each epoch, seeded), full batches only; `augmentation` is
-  one of kdseg.data.augment.AUGMENTATIONS. Labels are remapped before augmentation, so padding
-  (scale_crop) stays 255 whatever the step's table does with void pixels."""
+                  seed: int, augmentation: str = "resized_crop", epoch: int = 0,
+                  skip_batches: int = 0) -> tf.data.Dataset:
+  """Epoch `epoch` of a step's training data: full batches only, in an order and with
+  augmentation draws that depend only on (seed, epoch) and each image's position, so
+  `skip_batches` resumes an epoch exactly where an interrupted run left it (the skipped images
+  are neither read nor augmented). `augmentation` is one of kdseg.data.augment.AUGMENTATIONS.
+  Labels are remapped before augmentation, so padding (scale_crop) stays 255 whatever the step's
+  table does with void pixels."""
   if len(files.ids) < batch_size:
     raise PipelineError(f"only {len(files.ids)} training images for a batch of {batch_size}; "
                         "lower --batch_size.")
   read = _reader(source, label_table)
 
-  def load_and_augment(image_path, label_path):
-    image, label = read(image_path, label_path)
+  def load_and_augment(position, paths):
+    image, label = read(*paths)
+    image_seed = tf.stack([tf.constant(seed, tf.int64),
+                           tf.constant(epoch, tf.int64) * EPOCH_STRIDE + position])
     image, label = augment.train_augment(image, label, augmentation, crop_size, min_scale,
-                                         max_scale)
+                                         max_scale, image_seed)
     return normalize(image), label
 
+  order_seed = int(np.random.default_rng([seed, epoch]).integers(2**31))
   return (_files_dataset(files)
-          .shuffle(len(files.ids), seed=seed, reshuffle_each_iteration=True)
+          .shuffle(len(files.ids), seed=order_seed, reshuffle_each_iteration=False)
+          .enumerate()
+          .skip(skip_batches * batch_size)
           .map(load_and_augment, num_parallel_calls=tf.data.AUTOTUNE)
           .batch(batch_size, drop_remainder=True)
           .prefetch(tf.data.AUTOTUNE))
+
+
+EPOCH_STRIDE = 1 << 32   # image seeds: (seed, epoch * EPOCH_STRIDE + position in the epoch)
 
 
 def eval_dataset(source: SegmentationSource, files: SplitFiles, label_table: np.ndarray,

@@ -168,17 +168,30 @@ class StepTrainer:
     terms["total"] = tf.add_n(list(terms.values()))
     return terms
 
-  def train(self, dataset: tf.data.Dataset, schedule: Schedule, epoch: tf.Variable,
-            on_epoch_end, writer: tf.summary.SummaryWriter | None, log_every: int,
-            verbose: int, iteration_offset: int = 0) -> dict[str, float]:
-    """Runs the remaining epochs (from `epoch`); returns the last epoch's mean loss terms."""
-    distributed = self.strategy.experimental_distribute_dataset(dataset)
+  def train(self, dataset, schedule: Schedule, epoch: tf.Variable, on_epoch_end,
+            writer: tf.summary.SummaryWriter | None, log_every: int, verbose: int,
+            iteration_offset: int = 0, on_checkpoint=None,
+            checkpoint_seconds: float = 0.0) -> dict[str, float]:
+    """Runs the remaining iterations (from `epoch` and the optimizer's iteration count); returns
+    the last epoch's mean loss terms.
+
+    dataset: a tf.data.Dataset reused every epoch, or make(epoch, skip_batches) -> the epoch's
+    data without its first skip_batches batches (kdseg.data.pipeline.train_dataset), so a step
+    resumed from a checkpoint saved inside an epoch goes on with the batch after it.
+    on_checkpoint: called every `checkpoint_seconds` (> 0) between epoch ends; the saved state
+    (epoch, optimizer iterations) says where to resume.
+    """
+    make = dataset if callable(dataset) else (lambda _, skip: dataset.skip(skip))
     means = {}
     # The live bar on a terminal; in a log (nohup, Slurm) a line with the iteration and an ETA
     # every PROGRESS_SECONDS, besides the line per epoch.
     show_bar = verbose and sys.stdout.isatty()
-    eta = Eta(schedule.total_iterations, int(self.optimizer.iterations.numpy()))
+    done = int(self.optimizer.iterations.numpy())
+    eta = Eta(schedule.total_iterations, done)
+    saved_at = time.time()
     for epoch_index in range(int(epoch.numpy()), schedule.num_epochs):
+      skip = max(0, done - epoch_index * schedule.iterations_per_epoch)
+      distributed = self.strategy.experimental_distribute_dataset(make(epoch_index, skip))
       progress = keras.utils.Progbar(schedule.iterations_per_epoch, verbose=int(show_bar),
                                      stateful_metrics=["lr"])
       sums, count, start = {}, 0, time.time()
@@ -212,9 +225,14 @@ class StepTrainer:
         elif verbose and eta.due(iteration):
           print(f"  {eta.line(iteration)}, epoch {epoch_index + 1}/{schedule.num_epochs}, "
                 f"total={total:.4f}", flush=True)
+        if (on_checkpoint is not None and checkpoint_seconds > 0
+            and time.time() - saved_at >= checkpoint_seconds):
+          on_checkpoint()   # inside the epoch: `epoch` still names it
+          saved_at = time.time()
       means = {name: float(value) / max(count, 1) for name, value in sums.items()}
       epoch.assign(epoch_index + 1)
       on_epoch_end()
+      saved_at = time.time()
       if verbose:
         print(f"  epoch {epoch_index + 1}/{schedule.num_epochs}: " +
               " ".join(f"{k}={v:.4f}" for k, v in means.items()) +

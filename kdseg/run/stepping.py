@@ -91,11 +91,14 @@ def train_step(experiment: Experiment, method: Method, step: int,
       directory, worker_id(strategy))
   ids = step_images(experiment, plan, step)["train"]
   schedule = step_schedule(experiment, plan, step, len(ids))
-  data = config.schedule
-  dataset = pipeline.train_dataset(
-      experiment.source, experiment.source.split("train").select(ids),
-      train_labels(experiment, plan, step), data.batch_size, data.crop_size, data.min_scale,
-      data.max_scale, config.seed + step, data.augment)
+  data, files = config.schedule, experiment.source.split("train").select(ids)
+  label_table = train_labels(experiment, plan, step)
+
+  def epoch_dataset(epoch_index: int, skip_batches: int):
+    return pipeline.train_dataset(
+        experiment.source, files, label_table, data.batch_size, data.crop_size, data.min_scale,
+        data.max_scale, config.seed + step, data.augment, epoch_index, skip_batches)
+
   keras.utils.set_random_seed(config.seed + step)
   with strategy.scope():
     model, old_model = initial_model(experiment, method, step, plan)
@@ -110,7 +113,8 @@ def train_step(experiment: Experiment, method: Method, step: int,
     if manager.latest_checkpoint:
       optimizer.build(model.trainable_variables)  # create the momentum slots it restores into
       checkpoint.restore(manager.latest_checkpoint).assert_consumed()
-      print(f"  resuming step {step} from {manager.latest_checkpoint} (epoch {int(epoch.numpy())})")
+      print(f"  resuming step {step} from {manager.latest_checkpoint} (epoch "
+            f"{int(epoch.numpy()) + 1}, after iteration {int(optimizer.iterations.numpy())})")
     trainer = StepTrainer(strategy, model, old_model, objective, optimizer,
                           schedule.weight_decay, config.jit_compile, regularizer)
   writer = None
@@ -126,8 +130,9 @@ def train_step(experiment: Experiment, method: Method, step: int,
         flush=True)
   start = time.time()
   try:
-    trainer.train(dataset, schedule, epoch, on_epoch_end=manager.save, writer=writer,
-                  log_every=config.log_every, verbose=config.verbose)
+    trainer.train(epoch_dataset, schedule, epoch, on_epoch_end=manager.save, writer=writer,
+                  log_every=config.log_every, verbose=config.verbose,
+                  on_checkpoint=manager.save, checkpoint_seconds=config.checkpoint_seconds)
   except TrainingDivergedError as error:
     raise TrainingDivergedError(f"[{method.name}] step {step}: {error}") from None
   checkpoints.save_final(model, save_dir,
