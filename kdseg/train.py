@@ -5,7 +5,7 @@
   python -m kdseg.train --flagfile=flags/shapes_15_1.cfg --method=mib --step=3
 
 Step t is initialised from the finished checkpoint of step t-1, which is also loaded, frozen, as
-the old model. Finished steps are skipped, interrupted ones resume from their last epoch.
+the old model. Finished steps are skipped, interrupted ones resume after their last save.
 The work is done by kdseg.run (experiment, stepping, scoring); this file reads the flags.
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 the previous step, the objective, and the loop (kdseg.engine.loop).
 
 Step t is initialised from the finished checkpoint of step t-1, which is also loaded, frozen, as
-the old model. Finished steps are skipped, interrupted ones resume from their last epoch.
+the old model. Finished steps are skipped, interrupted ones resume after their last save.
 """
 from __future__ import annotations
 
