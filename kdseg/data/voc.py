@@ -19,7 +19,6 @@ import tensorflow as tf
 from PIL import Image
 
 from kdseg.data.layout import check_dataset_root, image_files, require_dirs
-from kdseg.constants import IGNORE_LABEL
 from kdseg.data.source import (DatasetLayoutError, LabelCodec,  # noqa: F401
                                LabelFormatError, SegmentationSource, SplitFiles, identity_table)
 

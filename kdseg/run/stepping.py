@@ -14,7 +14,6 @@ import keras
 import tensorflow as tf
 
 from kdseg import plot, report
-from kdseg.config import FlagValueError
 from kdseg.data import pipeline
 from kdseg.data.tasks import TaskPlan
 from kdseg.engine import checkpoints, summaries
