@@ -7,17 +7,12 @@ import numpy as np
 import tensorflow as tf
 
 from kdseg import config
-from kdseg.data import ade20k, cityscapes, msrc, shapes, voc
+from kdseg.data import ade20k, msrc, voc
+from kdseg.data.datasets import TABLES
 from kdseg.data.orders import task_plan
 from kdseg.methods import METHODS
 
 FLAGS = flags.FLAGS
-# Class names, named scenarios and named orders of each dataset, to build every flagfile's plan
-# without data.
-DATASETS = {"voc": (voc.VOC_CLASSES, {}, voc.VOC_ORDERS), "shapes": (shapes.CLASS_NAMES, {}, {}),
-            "ade20k": (ade20k.ADE20K_CLASSES, {}, ade20k.ADE20K_ORDERS),
-            "msrc": (msrc.MSRC_CLASSES, {}, {}),
-            "cityscapes": (cityscapes.CITYSCAPES_CLASSES, cityscapes.SCENARIOS, {})}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -39,7 +34,7 @@ class FlagfileTest(tf.test.TestCase):
         self.assertEqual((FLAGS.epochs_incremental, FLAGS.task), (20, "15-1"))
       if os.path.basename(path).startswith("kd_"):
         self.assertEqual((FLAGS.head, FLAGS.iterations_per_class), ("v2", 1000), msg=path)
-      names, scenarios, orders = DATASETS[FLAGS.dataset]
+      names, scenarios, orders = TABLES[FLAGS.dataset]
       counts = np.arange(256, 0, -1)[None]  # frequency order = dataset order (boat last on MSRC)
       plans[os.path.basename(path)] = task_plan(FLAGS.task, FLAGS.class_order, names, scenarios,
                                                 counts, orders)

@@ -4,22 +4,15 @@
 """
 from __future__ import annotations
 
-from kdseg.data import ade20k, cityscapes, msrc, shapes, splits, voc
-from kdseg.data.datasets import READERS, ROOTS
+from kdseg.data import splits
+from kdseg.data.datasets import READERS, ROOTS, TABLES
 from kdseg.data.orders import NAMED_ORDERS
-
-# Class names, named scenarios and named orders per dataset (the readers' own tables).
-_TABLES = {"shapes": (shapes.CLASS_NAMES, {}, voc.VOC_ORDERS),
-           "voc": (voc.VOC_CLASSES, {}, voc.VOC_ORDERS),
-           "ade20k": (ade20k.ADE20K_CLASSES, {}, ade20k.ADE20K_ORDERS),
-           "cityscapes": (cityscapes.CITYSCAPES_CLASSES, cityscapes.SCENARIOS, {}),
-           "msrc": (msrc.MSRC_CLASSES, {}, {})}
 
 
 def describe() -> str:
   lines = ["--dataset (object classes; --data_root)"]
   for name in READERS:
-    classes, scenarios, orders = _TABLES[name]
+    classes, scenarios, orders = TABLES[name]
     lines.append(f"  {name:11s} {len(classes) - 1:3d} classes; {ROOTS[name]}")
     for scenario, (sizes, _) in scenarios.items():
       lines.append(f"  {'':11s} --task={scenario} (steps {sizes}, its own class order)")

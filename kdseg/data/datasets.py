@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from kdseg.data import shapes
+from kdseg.data import ade20k, cityscapes, msrc, shapes, voc
 from kdseg.data.ade20k import read_ade20k
 from kdseg.data.cityscapes import read_cityscapes
 from kdseg.data.msrc import read_msrc
@@ -46,6 +46,16 @@ READERS: dict[str, Callable[[DataConfig], SegmentationSource]] = {
     "cityscapes": _on_disk(read_cityscapes, ROOTS["cityscapes"]),
     "msrc": _on_disk(read_msrc, ROOTS["msrc"]),
 }
+
+
+# Each dataset's class names, named scenarios and named class orders, as its reader gives them,
+# for listing and planning without the data (python -m kdseg.data, tests of the flagfiles).
+# shapes uses VOC's class names, so VOC's named orders apply to it.
+TABLES = {"shapes": (shapes.CLASS_NAMES, {}, voc.VOC_ORDERS),
+          "voc": (voc.VOC_CLASSES, {}, voc.VOC_ORDERS),
+          "ade20k": (ade20k.ADE20K_CLASSES, {}, ade20k.ADE20K_ORDERS),
+          "cityscapes": (cityscapes.CITYSCAPES_CLASSES, cityscapes.SCENARIOS, {}),
+          "msrc": (msrc.MSRC_CLASSES, {}, {})}
 
 
 def load_source(config: DataConfig) -> SegmentationSource:
