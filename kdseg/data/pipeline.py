@@ -1,7 +1,9 @@
 """tf.data pipelines for one step: read -> remap labels (lookup table) -> augment -> batch.
 
 Images come out normalised with ImageNet statistics, [B, H, W, 3] float32; labels [B, H, W]
-int32 in the step's class numbering, 255 = ignore.
+int32 in the step's class numbering, 255 = ignore. Under weak supervision (kdseg.data.weak) the
+training labels are sparse maps (254 = unlabeled) and come as {"labels": [B, H, W], "classes":
+[B, C]}, "classes" the multi-hot U_x of each image's whole annotation (MiB paper Eq. 13).
 """
 from __future__ import annotations
 
@@ -9,7 +11,9 @@ import numpy as np
 import tensorflow as tf
 
 from kdseg.data import augment
-from kdseg.constants import IGNORE_LABEL, IMAGENET_MEAN, IMAGENET_STD
+import dataclasses
+
+from kdseg.constants import IGNORE_LABEL, IMAGENET_MEAN, IMAGENET_STD, UNLABELED
 from kdseg.data.source import SegmentationSource, SplitFiles
 
 
@@ -26,17 +30,44 @@ def denormalize(images: tf.Tensor) -> tf.Tensor:
   return tf.clip_by_value(images * IMAGENET_STD + IMAGENET_MEAN, 0.0, 255.0)
 
 
-def _reader(source: SegmentationSource, label_table: np.ndarray):
+@dataclasses.dataclass(frozen=True)
+class WeakLabels:
+  """Training labels are sparse maps of class ids (kdseg.data.weak), not the dataset's label
+  files; U_x gets background (column 0) added when background is a class (object segmentation,
+  not scene parsing)."""
+  num_classes: int
+  background_is_class: bool = True
+
+
+def _sparse_label(file_bytes: tf.Tensor) -> tf.Tensor:
+  return tf.cast(tf.io.decode_png(file_bytes, channels=1)[..., 0], tf.int32)
+
+
+def _reader(source: SegmentationSource, label_table: np.ndarray, sparse: bool = False):
+  label_table = np.array(label_table, np.int32)
+  if sparse:
+    label_table[UNLABELED] = UNLABELED
   table = tf.constant(label_table, tf.int32)
+  decode = _sparse_label if sparse else source.decode_label
 
   def read(image_path, label_path):
     # decode_image: JPEG (VOC, ADE20K), PNG (Cityscapes) and BMP (MSRC-v2) alike.
     image = tf.cast(tf.io.decode_image(tf.io.read_file(image_path), channels=3,
                                        expand_animations=False), tf.float32)
-    label = tf.gather(table, source.decode_label(tf.io.read_file(label_path)))
+    label = tf.gather(table, decode(tf.io.read_file(label_path)))
     return image, label
 
   return read
+
+
+def image_classes(label: tf.Tensor, weak: WeakLabels) -> tf.Tensor:
+  """[C] float32 multi-hot of the classes a (remapped) label map holds, + background if a class."""
+  ids = tf.reshape(label, [-1])
+  ids = tf.boolean_mask(ids, ids < weak.num_classes)
+  present = tf.math.bincount(ids, minlength=weak.num_classes, maxlength=weak.num_classes) > 0
+  if weak.background_is_class:
+    present = present | tf.one_hot(0, weak.num_classes, on_value=True, off_value=False)
+  return tf.cast(present, tf.float32)
 
 
 def _files_dataset(files: SplitFiles) -> tf.data.Dataset:
@@ -46,24 +77,28 @@ def _files_dataset(files: SplitFiles) -> tf.data.Dataset:
 def train_dataset(source: SegmentationSource, files: SplitFiles, label_table: np.ndarray,
                   batch_size: int, crop_size: int, min_scale: float, max_scale: float,
                   seed: int, augmentation: str = "resized_crop", epoch: int = 0,
-                  skip_batches: int = 0) -> tf.data.Dataset:
+                  skip_batches: int = 0, weak: WeakLabels | None = None) -> tf.data.Dataset:
   """Epoch `epoch` of a step's training data: full batches only, in an order and with
   augmentation draws that depend only on (seed, epoch) and each image's position, so
   `skip_batches` resumes an epoch exactly where an interrupted run left it (the skipped images
   are neither read nor augmented). `augmentation` is one of kdseg.data.augment.AUGMENTATIONS.
   Labels are remapped before augmentation, so padding (scale_crop) stays 255 whatever the step's
-  table does with void pixels."""
+  table does with void pixels. With `weak`, files.label_paths are sparse maps and each label
+  comes with its image's U_x (WeakLabels)."""
   if len(files.ids) < batch_size:
     raise PipelineError(f"only {len(files.ids)} training images for a batch of {batch_size}; "
                         "lower --batch_size.")
-  read = _reader(source, label_table)
+  read = _reader(source, label_table, sparse=weak is not None)
 
   def load_and_augment(position, paths):
     image, label = read(*paths)
+    classes = None if weak is None else image_classes(label, weak)
     image_seed = tf.stack([tf.constant(seed, tf.int64),
                            tf.constant(epoch, tf.int64) * EPOCH_STRIDE + position])
     image, label = augment.train_augment(image, label, augmentation, crop_size, min_scale,
                                          max_scale, image_seed)
+    if weak is not None:
+      return normalize(image), {"labels": label, "classes": classes}
     return normalize(image), label
 
   order_seed = int(np.random.default_rng([seed, epoch]).integers(2**31))
