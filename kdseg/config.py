@@ -14,10 +14,11 @@ import os
 from absl import flags
 
 from kdseg.data.datasets import DataConfig
+from kdseg.data.weak import WeakConfig
 from kdseg.data.shapes import ShapesConfig
 from kdseg.engine.crf import DenseCRF
 from kdseg.engine.evaluation import TestTime
-from kdseg.methods import Method, customize, get_method
+from kdseg.methods import LOSS_TERMS, Method, customize, get_method
 from kdseg.models.segmenter import ModelConfig
 
 # Data.
@@ -102,9 +103,11 @@ flags.DEFINE_enum("backbone", "tiny", ["tiny", "resnet18", "resnet50", "resnet10
 flags.DEFINE_integer("output_stride", 16, "Backbone output stride: 8 or 16.")
 flags.register_validator("output_stride", lambda value: value in (8, 16),
                          message="--output_stride must be 8 or 16.")
-flags.DEFINE_enum("head", "v3", ["v3", "v2"],
+flags.DEFINE_enum("head", "v3", ["v3", "v2", "classifier"],
                   "Segmentation head: v3 = DeepLab-v3 ASPP with image pooling (MiB paper); v2 = "
-                  "DeepLab-v2, four dilated 3x3 classifiers summed (KD paper; needed by L_dec).")
+                  "DeepLab-v2, four dilated 3x3 classifiers summed (KD paper); classifier = a 1x1 "
+                  "classifier on the backbone, no ASPP (MiB paper's point protocols). L_dec "
+                  "compares ASPP branches: v2 or v3.")
 flags.DEFINE_integer("head_channels", 256, "Channels of the DeepLab-v3 head.")
 flags.DEFINE_string("backbone_weights", None,
                     "Local ImageNet weight file of keras.applications ResNet50/ResNet101 "
@@ -130,6 +133,35 @@ flags.DEFINE_integer("epochs", 30, "Epochs of step 0.", lower_bound=1)
 flags.DEFINE_integer("epochs_incremental", 30, "Epochs of each step >= 1.", lower_bound=1)
 flags.DEFINE_integer("batch_size", 24, "Global batch size (split across replicas).",
                      lower_bound=1)
+flags.DEFINE_enum("supervision", "full", ["full", "points", "scribbles"],
+                  "Training labels (MiB paper §5): full masks, or weak ones -- points or "
+                  "scribbles, read with --weak_format from released files or simulated from the "
+                  "full labels (kdseg/data/weak.py). Validation always uses full labels.")
+flags.DEFINE_enum("weak_loss", "unl", ["pce", "pce-bkg", "unl", "img-lvl", "img-lvl+pce"],
+                  "Supervised loss of weak labels, at every step (kdseg/losses/weak.py): pce "
+                  "(Eq. 12), pce-bkg (unlabeled pixels as background), unl (MiB's unlabeled "
+                  "prior, Eq. 13), img-lvl (Bearman et al. Eq. 2) and img-lvl+pce.")
+flags.DEFINE_float("unl_gamma", 1.0, "gamma of Eq. 13: weight of the unlabeled pixels' term of "
+                   "unl and pce-bkg (the paper gives no value).", lower_bound=0.0)
+flags.DEFINE_enum("weak_format", "simulate",
+                  ["simulate", "points-json", "scribblesup-xml", "sparse-png"],
+                  "Origin of weak labels: simulate from the full labels, or read "
+                  "--weak_annotations as What's the point JSON, ScribbleSup XML files or sparse "
+                  "label PNGs.")
+flags.DEFINE_string("weak_annotations", "", "The released weak annotations: a JSON file "
+                    "(points-json) or a folder of <id>.xml / <id>.png files.")
+flags.DEFINE_integer("points_per_region", 1, "Simulated points per connected class region.",
+                     lower_bound=1)
+flags.DEFINE_integer("point_radius", 0, "Points as discs of this radius (0: one pixel), kept "
+                     "inside their region.", lower_bound=0)
+flags.DEFINE_enum("weak_background", "auto", ["auto", "yes", "no"],
+                  "Simulate points/scribbles on background regions too (auto: scribbles yes, as "
+                  "ScribbleSup; points no, as What's the point).")
+flags.DEFINE_integer("scribble_width", 3, "Width in pixels of scribbles (simulated or drawn "
+                     "from ScribbleSup XML).", lower_bound=1)
+flags.DEFINE_integer("weak_unlabeled_value", 255, "sparse-png: the label value of unannotated "
+                     "pixels (255 in the converted ScribbleSup PNGs; 0 for ADE20K point maps).",
+                     lower_bound=0, upper_bound=255)
 flags.DEFINE_enum("augment", "resized_crop", ["resized_crop", "scale_crop"],
                   "Training augmentation (kdseg/data/augment.py): resized_crop = the MiB "
                   "reference's RandomResizedCrop (a window of U(min_scale, max_scale) x the image "
@@ -277,6 +309,7 @@ class RunConfig:
   verbose: int = 1
   checkpoint_seconds: float = 600.0   # save a step in progress this often (and at epoch ends)
   flags_text: str = ""   # the resolved flags, recorded beside each method's results
+  weak: WeakConfig = WeakConfig()     # full or weak (points, scribbles) training labels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -349,10 +382,26 @@ def from_flags() -> RunConfig:
                             FLAGS.min_images_per_class, FLAGS.holdout_fraction, FLAGS.void_label)
   run_dir = os.path.abspath(FLAGS.run_dir or os.path.join(
       "runs", f"{FLAGS.dataset}_{FLAGS.task}_{FLAGS.setting}"))
+  if FLAGS.head == "classifier":
+    with_aspp_terms = [m.name for m in methods
+                       if any(LOSS_TERMS[t.loss].endpoint == "aspp" and t.endpoint is None
+                              or t.endpoint == "aspp" for t in m.distillation)]
+    if with_aspp_terms:
+      raise FlagValueError(f"--method={with_aspp_terms[0]} compares ASPP branches (L_dec), which "
+                           "--head=classifier does not have; use --head=v2 or v3.")
+  weak = WeakConfig(FLAGS.supervision, FLAGS.weak_loss, FLAGS.unl_gamma, FLAGS.weak_format,
+                    FLAGS.weak_annotations, FLAGS.points_per_region, FLAGS.point_radius,
+                    FLAGS.weak_background, FLAGS.scribble_width, FLAGS.weak_unlabeled_value)
+  if not weak.weak:
+    weak_flags = [name for name in ("weak_format", "weak_annotations", "weak_loss", "unl_gamma")
+                  if FLAGS[name].present]
+    if weak_flags:
+      raise FlagValueError(f"--{weak_flags[0]} applies to weak labels; add --supervision=points "
+                           "or --supervision=scribbles, or drop it.")
   return RunConfig(data_config(), protocol, model, schedule, evaluation_config(), methods,
                    run_dir, FLAGS.backbone_weights, FLAGS.step, FLAGS.seed, FLAGS.strategy,
                    FLAGS.precision, FLAGS.jit_compile, FLAGS.log_every, FLAGS.verbose,
-                   60.0 * FLAGS.checkpoint_minutes, FLAGS.flags_into_string())
+                   60.0 * FLAGS.checkpoint_minutes, FLAGS.flags_into_string(), weak)
 
 
 # Evaluation fields a tool may override, by the flag that sets each.

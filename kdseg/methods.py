@@ -24,6 +24,7 @@ from kdseg.losses.distillation import (FEATURE_NORMALISATIONS, PIXEL_SELECTIONS,
                                        SimilarityPreservingDistillation,
                                        UnbiasedKnowledgeDistillation)
 from kdseg.losses.regularizers import KINDS as REGULARIZERS
+from kdseg.losses.weak import weak_loss
 from kdseg.losses.segmentation import (PIXEL_MEANS, BinaryCrossEntropy, CrossEntropy,
                                        OldTargetBinaryCrossEntropy, UnbiasedCrossEntropy)
 from kdseg.models.freezing import FREEZE_MODES
@@ -369,15 +370,38 @@ class Objective:
   classification_with_old_logits: bool = False  # y_true = {"labels", "old"} (LwF-MC disjoint)
 
 
-def build_objective(method: Method, old_classes: int) -> Objective:
+# Supervised losses that have a weak form (kdseg.losses.weak): CE and MiB's unbiased CE.
+WEAK_FORMS = ("ce", "unce")
+
+
+def check_weak(method: Method, weak: str) -> None:
+  """MethodError if `method`'s supervised loss has no weak form (--weak_loss replaces it)."""
+  if method.classification not in WEAK_FORMS or method.ce_pixels is not None:
+    raise MethodError(
+        f"--supervision with weak labels replaces the supervised loss by --weak_loss={weak}; "
+        f"method {method.name} trains with {method.classification!r}"
+        + (f" over --ce_pixels={method.ce_pixels}" if method.ce_pixels else "")
+        + ", which has no weak form (methods whose loss has one: CE or unbiased CE).")
+
+
+def build_objective(method: Method, old_classes: int, weak: str | None = None,
+                    gamma: float = 1.0) -> Objective:
   """Objective of a step whose model already knew `old_classes` classes (0 at step 0).
 
   Step 0 (no old model) is plain CE with the method's pixel mean and no distillation or freezing;
-  a regulariser still accumulates its state there (spec §4).
+  a regulariser still accumulates its state there (spec §4). `weak` (--weak_loss, with weak
+  labels) replaces the supervised loss of every step, step 0 included; MiB's unbiased CE becomes
+  the weak loss with background merged with the old classes.
   """
   validate(method)
   regularizer = (method.regularizer, method.regularizer_weight)
+  if weak is not None:
+    check_weak(method, weak)
+    classification = weak_loss(weak, gamma, old_classes if method.classification == "unce"
+                               else 0)
   if old_classes == 0:
+    if weak is not None:
+      return Objective(weak_loss(weak, gamma), (), 0, *regularizer)
     return Objective(CrossEntropy(pixel_mean=method.pixel_mean, name="ce"), (), 0, *regularizer)
   distillation = []
   for term in method.distillation:
@@ -385,9 +409,10 @@ def build_objective(method: Method, old_classes: int) -> Objective:
     distillation.append(Distillation(term.loss, term.weight, term.endpoint or spec.endpoint,
                                      (term.pixels or spec.pixels) if spec.pixels else None,
                                      spec.build(method)))
-  return Objective(CLASSIFICATION_LOSSES[method.classification](old_classes, method.pixel_mean),
-                   tuple(distillation), old_classes, *regularizer, freeze=method.freeze,
-                   classification_pixels=method.ce_pixels,
+  if weak is None:
+    classification = CLASSIFICATION_LOSSES[method.classification](old_classes, method.pixel_mean)
+  return Objective(classification, tuple(distillation), old_classes, *regularizer,
+                   freeze=method.freeze, classification_pixels=method.ce_pixels,
                    classification_with_old_logits=(method.classification in
                                                    CLASSIFICATION_WITH_OLD_LOGITS))
 

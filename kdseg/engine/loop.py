@@ -110,13 +110,16 @@ class StepTrainer:
     backward. Cross-replica work and the optimizer stay outside the compiled function.
     """
     objective = self.objective
+    # Weak supervision: {"labels": sparse map, "classes": U_x}, all of it for the weak loss.
+    targets = labels
+    labels = labels["labels"] if isinstance(labels, dict) else labels
     old_outputs = None if self.old_model is None else self.old_model(images, training=False)
     with tf.GradientTape() as tape:
       outputs = self.model(images, training=True)
       ce_weight = (None if objective.classification_pixels is None else pixel_selection(
           labels, objective.classification_pixels, objective.old_classes))
-      targets = labels if not objective.classification_with_old_logits else {
-          "labels": labels, "old": tf.stop_gradient(old_outputs["logits"])}
+      if objective.classification_with_old_logits:
+        targets = {"labels": labels, "old": tf.stop_gradient(old_outputs["logits"])}
       terms = {objective.classification.name: objective.classification(
           targets, outputs["logits"], sample_weight=ce_weight)}
       for term in objective.distillation:

@@ -1,7 +1,9 @@
 """The segmentation network of one step: backbone -> head -> incremental classifier.
 
-Two heads: "v3" (MiB: DeepLab-v3 ASPP with image pooling, then a 1x1 incremental classifier) and
-"v2" (KD paper: DeepLab-v2, four dilated 3x3 incremental classifiers summed).
+Three heads: "v3" (MiB: DeepLab-v3 ASPP with image pooling, then a 1x1 incremental classifier),
+"v2" (KD paper: DeepLab-v2, four dilated 3x3 incremental classifiers summed) and "classifier"
+(the MiB paper's point-supervision network, §6.3.1 and §6.3.3: the dilated ResNet's output, a 1x1
+incremental classifier and bilinear upsampling, no ASPP; it has no "aspp" endpoint).
 `Segmenter(images)` returns a dict of endpoints used by losses and distillation terms:
   logits   [B, H, W, C_t] float32, upsampled (bilinear) to the input size
   encoder  [B, h, w, F_enc] backbone output (input of the ASPP)
@@ -42,7 +44,7 @@ class ModelConfig:
   recompute: bool = False              # gradient checkpointing of the backbone
 
 
-HEADS = ("v3", "v2")
+HEADS = ("v3", "v2", "classifier")
 INPUT_CONVENTIONS = ("imagenet", "caffe")
 
 
@@ -83,6 +85,9 @@ class Segmenter(keras.Model):
       self.head = DeepLabV3Head(config.head_channels, config.head_channels, config.output_stride,
                                 name="deeplabv3")
       self.classifier = IncrementalClassifier(classes_per_step, name="classifier")
+    elif config.head == "classifier":
+      self.head = None
+      self.classifier = IncrementalClassifier(classes_per_step, name="classifier")
     else:
       self.head = None
       self.classifier = AsppClassifier(classes_per_step, config.output_stride, name="classifier")
@@ -104,16 +109,23 @@ class Segmenter(keras.Model):
 
   def call(self, images, training=False):
     encoder = self._encode(images, training)
+    aspp = None
     if self.head is not None:
       decoder, aspp = self.head(encoder, training=training)
       logits = self.classifier(decoder)
+    elif self.config.head == "classifier":
+      decoder = encoder
+      logits = self.classifier(encoder)
     else:
       decoder = encoder
       logits, aspp = self.classifier(encoder)
     logits = tf.image.resize(tf.cast(logits, tf.float32), tf.shape(images)[1:3],
                              method="bilinear")
-    return {"logits": logits, "encoder": tf.cast(encoder, tf.float32),
-            "decoder": tf.cast(decoder, tf.float32), "aspp": tf.cast(aspp, tf.float32)}
+    outputs = {"logits": logits, "encoder": tf.cast(encoder, tf.float32),
+               "decoder": tf.cast(decoder, tf.float32)}
+    if aspp is not None:
+      outputs["aspp"] = tf.cast(aspp, tf.float32)
+    return outputs
 
 
 def build_segmenter(config: ModelConfig, classes_per_step: list[int]) -> Segmenter:

@@ -13,6 +13,7 @@ from kdseg.data import pipeline, presence
 from kdseg.data.source import DatasetLayoutError
 from kdseg.data.splits import SplitError
 from kdseg.data.tasks import TaskError
+from kdseg.data.weak import WeakAnnotationError
 from kdseg.engine.checkpoints import CheckpointError
 from kdseg.engine.distribute import StrategyError
 from kdseg.engine.loop import TrainingDivergedError
@@ -24,7 +25,7 @@ from kdseg.rundir import ConfigMismatchError, LockedError, RunDirError
 USER_ERRORS = (TaskError, MethodError, SplitError, DatasetLayoutError, presence.LabelValueError,
                pipeline.PipelineError, CheckpointError, ConfigMismatchError, RunDirError,
                FlagValueError, TrainingDivergedError, StrategyError, PretrainedWeightsError,
-               LockedError)
+               LockedError, WeakAnnotationError)
 
 
 def quiet_start(precision: str = "float32") -> None:

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from kdseg.config import (EvaluationConfig, FlagValueError, ProtocolConfig, RunConfig,
                           ScheduleConfig)
-from kdseg.data import presence, splits
+from kdseg.data import presence, splits, weak
 from kdseg.data.datasets import load_source
 from kdseg.data.orders import task_plan
 from kdseg.data.source import SegmentationSource
@@ -24,7 +24,7 @@ from kdseg.engine import checkpoints
 from kdseg.engine.distribute import is_chief, make_strategy, num_workers
 from kdseg.models import pretrained
 from kdseg.models.segmenter import config_record
-from kdseg.methods import Method
+from kdseg.methods import Method, check_weak
 from kdseg.rundir import RecordedRun, RunDir
 
 
@@ -39,6 +39,7 @@ class Experiment:
   val_presence: np.ndarray
   strategy: tf.distribute.Strategy
   pretrained_weights: dict | None = None  # ImageNet weights per layer name, loaded before step 0
+  weak_labels: weak.AnnotationSet | None = None  # sparse training labels (--supervision)
 
   @property
   def chief(self) -> bool:
@@ -166,8 +167,19 @@ def build_experiment(config: RunConfig) -> Experiment:
   if config.schedule.batch_size % strategy.num_replicas_in_sync:
     raise FlagValueError(f"--batch_size={config.schedule.batch_size} must be a multiple of the "
                          f"{strategy.num_replicas_in_sync} replicas.")
+  weak_labels = None
+  if config.weak.weak:  # built (or read from the cache) now: bad annotations fail here
+    for method in config.methods:
+      check_weak(method, config.weak.loss)
+    weak_labels = weak.annotation_set(source, "train", config.weak, config.seed,
+                                      config.data.cache_dir)
+    manifest = weak_labels.manifest
+    print(f"weak labels ({config.weak.supervision}, {config.weak.format}): "
+          f"{manifest['annotated_pixel_fraction']:.2%} of training pixels annotated, "
+          f"{manifest['images_without_annotation']} of {manifest['images']} images without "
+          f"annotation; {weak_labels.directory}", flush=True)
   experiment = Experiment(config, source, plan, RunDir(config.run_dir), train_counts > 0,
-                          val_presence, strategy, weights)
+                          val_presence, strategy, weights, weak_labels)
   check_can_start(experiment)
   record_experiment(experiment)
   return experiment
@@ -180,7 +192,9 @@ def record_experiment(experiment: Experiment) -> None:
       "dataset": config.data.dataset, "data_root": experiment.source.root,
       "task": config.protocol.task, "setting": config.protocol.setting, "seed": config.seed,
       "model": config_record(config.model), "step_0": step0_record(config),
-      **protocol_record(config, experiment.plan)}, write=experiment.chief)
+      **protocol_record(config, experiment.plan),
+      # Recorded only for weak labels: run directories of full supervision stay valid.
+      **({"weak": config.weak.record()} if config.weak.weak else {})}, write=experiment.chief)
   if experiment.chief:
     data = dataclasses.replace(config.data, data_root=experiment.source.root)
     run_dir.record_run(RecordedRun(

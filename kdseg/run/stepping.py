@@ -31,6 +31,10 @@ from kdseg.run.scoring import evaluate_step, require_finished
 from kdseg.rundir import lock
 
 
+# Datasets of scene parsing (MiB paper §5.1): background is no class of an image's U_x.
+SCENE_PARSING = ("ade20k",)
+
+
 def _regularizer(method: Method, model, old_model, previous_dir: str | None):
   """The step's EWC/PI/RW state, seeded with the previous step's finished state (None if the
   method has no regulariser)."""
@@ -90,19 +94,24 @@ def train_step(experiment: Experiment, method: Method, step: int,
       directory, worker_id(strategy))
   ids = step_images(experiment, plan, step)["train"]
   schedule = step_schedule(experiment, plan, step, len(ids))
-  data, files = config.schedule, experiment.source.split("train").select(ids)
+  weak_labels = experiment.weak_labels
+  data = config.schedule
+  files = (weak_labels.files if weak_labels else experiment.source.split("train")).select(ids)
   label_table = train_labels(experiment, plan, step)
+  weak = None if weak_labels is None else pipeline.WeakLabels(
+      plan.num_classes(step), background_is_class=experiment.source.name not in SCENE_PARSING)
 
   def epoch_dataset(epoch_index: int, skip_batches: int):
     return pipeline.train_dataset(
         experiment.source, files, label_table, data.batch_size, data.crop_size, data.min_scale,
-        data.max_scale, config.seed + step, data.augment, epoch_index, skip_batches)
+        data.max_scale, config.seed + step, data.augment, epoch_index, skip_batches, weak)
 
   keras.utils.set_random_seed(config.seed + step)
   with strategy.scope():
     model, old_model = initial_model(experiment, method, step, plan)
     previous_dir = run_dir.step_dir(method, step - 1) if step > 0 else None
-    objective = build_objective(method, plan.num_classes(step - 1) if step else 0)
+    objective = build_objective(method, plan.num_classes(step - 1) if step else 0,
+                                config.weak.loss if weak_labels else None, config.weak.gamma)
     frozen = freeze(model, objective.freeze)
     regularizer = _regularizer(method, model, old_model, previous_dir)
     optimizer = make_optimizer(schedule, loss_scaling=config.precision == "mixed_float16")
