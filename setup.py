@@ -15,7 +15,8 @@ setup(
         "numpy>=1.26",
         "pillow>=10",
         "matplotlib>=3.8",
-        "scipy>=1.11",   # SBD's .mat labels (tools/prepare_voc.py)
+        "scipy>=1.11",   # SBD's .mat labels (tools/prepare_voc.py), weak-label simulation
+        "scikit-image>=0.22",   # skeletons of simulated scribbles (kdseg/data/weak.py)
     ],
     extras_require={"test": ["pytest>=8"]},
     entry_points={"console_scripts": ["kdseg-train=kdseg.train:run",

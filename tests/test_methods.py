@@ -3,6 +3,7 @@ import tensorflow as tf
 
 from kdseg.losses.distillation import OutputDistillation, SimilarityPreservingDistillation
 from kdseg.losses.segmentation import BinaryCrossEntropy, CrossEntropy, UnbiasedCrossEntropy
+from kdseg.losses.weak import UnlabeledPriorLoss
 from kdseg.methods import (KD_PAPER_TEMPERATURE, METHODS, Method, MethodError, Term,
                            build_objective, customize, get_method)
 
@@ -158,6 +159,20 @@ def _terms_of(method):
   return [(t.name, t.weight, t.endpoint, t.pixels)
           for t in build_objective(method, 16).distillation]
 
+
+
+class WeakObjectiveTest(tf.test.TestCase):
+
+  def test_the_weak_loss_replaces_the_supervised_loss_at_every_step(self):
+    step0 = build_objective(METHODS["mib"], 0, "unl", 0.5)
+    self.assertIsInstance(step0.classification, UnlabeledPriorLoss)
+    self.assertEqual((step0.classification.gamma, step0.classification.old_classes), (0.5, 0))
+    step1 = build_objective(METHODS["mib"], 16, "unl")
+    self.assertEqual(step1.classification.old_classes, 16)      # MiB: the unbiased form
+    self.assertEqual([t.name for t in step1.distillation], ["ukd"])
+    self.assertEqual(build_objective(METHODS["lwf"], 16, "pce").classification.old_classes, 0)
+    with self.assertRaisesRegex(MethodError, "no weak form"):
+      build_objective(METHODS["lwf-mc"], 16, "unl")
 
 if __name__ == "__main__":
   tf.test.main()

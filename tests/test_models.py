@@ -52,6 +52,18 @@ class SegmenterTest(tf.test.TestCase):
     with self.assertRaisesRegex(ValueError, "--head"):
       build_segmenter(ModelConfig("tiny", 8, 16, head="v4"), [3])
 
+  def test_classifier_head_is_a_1x1_classifier_on_the_backbone_upsampled(self):
+    # The MiB paper's point-supervision network (§6.3.1): no ASPP, bilinear upsampling.
+    model = build_segmenter(ModelConfig("tiny", 8, 16, head="classifier"), [3, 2])
+    images = tf.random.stateless_normal([1, 32, 24, 3], seed=[2, 2])
+    outputs = model(images)
+    self.assertNotIn("aspp", outputs)
+    self.assertAllEqual(outputs["decoder"], outputs["encoder"])
+    kernels = [v for v in model.classifier.trainable_variables if "kernel" in v.path]
+    self.assertEqual([tuple(k.shape[:2]) for k in kernels], [(1, 1), (1, 1)])
+    coarse = model.classifier(outputs["encoder"])
+    self.assertAllClose(outputs["logits"], tf.image.resize(coarse, [32, 24]), atol=1e-5)
+
   def test_copy_leaves_only_the_new_head_unmatched(self):
     old = build_segmenter(ModelConfig("tiny", 16, 16), [3])
     new = build_segmenter(ModelConfig("tiny", 16, 16), [3, 2])

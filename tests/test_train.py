@@ -169,6 +169,37 @@ class EndToEndTest(tf.test.TestCase):
     with self.assertRaisesRegex(MethodError, "--distill"):
       run_train(*self.common, f"--run_dir={run_dir}", "--method=ft", "--distill=foo:1")
 
+  def test_weak_labels_compose_with_incremental_steps_and_methods(self):
+    # Points simulated from the shapes labels, the unlabeled-prior loss at step 0 and under
+    # MiB's distillation at step 1 (its unbiased form), on the point protocols' network (no
+    # ASPP); the run records the weak labels and refuses to continue with other ones.
+    run_dir = f"{self.base}/weak"
+    args = [*self.common, f"--run_dir={run_dir}", "--head=classifier", "--method=ft,mib",
+            "--supervision=points", "--weak_loss=unl", "--point_radius=1", "--epochs=1",
+            "--epochs_incremental=1"]
+    run_train(*args)
+    with open(f"{run_dir}/experiment.json") as handle:
+      recorded = json.load(handle)["weak"]
+    self.assertEqual(recorded["supervision"], "points")
+    self.assertEqual(recorded["loss"], "unl")
+    self.assertFalse(recorded["background"])
+    for method in ("ft", "mib"):
+      with open(f"{run_dir}/{method}/results/step_1.json") as handle:
+        self.assertBetween(json.load(handle)["miou_all"], 0.0, 1.0)
+    self.assertIn("train/unl", _event_tags(f"{run_dir}/tensorboard/mib/step_1"))
+    with self.assertRaises(ConfigMismatchError):
+      run_train(*[a for a in args if not a.startswith("--weak_loss")], "--weak_loss=pce")
+    with self.assertRaisesRegex(MethodError, "no weak form"):
+      run_train(*self.common, f"--run_dir={self.base}/weak_bce", "--method=lwf-mc",
+                "--supervision=scribbles")
+    with self.assertRaisesRegex(FlagValueError, "--supervision=points"):
+      run_train(*self.common, f"--run_dir={self.base}/weak_flag", "--method=ft",
+                "--weak_loss=pce")
+    with self.assertRaisesRegex(FlagValueError, "--head=classifier"):
+      run_train(*self.common, f"--run_dir={self.base}/weak_head", "--method=kd-dec",
+                "--head=classifier")
+    self.assertFalse(os.path.exists(f"{self.base}/weak_bce"))
+
   def test_interrupted_step_resumes_from_its_last_epoch(self):
     run_dir = f"{self.base}/resume"
     args = [*self.common, f"--run_dir={run_dir}", "--method=ft", "--epochs=2", "--step=0"]

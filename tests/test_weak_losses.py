@@ -6,6 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from kdseg.constants import IGNORE_LABEL, UNLABELED
+from kdseg.losses.distillation import pixel_selection
 from kdseg.losses.weak import ImageLevelLoss, PartialCrossEntropy, UnlabeledPriorLoss
 
 U, V = UNLABELED, IGNORE_LABEL
@@ -114,6 +115,16 @@ class ImageLevelLossTest(tf.test.TestCase):
                               logits)
     self.assertTrue(np.all(np.isfinite(tape.gradient(loss, logits).numpy())))
 
+
+
+class PixelSelectionTest(tf.test.TestCase):
+
+  def test_unlabeled_pixels_are_in_the_image_but_of_no_class(self):
+    labels = tf.constant([[[0, 1, 2, U, V]]])
+    self.assertAllEqual(pixel_selection(labels, "valid", 2)[0, 0], [1, 1, 1, 1, 0])
+    self.assertAllEqual(pixel_selection(labels, "new", 2)[0, 0], [0, 0, 1, 0, 0])
+    self.assertAllEqual(pixel_selection(labels, "objects", 2)[0, 0], [0, 1, 1, 0, 0])
+    self.assertAllEqual(pixel_selection(labels, "old+bg", 2)[0, 0], [1, 1, 0, 0, 0])
 
 if __name__ == "__main__":
   tf.test.main()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from kdseg.constants import IGNORE_LABEL
+from kdseg.constants import IGNORE_LABEL, UNLABELED
 
 # Which pixels the KD paper's L_cls (and, optionally, its CE) averages over (spec §6), selected
 # from the step's labels.
@@ -29,7 +29,8 @@ def pixel_selection(labels: tf.Tensor, selection: str, old_classes: int) -> tf.T
   all: every pixel; valid: label != 255; old: labels of old object classes (1..C_old-1,
   background excluded); old+bg: labels < C_old (old classes or background); new: labels of the
   step's new classes (>= C_old); objects: labels of old or new object classes (background and
-  255 excluded).
+  255 excluded). Weak labels' unlabeled pixels (254) are in the image: valid and all hold them,
+  the selections by class do not.
   """
   labels = tf.cast(labels, tf.int32)
   if selection == "all":
@@ -41,9 +42,9 @@ def pixel_selection(labels: tf.Tensor, selection: str, old_classes: int) -> tf.T
   elif selection == "old+bg":
     mask = labels < old_classes
   elif selection == "new":
-    mask = (labels >= old_classes) & tf.not_equal(labels, IGNORE_LABEL)
+    mask = (labels >= old_classes) & (labels < UNLABELED)
   elif selection == "objects":
-    mask = (labels >= 1) & tf.not_equal(labels, IGNORE_LABEL)
+    mask = (labels >= 1) & (labels < UNLABELED)
   else:
     raise ValueError(f"pixel selection {selection!r}; choose one of {PIXEL_SELECTIONS}")
   return tf.cast(mask, tf.float32)
