@@ -90,6 +90,10 @@ def main(argv):
   with open(run_dir.method_json(method.name)) as handle:
     record = json.load(handle)
   learning_rate, momentum = record["lr_incremental"], record["momentum"]
+  with open(run_dir.experiment_json) as handle:
+    if "weak" in json.load(handle):
+      raise SystemExit("tools/curvature.py measures runs trained on full labels; this run trained "
+                       "on weak labels (--supervision), whose loss and batches it does not build.")
   experiment = open_experiment(run_dir, recorded, method, EvaluationConfig(), verbose=0)
   plan, step = recorded.plan, FLAGS.step
   ids = step_images(experiment, plan, step)["train"]
