@@ -49,6 +49,14 @@ flags.DEFINE_enum("setting", "overlapped", ["overlapped", "disjoint", "partition
 flags.DEFINE_string("class_order", "dataset", "Order the classes are learned in: dataset (VOC: "
                     "alphabetical), alphabetical, frequency (training pixels, most first), "
                     "random[:SEED], a comma list of class names or ids, or @FILE.")
+flags.DEFINE_string("split_files", "", "Train on the MiB / PLOP reference's image sets: its task "
+                    "folder (e.g. MiB's data/voc/15-5s-ov) of train-<step>.npy image indices, "
+                    "instead of kdseg's own filtering; python -m kdseg.splits shows where they "
+                    "differ.")
+flags.DEFINE_string("split_list", "", "The ordered image list --split_files indexes (MiB VOC: its "
+                    "splits/train_aug.txt); default: the dataset's training list as kdseg reads "
+                    "it (VOC: ImageSets/Segmentation/train_aug.txt; ADE20K: sorted file names, as "
+                    "the reference).")
 flags.DEFINE_enum("void_label", "background", ["background", "ignore"],
                   "What void (255) pixels of the training labels train as: background (the MiB "
                   "reference maps 255 to 0 in training at every step) or ignore (the KD paper's "
@@ -188,6 +196,13 @@ flags.DEFINE_integer("step", -1, "Train only this step (its previous step must b
 flags.register_validator("step", lambda value: value >= -1,
                          message="--step is a step index (0, 1, ...) or -1 for all steps.")
 flags.DEFINE_integer("seed", 0, "Seed of shuffling, augmentation and initialisation.")
+flags.DEFINE_list("seeds", [], "Run the experiment once per seed (e.g. 0,1,2), each in "
+                  "<run_dir>/seed_<s>, and report mean ± std over them (<run_dir>/seeds.md; "
+                  "tools/summarize.py reads such a directory too).")
+flags.DEFINE_bool("deterministic", False, "Bit-reproducible runs: TensorFlow's op determinism "
+                  "(tf.config.experimental.enable_op_determinism); the same command on the same "
+                  "machine gives the same weights and results, also across a kill and resume. "
+                  "Costs time per iteration (README, Reproducibility).")
 flags.DEFINE_float("checkpoint_minutes", 10.0, "Besides every epoch end, save the step in "
                    "progress this often (minutes; 0: epoch ends only); a resumed step goes on "
                    "with the batch after the last save.", lower_bound=0.0)
@@ -249,6 +264,8 @@ class ProtocolConfig:
   min_images_per_class: int = 50
   holdout_fraction: float = 0.0
   void_label: str = "background"
+  split_files: str = ""     # a MiB/PLOP task folder of train-<step>.npy image indices
+  split_list: str = ""      # the ordered image list those indices point into
 
 
 @dataclasses.dataclass(frozen=True)
@@ -310,6 +327,8 @@ class RunConfig:
   checkpoint_seconds: float = 600.0   # save a step in progress this often (and at epoch ends)
   flags_text: str = ""   # the resolved flags, recorded beside each method's results
   weak: WeakConfig = WeakConfig()     # full or weak (points, scribbles) training labels
+  deterministic: bool = False         # TensorFlow op determinism (--deterministic)
+  seeds: tuple[int, ...] = ()         # --seeds: one run per seed in <run_dir>/seed_<s>
 
 
 @dataclasses.dataclass(frozen=True)
@@ -379,7 +398,11 @@ def from_flags() -> RunConfig:
     raise FlagValueError(f"--min_scale={schedule.min_scale} and --max_scale={schedule.max_scale}:"
                          " need 0 < min_scale <= max_scale.")
   protocol = ProtocolConfig(FLAGS.task, FLAGS.setting, FLAGS.class_order,
-                            FLAGS.min_images_per_class, FLAGS.holdout_fraction, FLAGS.void_label)
+                            FLAGS.min_images_per_class, FLAGS.holdout_fraction, FLAGS.void_label,
+                            os.path.abspath(FLAGS.split_files) if FLAGS.split_files else "",
+                            os.path.abspath(FLAGS.split_list) if FLAGS.split_list else "")
+  if protocol.split_list and not protocol.split_files:
+    raise FlagValueError("--split_list is the image list of --split_files; give both or neither.")
   run_dir = os.path.abspath(FLAGS.run_dir or os.path.join(
       "runs", f"{FLAGS.dataset}_{FLAGS.task}_{FLAGS.setting}"))
   if FLAGS.head == "classifier":
@@ -398,10 +421,20 @@ def from_flags() -> RunConfig:
     if weak_flags:
       raise FlagValueError(f"--{weak_flags[0]} applies to weak labels; add --supervision=points "
                            "or --supervision=scribbles, or drop it.")
+  try:
+    seeds = tuple(int(seed) for seed in FLAGS.seeds)
+  except ValueError:
+    raise FlagValueError(f"--seeds={','.join(FLAGS.seeds)}: expected integers, e.g. 0,1,2.") from None
+  if seeds and FLAGS["seed"].present:
+    raise FlagValueError("--seed and --seeds: give one (--seeds runs each seed in its own "
+                         "<run_dir>/seed_<s>).")
+  if len(set(seeds)) < len(seeds):
+    raise FlagValueError(f"--seeds={','.join(FLAGS.seeds)} repeats a seed.")
   return RunConfig(data_config(), protocol, model, schedule, evaluation_config(), methods,
                    run_dir, FLAGS.backbone_weights, FLAGS.step, FLAGS.seed, FLAGS.strategy,
                    FLAGS.precision, FLAGS.jit_compile, FLAGS.log_every, FLAGS.verbose,
-                   60.0 * FLAGS.checkpoint_minutes, FLAGS.flags_into_string(), weak)
+                   60.0 * FLAGS.checkpoint_minutes, FLAGS.flags_into_string(), weak,
+                   FLAGS.deterministic, seeds)
 
 
 # Evaluation fields a tool may override, by the flag that sets each.

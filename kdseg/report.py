@@ -100,6 +100,67 @@ def format_comparison(records: dict[str, dict], plan: TaskPlan) -> str:
   return "\n".join(lines)
 
 
+# --- several seeds of one experiment (--seeds; tools/summarize.py) -----------------------------
+
+SEED_COLUMNS = ("old", "added", "all")
+
+
+def final_values(record: dict) -> dict[str, float | None]:
+  """{"old", "added", "all"}: a final record's mIoU over step 0's classes, the added ones, all."""
+  _, _, old, added = final_columns(record)
+  return {"old": old, "added": added, "all": record["miou_all"]}
+
+
+def seed_cells(finals: dict[str, list[dict]]) -> dict[str, dict[str, dict]]:
+  """method -> column -> {"mean", "std", "n", "values", "unsettled"} over the final records of
+  the seeds (std: the sample standard deviation, None for one seed). A cell is "unsettled" when
+  its spread or that of the method nearest to it in the column is larger than the gap between
+  their means: those seeds do not establish the order of the two methods."""
+  cells = {}
+  for method, records in finals.items():
+    cells[method] = {}
+    for column in SEED_COLUMNS:
+      values = [final_values(r)[column] for r in records]
+      values = [v for v in values if v is not None]
+      n = len(values)
+      mean = sum(values) / n if n else None
+      std = ((sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5) if n > 1 else None
+      cells[method][column] = {"mean": mean, "std": std, "n": n, "values": values,
+                               "unsettled": False}
+  for column in SEED_COLUMNS:
+    for method, cell in ((m, c[column]) for m, c in cells.items()):
+      others = [c[column] for m, c in cells.items() if m != method and c[column]["mean"] is not None]
+      if cell["mean"] is None or not others:
+        continue
+      nearest = min(others, key=lambda other: abs(other["mean"] - cell["mean"]))
+      spread = max(s for s in (cell["std"], nearest["std"], 0.0) if s is not None)
+      cell["unsettled"] = spread > abs(nearest["mean"] - cell["mean"])
+  return cells
+
+
+def format_seed_cell(cell: dict) -> str:
+  if cell["mean"] is None:
+    return "–"
+  if cell["std"] is None:
+    return f"{100 * cell['mean']:.1f} (n=1)"
+  return (f"{100 * cell['mean']:.1f} ± {100 * cell['std']:.1f} (n={cell['n']})"
+          + (" ~" if cell["unsettled"] else ""))
+
+
+def format_seed_table(finals: dict[str, list[dict]]) -> str:
+  """Markdown: one row per method, mean ± std (n) of old / added / all over the seeds."""
+  cells = seed_cells(finals)
+  first = next(r for records in finals.values() for r in records)
+  base, added, _, _ = final_columns(first)
+  lines = [f"| method | {base} | {added} | all |", "| --- | --- | --- | --- |"]
+  for method, columns in cells.items():
+    lines.append(f"| {method} | " + " | ".join(format_seed_cell(columns[c])
+                                                for c in SEED_COLUMNS) + " |")
+  return ("mIoU (%) after the last step, mean ± sample standard deviation over seeds (n); "
+          "~: the spread of this cell or of the nearest method in its column is larger than "
+          "the gap between their means.\n\n" + "\n".join(lines) + "\n")
+
+
 def load_records(method_dir: str) -> list[dict]:
   """The step records of one method (results/step_<t>.json), in step order."""
   paths = glob.glob(os.path.join(method_dir, "results", "step_*.json"))

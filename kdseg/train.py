@@ -19,7 +19,7 @@ import time  # noqa: E402
 
 from kdseg import config  # noqa: E402  (defines the flags)
 from kdseg.engine.distribute import worker_id  # noqa: E402
-from kdseg.run import cli  # noqa: E402
+from kdseg.run import cli, seeds  # noqa: E402
 from kdseg.run.experiment import build_experiment  # noqa: E402
 from kdseg.run.stepping import run_experiment  # noqa: E402
 from kdseg import report  # noqa: E402
@@ -28,7 +28,22 @@ from kdseg import report  # noqa: E402
 def main(argv):
   del argv
   run_config = config.from_flags()
-  cli.quiet_start(run_config.precision)
+  cli.quiet_start(run_config.precision, run_config.deterministic)
+  if not run_config.seeds:
+    train(run_config)
+    return
+  finals = {}
+  for seed_config in seeds.seed_configs(run_config):
+    print(f"\n=== seed {seed_config.seed}: {seed_config.run_dir}", flush=True)
+    finals[seed_config.seed] = train(seed_config)
+  if finals[run_config.seeds[-1]] is not None:   # (None: a non-chief worker)
+    table = seeds.write_seed_summary(run_config.run_dir, finals)
+    print(f"\n{table}\n(also in {run_config.run_dir}/seeds.md)")
+
+
+def train(run_config: config.RunConfig) -> dict | None:
+  """Trains and scores one experiment; returns the final record of each method (None on a
+  non-chief worker)."""
   start = time.time()
   experiment = build_experiment(run_config)
   print(f"kdseg: {experiment.source.name} {run_config.protocol.task} "
@@ -38,11 +53,12 @@ def main(argv):
   finals = run_experiment(experiment)
   if not experiment.chief:
     print(f"worker {worker_id(experiment.strategy)} done; the chief wrote the results.")
-    return
+    return None
   print(f"\n{report.format_comparison(finals, experiment.plan)}\n"
         f"(total wall time {time.time() - start:.0f}s)")
   print(f"per-method summaries in {experiment.run_dir.path}/<method>/results/summary.md, plot "
         f"{experiment.run_dir.miou_plot}")
+  return finals
 
 
 flags.adopt_module_key_flags(config)   # --help lists kdseg's flags

@@ -299,33 +299,47 @@ class EndToEndTest(tf.test.TestCase):
         self.assertEqual(json.load(handle)["step"], 1)
     self.assertEqual(glob.glob(f"{run_dir}/**/.lock", recursive=True), [])
 
-  def test_a_run_killed_inside_an_epoch_resumes_after_its_last_save(self):
-    # A real process saves inside epochs (--checkpoint_minutes tiny: after every iteration), is
-    # killed (SIGKILL) during step 0, and the same command finishes the run from the last save:
-    # it ends with the same files as an uninterrupted run.
-    def files(run_dir):   # (confusion caches are named by their weights' digest)
-      return sorted(re.sub(r"_[0-9a-f]{12}\.npy$", "_<digest>.npy",
-                           os.path.relpath(os.path.join(root, name), run_dir))
+  def test_a_deterministic_run_killed_twice_resumes_to_the_same_weights_and_results(self):
+    # --deterministic: a real process saving inside epochs (--checkpoint_minutes tiny: after
+    # every iteration) is killed (SIGKILL) during step 0, resumed and killed again during step 1,
+    # and resumed to the end. It ends bit-identical to an uninterrupted run of the same command
+    # (weights, result records, evaluation caches named by the weights' digest): the data
+    # position is part of the checkpoint and every epoch's order and augmentation depend only on
+    # (seed, epoch, position), so two deterministic runs are identical too.
+    def files(run_dir):
+      return sorted(os.path.relpath(os.path.join(root, name), run_dir)
                     for root, _, names in os.walk(run_dir) for name in names
                     if "/train" not in root and "tensorboard" not in root)
 
-    args = ["--method=ft", "--epochs=4", "--checkpoint_minutes=0.000001"]
+    def content(run_dir, name):   # (records name their run directory: compare without it)
+      with open(os.path.join(run_dir, name), "rb") as handle:
+        return handle.read().replace(run_dir.encode(), b"<run_dir>")
+
+    args = ["--method=ft", "--epochs=3", "--epochs_incremental=8", "--checkpoint_minutes=0.000001",
+            "--deterministic"]
     killed = f"{self.base}/killed"
-    process = self._train_process(killed, *args)
-    self._wait_for(f"{killed}/step_0/train/checkpoint", process)
-    time.sleep(1.0)
-    process.kill()
-    process.communicate(timeout=60)
-    self.assertFalse(checkpoints.is_complete(f"{killed}/step_0"))
+    for marker in ("step_0/train/checkpoint", "ft/step_1/train/checkpoint"):
+      process = self._train_process(killed, *args)
+      self._wait_for(f"{killed}/{marker}", process)
+      time.sleep(0.5)
+      process.kill()
+      process.communicate(timeout=60)
+      self.assertFalse(checkpoints.is_complete(os.path.dirname(os.path.dirname(
+          f"{killed}/{marker}"))), msg=f"killed too late: {marker}'s step had finished")
     resumed = self._train_process(killed, *args)
     output = resumed.communicate(timeout=900)[0].decode()
     self.assertEqual(resumed.returncode, 0, output[-3000:])
-    self.assertRegex(output, r"resuming step 0 from .* \(epoch \d, after iteration \d+\)")
+    self.assertRegex(output, r"resuming step 1 from .* \(epoch \d, after iteration \d+\)")
     whole = f"{self.base}/uninterrupted"
     uninterrupted = self._train_process(whole, *args)
     self.assertEqual(uninterrupted.wait(timeout=900), 0)
     self.assertEqual(files(killed), files(whole))
-    self.assertIn("ft/results/step_1.json", files(killed))
+    compared = [name for name in files(whole) if name.endswith((".json", ".npy", ".data-00000-of-00001"))
+                and not name.endswith(("run.json", "method.json"))]
+    self.assertIn("ft/results/step_1.json", compared)
+    self.assertIn("ft/step_1/final/model.data-00000-of-00001", compared)
+    for name in compared:
+      self.assertEqual(content(killed, name), content(whole, name), msg=name)
 
   def test_replaced_weights_are_scored_again(self):
     run_dir = f"{self.base}/rescore"

@@ -6,7 +6,10 @@
 Writes <output>.md (like MiB Table 1 / KD Table 7: one row per method; for each run the mIoU
 after its last step over step 0's classes, the added classes, and all), <output>.csv (the same
 numbers, as fractions) and <output>_<run>.png (mIoU per step per method, one plot per run).
-A method missing from a run, or not finished, is shown as "–".
+A method missing from a run, or not finished, is shown as "–". A directory of several seeds
+(python -m kdseg.train --seeds=0,1,2) counts as one run: its cells are mean ± standard deviation
+(n seeds), marked "~" where the spread is larger than the gap to the nearest method in the column
+(kdseg.report.seed_cells); the CSV has the means and the standard deviations.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import os
 from absl import app, flags
 
 from kdseg import atomic, plot, report
+from kdseg.run import seeds
 
 flags.DEFINE_list("methods", [], "Methods (rows) in this order; default: every method found.")
 flags.DEFINE_string("output", "summary", "Path prefix of the files to write.")
@@ -29,6 +33,9 @@ class SummaryError(ValueError):
 
 
 def run_label(run_dir: str) -> str:
+  seed_dirs = seeds.seed_run_dirs(run_dir)
+  if seed_dirs:
+    return f"{run_label(next(iter(seed_dirs.values())))} ({len(seed_dirs)} seeds)"
   path = os.path.join(run_dir, "experiment.json")
   if not os.path.isfile(path):
     raise SummaryError(f"{path} is missing: {run_dir} is not a kdseg run directory "
@@ -36,6 +43,13 @@ def run_label(run_dir: str) -> str:
   with open(path) as handle:
     experiment = json.load(handle)
   return f"{experiment['dataset']} {experiment['task']} {experiment['setting']}"
+
+
+def seed_records(run_dir: str) -> list[dict[str, list[dict]]]:
+  """method_records of each seed of a --seeds directory, or [method_records(run_dir)]."""
+  seed_dirs = seeds.seed_run_dirs(run_dir)
+  return ([method_records(path) for path in seed_dirs.values()] if seed_dirs
+          else [method_records(run_dir)])
 
 
 def method_records(run_dir: str) -> dict[str, list[dict]]:
@@ -55,7 +69,9 @@ def summarize(run_dirs: list[str], methods: list[str]) -> tuple[str, list[dict],
   if len(set(labels)) < len(labels):  # the same experiment with other flags: name the directory
     labels = [f"{label} ({os.path.basename(os.path.normpath(run_dir))})"
               for label, run_dir in zip(labels, run_dirs)]
-  runs = {run_dir: (label, method_records(run_dir)) for run_dir, label in zip(run_dirs, labels)}
+  per_seed = {run_dir: seed_records(run_dir) for run_dir in run_dirs}
+  # Plots and column labels from the first seed; cells from every seed.
+  runs = {run_dir: (label, per_seed[run_dir][0]) for run_dir, label in zip(run_dirs, labels)}
   for run_dir, (_, records) in runs.items():
     if not records:
       raise SummaryError(f"{run_dir} has no evaluated step (no <method>/results/step_*.json).")
@@ -73,16 +89,29 @@ def summarize(run_dirs: list[str], methods: list[str]) -> tuple[str, list[dict],
     rule += ["---"] * 3
   lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(rule) + " |"]
   rows = []
+  statistics = {}
+  for run_dir, seed_runs in per_seed.items():
+    finals = {}
+    for records in seed_runs:
+      for method, steps in records.items():
+        if steps[-1]["step"] == last_step[run_dir]:
+          finals.setdefault(method, []).append(steps[-1])
+    statistics[run_dir] = report.seed_cells(finals)
   for method in methods:
     cells, row = [method], {"method": method}
-    for run_dir, (label, records) in runs.items():
-      record = records.get(method, [None])[-1]
-      finished = record is not None and record["step"] == last_step[run_dir]
-      values = ((None, None, None) if not finished else
-                (*report.final_columns(record)[2:], record["miou_all"]))
-      cells += ["–" if v is None else f"{100 * v:.1f}" for v in values]
-      for key, value in zip(("old", "added", "all"), values):
-        row[f"{label} {key}"] = value
+    for run_dir, (label, _) in runs.items():
+      columns = statistics[run_dir].get(method)
+      for key in report.SEED_COLUMNS:
+        cell = None if columns is None else columns[key]
+        if cell is None or cell["mean"] is None:
+          cells.append("–")
+        elif len(per_seed[run_dir]) > 1:
+          cells.append(report.format_seed_cell(cell))
+        else:
+          cells.append(f"{100 * cell['mean']:.1f}")
+        row[f"{label} {key}"] = None if cell is None else cell["mean"]
+        if len(per_seed[run_dir]) > 1:
+          row[f"{label} {key} std"] = None if cell is None else cell["std"]
     lines.append("| " + " | ".join(cells) + " |")
     rows.append(row)
   table = ("mIoU (%) after the last step; means over classes present in the ground truth; "

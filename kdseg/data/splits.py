@@ -25,6 +25,7 @@ Settings (--setting):  selection   old classes in new images
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 
 import numpy as np
@@ -185,3 +186,66 @@ def step_ids(split_dir: str, step: int, kind: str, ids: tuple[str, ...],
                      "setting. Check --task, --setting and the dataset's labels.")
   return write_ids_once(os.path.join(split_dir, f"step_{step}_{kind}.txt"),
                         [ids[r] for r in rows])
+
+
+# --- manifests and the reference repositories' split files -----------------------------------
+
+
+def ids_digest(ids) -> str:
+  """sha256 (first 16 hex digits) of the sorted image ids, one per line: equal digests, equal
+  image sets, whatever order each side lists them in."""
+  return hashlib.sha256("".join(f"{i}\n" for i in sorted(ids)).encode()).hexdigest()[:16]
+
+
+def manifest(ids, pixel_counts: np.ndarray, class_names: tuple[str, ...]) -> dict:
+  """A step's image set: count, digest, pixels per class (the selected rows of the presence
+  index's pixel counts, [n, 256], by class id; 255 = void) and the ids themselves."""
+  totals = pixel_counts.sum(axis=0) if len(pixel_counts) else np.zeros(256, np.int64)
+  pixels = {name: int(totals[c]) for c, name in enumerate(class_names) if totals[c]}
+  if totals[IGNORE_LABEL]:
+    pixels["void"] = int(totals[IGNORE_LABEL])
+  return {"images": len(ids), "digest": ids_digest(ids), "pixels_per_class": pixels,
+          "ids": list(ids)}
+
+
+def read_list_file(path: str) -> tuple[str, ...]:
+  """Image ids of a list file in order: one id per line, or the reference's train_aug.txt lines
+  '/JPEGImages/<id>.jpg /SegmentationClassAug/<id>.png' (the id is the first path's stem)."""
+  try:
+    with open(path) as handle:
+      lines = [line.split() for line in handle if line.strip()]
+  except OSError as error:
+    raise SplitError(f"--split_list={path}: {error.strerror}.") from None
+  return tuple(os.path.splitext(os.path.basename(parts[0]))[0] for parts in lines)
+
+
+def read_reference_split(directory: str, step: int, listed: tuple[str, ...]) -> tuple[str, ...]:
+  """The image ids of `step` in a MiB / PLOP split folder (data/<dataset>/<task>[-ov]/):
+  train-<step>.npy holds integer indices into the reference's ordered image list `listed`."""
+  path = os.path.join(directory, f"train-{step}.npy")
+  if not os.path.isfile(path):
+    raise SplitError(f"{path} is missing: --split_files must name a MiB/PLOP task folder "
+                     f"(e.g. MiB's data/voc/15-5s-ov) with train-0.npy ... train-<last step>.npy.")
+  try:
+    indices = np.load(path, allow_pickle=False)
+  except (OSError, ValueError) as error:
+    raise SplitError(f"{path} is not a numpy array file: {error}") from None
+  if indices.ndim != 1 or not np.issubdtype(indices.dtype, np.integer):
+    raise SplitError(f"{path}: expected a 1-d integer array of image indices, found "
+                     f"{indices.dtype} {indices.shape}.")
+  if indices.size and (indices.min() < 0 or indices.max() >= len(listed)):
+    raise SplitError(f"{path}: indices {int(indices.min())}..{int(indices.max())} do not fit an "
+                     f"image list of {len(listed)} images; give the reference's own list with "
+                     "--split_list (MiB VOC: its splits/train_aug.txt; ADE20K: the sorted file "
+                     "names of images/training).")
+  return tuple(listed[i] for i in indices.tolist())
+
+
+def compare(reference: tuple[str, ...], own: tuple[str, ...]) -> dict:
+  """Where a reference split and kdseg's own filtering differ."""
+  only_reference = sorted(set(reference) - set(own))
+  only_own = sorted(set(own) - set(reference))
+  return {"reference": len(reference), "kdseg": len(own), "common": len(set(reference) & set(own)),
+          "only_reference": len(only_reference), "only_kdseg": len(only_own),
+          "examples_only_reference": only_reference[:5], "examples_only_kdseg": only_own[:5],
+          "same": not only_reference and not only_own}

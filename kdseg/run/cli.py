@@ -28,13 +28,17 @@ USER_ERRORS = (TaskError, MethodError, SplitError, DatasetLayoutError, presence.
                LockedError, WeakAnnotationError)
 
 
-def quiet_start(precision: str = "float32") -> None:
-  """TensorFlow's and absl's start-up chatter off; the Keras dtype policy set."""
+def quiet_start(precision: str = "float32", deterministic: bool = False) -> None:
+  """TensorFlow's and absl's start-up chatter off; the Keras dtype policy set; with
+  `deterministic`, TensorFlow's op determinism (before any op runs: every kernel takes its
+  deterministic path, and a random op without a seed becomes an error)."""
   import keras  # noqa: PLC0415
   import tensorflow as tf  # noqa: PLC0415
   tf.get_logger().setLevel("ERROR")
   logging.set_verbosity(logging.WARNING)
   keras.config.set_dtype_policy(precision)
+  if deterministic:
+    tf.config.experimental.enable_op_determinism()
 
 
 # What to do about an operating-system error, by errno.

@@ -13,6 +13,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from kdseg import atomic
 from kdseg.config import (EvaluationConfig, FlagValueError, ProtocolConfig, RunConfig,
                           ScheduleConfig)
 from kdseg.data import presence, splits, weak
@@ -40,6 +41,7 @@ class Experiment:
   strategy: tf.distribute.Strategy
   pretrained_weights: dict | None = None  # ImageNet weights per layer name, loaded before step 0
   weak_labels: weak.AnnotationSet | None = None  # sparse training labels (--supervision)
+  train_pixels: np.ndarray | None = None  # [N, 256] pixels per class id of each training image
 
   @property
   def chief(self) -> bool:
@@ -52,12 +54,37 @@ def joint_plan(plan: TaskPlan) -> TaskPlan:
   return TaskPlan(name=f"{plan.name} joint", steps=(plan.order(plan.num_steps - 1),))
 
 
+def own_rows(protocol: ProtocolConfig, seed: int, source: SegmentationSource,
+             train_presence: np.ndarray, plan: TaskPlan, step: int) -> np.ndarray:
+  """Rows of the training split that kdseg's filtering selects for `step` (--setting)."""
+  return splits.train_rows(train_presence, plan, step, protocol.setting,
+                           protocol.min_images_per_class, seed, source.class_names)
+
+
+def reference_rows(protocol: ProtocolConfig, source: SegmentationSource,
+                   step: int) -> np.ndarray:
+  """Rows of the training split the reference's split file of `step` lists (--split_files)."""
+  train_ids = source.split("train").ids
+  listed = splits.read_list_file(protocol.split_list) if protocol.split_list else train_ids
+  ids = splits.read_reference_split(protocol.split_files, step, listed)
+  position = {image_id: row for row, image_id in enumerate(train_ids)}
+  missing = [image_id for image_id in ids if image_id not in position]
+  if missing:
+    raise splits.SplitError(
+        f"{len(missing)} images of {protocol.split_files}/train-{step}.npy are not in "
+        f"{source.name}'s training split (e.g. {missing[:3]}): the list it indexes is another "
+        "one; give it with --split_list.")
+  return np.array(sorted(position[image_id] for image_id in ids), np.int64)
+
+
 def training_rows(experiment: Experiment, plan: TaskPlan, step: int) -> np.ndarray:
-  """Rows of the training split that `step` trains on (before any hold-out)."""
+  """Rows of the training split that `step` trains on (before any hold-out): the reference's
+  split files when given (--split_files; not for the offline joint plan), else kdseg's own."""
   protocol = experiment.config.protocol
-  return splits.train_rows(experiment.train_presence, plan, step, protocol.setting,
-                           protocol.min_images_per_class, experiment.config.seed,
-                           experiment.source.class_names)
+  if protocol.split_files and plan is experiment.plan:
+    return reference_rows(protocol, experiment.source, step)
+  return own_rows(protocol, experiment.config.seed, experiment.source,
+                  experiment.train_presence, plan, step)
 
 
 def step_images(experiment: Experiment, plan: TaskPlan, step: int) -> dict[str, tuple[str, ...]]:
@@ -67,10 +94,20 @@ def step_images(experiment: Experiment, plan: TaskPlan, step: int) -> dict[str, 
   directory = experiment.run_dir.splits_dir(joint=plan is not experiment.plan)
   fraction = experiment.config.protocol.holdout_fraction
   if not fraction:
-    return {"train": splits.step_ids(directory, step, "train", ids, rows)}
-  train, held = splits.holdout_rows(rows, fraction, experiment.config.seed + step)
-  return {"train": splits.step_ids(directory, step, "train", ids, train),
-          "holdout": splits.step_ids(directory, step, "holdout", ids, held)}
+    chosen = {"train": splits.step_ids(directory, step, "train", ids, rows)}
+  else:
+    train, held = splits.holdout_rows(rows, fraction, experiment.config.seed + step)
+    chosen = {"train": splits.step_ids(directory, step, "train", ids, train),
+              "holdout": splits.step_ids(directory, step, "holdout", ids, held)}
+  if experiment.chief and experiment.train_pixels is not None:
+    # The manifest beside each id list: count, digest, pixels per class (once, like the list).
+    row_of = {image_id: row for row, image_id in enumerate(ids)}
+    for kind, kind_ids in chosen.items():
+      path = os.path.join(directory, f"step_{step}_{kind}.json")
+      if not os.path.isfile(path):
+        pixels = experiment.train_pixels[[row_of[i] for i in kind_ids]]
+        atomic.write_json(path, splits.manifest(kind_ids, pixels, experiment.source.class_names))
+  return chosen
 
 
 def train_labels(experiment: Experiment, plan: TaskPlan, step: int) -> np.ndarray:
@@ -142,13 +179,14 @@ def protocol_record(config: RunConfig, plan: TaskPlan) -> dict:
     record["min_images_per_class"] = protocol.min_images_per_class
   if protocol.holdout_fraction:
     record["holdout_fraction"] = protocol.holdout_fraction
+  if protocol.split_files:
+    record["split_files"] = protocol.split_files
   return record
 
 
-def build_experiment(config: RunConfig) -> Experiment:
-  """Validates data, plan, weights, machine and the steps to train (a missing previous step, a
-  step smaller than a batch), then records the run directory: nothing is written before the
-  run can start."""
+def resolve_data(config: RunConfig):
+  """(source, training pixels per class [N, 256], validation presence, task plan): the dataset
+  read and its labels scanned (cached), nothing written to a run directory."""
   source = load_source(config.data)
   splits.get_setting(config.protocol.setting)
   # One cached scan of each split's labels validates them and gives every split and order.
@@ -156,6 +194,14 @@ def build_experiment(config: RunConfig) -> Experiment:
   val_presence = presence.class_presence(source, "val", config.data.cache_dir)
   plan = task_plan(config.protocol.task, config.protocol.class_order, source.class_names,
                    source.scenarios, train_counts, source.class_orders)
+  return source, train_counts, val_presence, plan
+
+
+def build_experiment(config: RunConfig) -> Experiment:
+  """Validates data, plan, weights, machine and the steps to train (a missing previous step, a
+  step smaller than a batch), then records the run directory: nothing is written before the
+  run can start."""
+  source, train_counts, val_presence, plan = resolve_data(config)
   if config.step >= plan.num_steps:
     raise TaskError(f"--step={config.step}, but task {config.protocol.task} has steps "
                     f"0..{plan.num_steps - 1}.")
@@ -179,7 +225,7 @@ def build_experiment(config: RunConfig) -> Experiment:
           f"{manifest['images_without_annotation']} of {manifest['images']} images without "
           f"annotation; {weak_labels.directory}", flush=True)
   experiment = Experiment(config, source, plan, RunDir(config.run_dir), train_counts > 0,
-                          val_presence, strategy, weights, weak_labels)
+                          val_presence, strategy, weights, weak_labels, train_counts)
   check_can_start(experiment)
   record_experiment(experiment)
   return experiment
