@@ -19,6 +19,9 @@ timed steps, and reports
 
 Results are appended to --output as they finish, so an interrupted grid keeps what it measured.
 
+--deterministic=false,true times each configuration with and without TensorFlow's op determinism
+(kdseg.train --deterministic), each in its own process.
+
 With --crf_sizes the dense-CRF post-processing (kdseg/engine/crf.py, --test_crf) is timed too:
 seconds per image of the mean-field inference on a synthetic photo-like image (a smooth colour
 field plus noise, 21-class probabilities), after one untimed call; --heads= (empty) skips the
@@ -54,6 +57,8 @@ flags.DEFINE_list("sizes", ["321", "512"], "Square crop sides.")
 flags.DEFINE_list("xla", ["false", "true"], "Compile the forward/backward with XLA.")
 flags.DEFINE_list("precisions", ["float32", "mixed_bfloat16"], "Keras dtype policies.")
 flags.DEFINE_list("recompute", ["false"], "Gradient checkpointing of the backbone.")
+flags.DEFINE_list("deterministic", ["false"], "TensorFlow op determinism (kdseg.train "
+                  "--deterministic): false, true or both, to measure its cost.")
 flags.DEFINE_integer("batch_size", 2, "Images per train step.")
 flags.DEFINE_integer("warmup", 1, "Untimed steps (tracing, compilation).")
 flags.DEFINE_integer("steps", 3, "Timed steps.")
@@ -99,6 +104,8 @@ def run_one(config: dict) -> dict:
   from kdseg.models.segmenter import ModelConfig, build_segmenter  # pylint: disable=g-import-not-at-top
 
   keras.config.set_dtype_policy(config["precision"])
+  if config.get("deterministic"):
+    tf.config.experimental.enable_op_determinism()
   model_config = ModelConfig(config["backbone"], OUTPUT_STRIDE[config["head"]], 256,
                              head=config["head"], recompute=config["recompute"])
   model = build_segmenter(model_config, [NUM_CLASSES])
@@ -134,10 +141,11 @@ def run_one(config: dict) -> dict:
 def _grid() -> list[dict]:
   return [{"head": head, "backbone": backbone, "size": int(size), "xla": _bool(xla),
            "precision": precision, "recompute": _bool(recompute),
+           "deterministic": _bool(deterministic),
            "batch_size": FLAGS.batch_size, "warmup": FLAGS.warmup, "steps": FLAGS.steps}
-          for head, backbone, size, xla, precision, recompute in itertools.product(
+          for head, backbone, size, xla, precision, recompute, deterministic in itertools.product(
               FLAGS.heads, FLAGS.backbones, FLAGS.sizes, FLAGS.xla, FLAGS.precisions,
-              FLAGS.recompute)]
+              FLAGS.recompute, FLAGS.deterministic)]
 
 
 def _machine() -> dict:
