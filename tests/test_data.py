@@ -127,10 +127,10 @@ class PipelineTest(tf.test.TestCase):
     source = read_voc_layout(root, splits=("train",))
     table = splits.train_label_table(make_plan("2-18", list(range(1, 21))), 0)
 
-    def epoch(index, skip=0):
+    def epoch(index, skip=0, seed=5, step=0):
       dataset = pipeline.train_dataset(source, source.split("train"), table, 3, 6, 0.5, 2.0,
-                                       seed=5, augmentation="resized_crop", epoch=index,
-                                       skip_batches=skip)
+                                       seed=seed, augmentation="resized_crop", epoch=index,
+                                       skip_batches=skip, step=step)
       return [(images.numpy(), labels.numpy()) for images, labels in dataset]
 
     whole = epoch(1)
@@ -142,6 +142,8 @@ class PipelineTest(tf.test.TestCase):
       self.assertAllEqual(labels, labels_again)
     self.assertAllClose(epoch(1)[0][0], whole[0][0])            # an epoch is reproducible
     self.assertNotAllClose(epoch(0)[0][0], whole[0][0])         # epochs differ
+    # Keyed by (seed, step) together: seed 5 at step 1 is not seed 6 at step 0.
+    self.assertNotAllClose(epoch(1, seed=5, step=1)[0][0], epoch(1, seed=6, step=0)[0][0])
 
   def test_mib_recipe_training_labels_have_no_void_evaluation_labels_keep_it(self):
     root = write_voc_tree(os.path.join(self.get_temp_dir(), "VOC2012"),

@@ -100,7 +100,8 @@ def main(argv):
   dataset = pipeline.train_dataset(
       experiment.source, experiment.source.split("train").select(ids),
       train_labels(experiment, plan, step), record["batch_size"], record["crop_size"],
-      record["min_scale"], record["max_scale"], FLAGS.seed, record.get("augment", "scale_crop"))
+      record["min_scale"], record["max_scale"], FLAGS.seed, record.get("augment", "scale_crop"),
+      step=step)
   images, labels = next(iter(dataset))
   model, old_model = initial_model(experiment, method, step)
   objective = build_objective(method, plan.num_classes(step - 1))

@@ -77,11 +77,13 @@ def _files_dataset(files: SplitFiles) -> tf.data.Dataset:
 def train_dataset(source: SegmentationSource, files: SplitFiles, label_table: np.ndarray,
                   batch_size: int, crop_size: int, min_scale: float, max_scale: float,
                   seed: int, augmentation: str = "resized_crop", epoch: int = 0,
-                  skip_batches: int = 0, weak: WeakLabels | None = None) -> tf.data.Dataset:
-  """Epoch `epoch` of a step's training data: full batches only, in an order and with
-  augmentation draws that depend only on (seed, epoch) and each image's position, so
-  `skip_batches` resumes an epoch exactly where an interrupted run left it (the skipped images
-  are neither read nor augmented). `augmentation` is one of kdseg.data.augment.AUGMENTATIONS.
+                  skip_batches: int = 0, weak: WeakLabels | None = None,
+                  step: int = 0) -> tf.data.Dataset:
+  """Epoch `epoch` of learning step `step`'s training data: full batches only, in an order and
+  with augmentation draws that depend only on (seed, step, epoch) and each image's position in
+  the epoch -- the image's stateless seed is [seed, step] folded with the epoch, then with the
+  position -- so `skip_batches` resumes an epoch exactly where an interrupted run left it (the
+  skipped images are neither read nor augmented) and no two (seed, step) pairs share draws. `augmentation` is one of kdseg.data.augment.AUGMENTATIONS.
   Labels are remapped before augmentation, so padding (scale_crop) stays 255 whatever the step's
   table does with void pixels. With `weak`, files.label_paths are sparse maps and each label
   comes with its image's U_x (WeakLabels)."""
@@ -93,15 +95,16 @@ def train_dataset(source: SegmentationSource, files: SplitFiles, label_table: np
   def load_and_augment(position, paths):
     image, label = read(*paths)
     classes = None if weak is None else image_classes(label, weak)
-    image_seed = tf.stack([tf.constant(seed, tf.int64),
-                           tf.constant(epoch, tf.int64) * EPOCH_STRIDE + position])
+    image_seed = tf.random.experimental.stateless_fold_in(epoch_seed, position)
     image, label = augment.train_augment(image, label, augmentation, crop_size, min_scale,
                                          max_scale, image_seed)
     if weak is not None:
       return normalize(image), {"labels": label, "classes": classes}
     return normalize(image), label
 
-  order_seed = int(np.random.default_rng([seed, epoch]).integers(2**31))
+  epoch_seed = tf.random.experimental.stateless_fold_in(
+      tf.constant([seed, step], tf.int64), epoch)
+  order_seed = int(np.random.default_rng([seed, step, epoch]).integers(2**31))
   return (_files_dataset(files)
           .shuffle(len(files.ids), seed=order_seed, reshuffle_each_iteration=False)
           .enumerate()
@@ -110,8 +113,6 @@ def train_dataset(source: SegmentationSource, files: SplitFiles, label_table: np
           .batch(batch_size, drop_remainder=True)
           .prefetch(tf.data.AUTOTUNE))
 
-
-EPOCH_STRIDE = 1 << 32   # image seeds: (seed, epoch * EPOCH_STRIDE + position in the epoch)
 
 
 def eval_dataset(source: SegmentationSource, files: SplitFiles, label_table: np.ndarray,

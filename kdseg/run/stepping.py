@@ -104,7 +104,7 @@ def train_step(experiment: Experiment, method: Method, step: int,
   def epoch_dataset(epoch_index: int, skip_batches: int):
     return pipeline.train_dataset(
         experiment.source, files, label_table, data.batch_size, data.crop_size, data.min_scale,
-        data.max_scale, config.seed + step, data.augment, epoch_index, skip_batches, weak)
+        data.max_scale, config.seed, data.augment, epoch_index, skip_batches, weak, step)
 
   keras.utils.set_random_seed(config.seed + step)
   with strategy.scope():
