@@ -52,6 +52,9 @@ from kdseg.constants import IGNORE_LABEL, UNLABELED
 from kdseg.data.source import INVALID, SegmentationSource, SplitFiles
 
 SUPERVISIONS = ("full", "points", "scribbles")
+# Scene parsing datasets (MiB paper §5.1): every pixel is one of the classes, background is in no
+# image's U_x. The other datasets are object segmentation: background is in every U_x.
+SCENE_PARSING = ("ade20k",)
 FORMATS = ("simulate", "points-json", "scribblesup-xml", "sparse-png")
 _VERSION = 1
 # ScribbleSup's tags for VOC classes whose VOC names differ.

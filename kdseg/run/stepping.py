@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from kdseg import plot, report
 from kdseg.data import pipeline
+from kdseg.data import weak as weak_data
 from kdseg.data.tasks import TaskPlan
 from kdseg.engine import checkpoints, summaries
 from kdseg.engine.distribute import worker_id
@@ -29,10 +30,6 @@ from kdseg.run.experiment import (Experiment, barrier, experiment_steps, joint_p
                                   train_labels)
 from kdseg.run.scoring import evaluate_step, require_finished
 from kdseg.rundir import lock
-
-
-# Datasets of scene parsing (MiB paper §5.1): background is no class of an image's U_x.
-SCENE_PARSING = ("ade20k",)
 
 
 def _regularizer(method: Method, model, old_model, previous_dir: str | None):
@@ -99,7 +96,8 @@ def train_step(experiment: Experiment, method: Method, step: int,
   files = (weak_labels.files if weak_labels else experiment.source.split("train")).select(ids)
   label_table = train_labels(experiment, plan, step)
   weak = None if weak_labels is None else pipeline.WeakLabels(
-      plan.num_classes(step), background_is_class=experiment.source.name not in SCENE_PARSING)
+      plan.num_classes(step),
+      background_is_class=experiment.source.name not in weak_data.SCENE_PARSING)
 
   def epoch_dataset(epoch_index: int, skip_batches: int):
     return pipeline.train_dataset(
