@@ -1,5 +1,6 @@
 """Weak annotations: simulation from full labels, the released formats (on files the tests write
 in those formats), the cached annotation set, and the training pipeline's U_x vector."""
+import dataclasses
 import json
 import os
 
@@ -148,6 +149,9 @@ class AnnotationSetTest(tf.test.TestCase):
     self.assertEqual(os.stat(again.files.label_paths[0]).st_mtime_ns, mtime)
     other = weak.annotation_set(source, "train", config, 1, cache)
     self.assertNotEqual(other.directory, built.directory)
+    # The loss does not change the labels: the same set serves every --weak_loss.
+    pce = weak.annotation_set(source, "train", dataclasses.replace(config, loss="pce"), 0, cache)
+    self.assertEqual(pce.directory, built.directory)
 
   def test_missing_released_annotations_name_the_flag(self):
     with self.assertRaisesRegex(weak.WeakAnnotationError, "--weak_annotations"):

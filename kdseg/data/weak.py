@@ -93,8 +93,11 @@ class WeakConfig:
 
   def record(self) -> dict:
     """What a run directory records: the options that change the training labels or loss."""
-    record = {"supervision": self.supervision, "loss": self.loss, "gamma": self.gamma,
-              "format": self.format}
+    return {"loss": self.loss, "gamma": self.gamma, **self.annotation_record()}
+
+  def annotation_record(self) -> dict:
+    """The options that change the sparse label maps (not the loss): an annotation set's key."""
+    record = {"supervision": self.supervision, "format": self.format}
     if self.format == "simulate":
       record["background"] = self.annotate_background
       if self.supervision == "points":
@@ -292,7 +295,9 @@ class AnnotationSet:
 
 
 def _key(source: SegmentationSource, files: SplitFiles, config: WeakConfig, seed: int) -> str:
-  parts = [str(_VERSION), source.name, json.dumps(config.record(), sort_keys=True), str(seed)]
+  parts = [str(_VERSION), source.name, json.dumps(config.annotation_record(), sort_keys=True)]
+  if config.format == "simulate":   # released annotations do not depend on the seed
+    parts.append(str(seed))
   parts += files.label_paths
   if config.format != "simulate":
     for folder, _, names in sorted(os.walk(config.annotations)) if os.path.isdir(
@@ -360,7 +365,7 @@ def annotation_set(source: SegmentationSource, split: str, config: WeakConfig, s
         range(len(files.ids))))
   annotated = np.array([c[0] for c in counts])
   manifest = {
-      "dataset": source.name, "split": split, "seed": seed, **config.record(),
+      "dataset": source.name, "split": split, "seed": seed, **config.annotation_record(),
       "images": len(files.ids), "images_without_annotation": int(np.sum(annotated == 0)),
       "annotated_pixel_fraction": float(annotated.sum() / max(1, sum(c[1] for c in counts))),
       "annotated_pixels_per_image": float(annotated.mean()) if len(counts) else 0.0}
