@@ -7,7 +7,8 @@ training, and where the MiB / PLOP reference's split files differ from kdseg's o
   python -m kdseg.splits --flagfile=... --output_dir=manifests      # also one JSON per step
 
 Two users compare splits by digest: the sha256 of the sorted image ids (kdseg.data.splits).
-Nothing is written to a run directory; the dataset's label scan is cached as for training.
+The sets are those before --holdout_fraction takes its share (a run's splits/step_<t>_train.json
+is after it). Nothing is written to a run directory; the label scan is cached as for training.
 """
 from __future__ import annotations
 
