@@ -317,6 +317,8 @@ class EndToEndTest(tf.test.TestCase):
 
     args = ["--method=ft", "--epochs=3", "--epochs_incremental=8", "--checkpoint_minutes=0.000001",
             "--deterministic"]
+    whole = f"{self.base}/uninterrupted"
+    uninterrupted = self._train_process(whole, *args)   # alongside: determinism holds anyway
     killed = f"{self.base}/killed"
     for marker in ("step_0/train/checkpoint", "ft/step_1/train/checkpoint"):
       process = self._train_process(killed, *args)
@@ -330,9 +332,8 @@ class EndToEndTest(tf.test.TestCase):
     output = resumed.communicate(timeout=900)[0].decode()
     self.assertEqual(resumed.returncode, 0, output[-3000:])
     self.assertRegex(output, r"resuming step 1 from .* \(epoch \d, after iteration \d+\)")
-    whole = f"{self.base}/uninterrupted"
-    uninterrupted = self._train_process(whole, *args)
-    self.assertEqual(uninterrupted.wait(timeout=900), 0)
+    uninterrupted_output = uninterrupted.communicate(timeout=900)[0].decode()
+    self.assertEqual(uninterrupted.returncode, 0, uninterrupted_output[-3000:])
     self.assertEqual(files(killed), files(whole))
     compared = [name for name in files(whole) if name.endswith((".json", ".npy", ".data-00000-of-00001"))
                 and not name.endswith(("run.json", "method.json"))]
