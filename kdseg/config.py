@@ -202,7 +202,7 @@ flags.DEFINE_list("seeds", [], "Run the experiment once per seed (e.g. 0,1,2), e
 flags.DEFINE_bool("deterministic", False, "Bit-reproducible runs: TensorFlow's op determinism "
                   "(tf.config.experimental.enable_op_determinism); the same command on the same "
                   "machine gives the same weights and results, also across a kill and resume. "
-                  "Its measured cost on CPU: none (README, Reproducibility).")
+                  "Without it runs vary; its measured cost on CPU: none (README).")
 flags.DEFINE_float("checkpoint_minutes", 10.0, "Besides every epoch end, save the step in "
                    "progress this often (minutes; 0: epoch ends only); a resumed step goes on "
                    "with the batch after the last save.", lower_bound=0.0)
