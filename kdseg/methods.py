@@ -400,9 +400,9 @@ def build_objective(method: Method, old_classes: int, weak: str | None = None,
     classification = weak_loss(weak, gamma, old_classes if method.classification == "unce"
                                else 0)
   if old_classes == 0:
-    if weak is not None:
-      return Objective(weak_loss(weak, gamma), (), 0, *regularizer)
-    return Objective(CrossEntropy(pixel_mean=method.pixel_mean, name="ce"), (), 0, *regularizer)
+    if weak is None:
+      classification = CrossEntropy(pixel_mean=method.pixel_mean, name="ce")
+    return Objective(classification, (), 0, *regularizer)
   distillation = []
   for term in method.distillation:
     spec = LOSS_TERMS[term.loss]

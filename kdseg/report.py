@@ -14,6 +14,8 @@ import io
 import json
 import os
 
+import numpy as np
+
 from kdseg import atomic
 from kdseg.data.tasks import TaskPlan, make_plan
 from kdseg.metrics import Scores
@@ -120,13 +122,11 @@ def seed_cells(finals: dict[str, list[dict]]) -> dict[str, dict[str, dict]]:
   for method, records in finals.items():
     cells[method] = {}
     for column in SEED_COLUMNS:
-      values = [final_values(r)[column] for r in records]
-      values = [v for v in values if v is not None]
+      values = [v for v in (final_values(r)[column] for r in records) if v is not None]
       n = len(values)
-      mean = sum(values) / n if n else None
-      std = ((sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5) if n > 1 else None
-      cells[method][column] = {"mean": mean, "std": std, "n": n, "values": values,
-                               "unsettled": False}
+      cells[method][column] = {"mean": float(np.mean(values)) if n else None,
+                               "std": float(np.std(values, ddof=1)) if n > 1 else None,
+                               "n": n, "values": values, "unsettled": False}
   for column in SEED_COLUMNS:
     for method, cell in ((m, c[column]) for m, c in cells.items()):
       others = [c[column] for m, c in cells.items() if m != method and c[column]["mean"] is not None]

@@ -39,9 +39,9 @@ def step_manifests(run_config: config.RunConfig) -> list[dict]:
     entry = {"step": step, "classes": [source.class_names[c] for c in plan.new_classes(step)],
              "kdseg": splits.manifest(own, train_counts[rows], source.class_names)}
     if protocol.split_files:
-      reference_rows_ = reference_rows(protocol, source, step)
-      reference = tuple(ids[r] for r in reference_rows_)
-      entry["reference"] = splits.manifest(reference, train_counts[reference_rows_],
+      chosen = reference_rows(protocol, source, step)
+      reference = tuple(ids[r] for r in chosen)
+      entry["reference"] = splits.manifest(reference, train_counts[chosen],
                                            source.class_names)
       entry["difference"] = splits.compare(reference, own)
     steps.append(entry)

@@ -16,6 +16,7 @@ from kdseg import splits as splits_command
 from kdseg import train
 from kdseg.atomic import write_json
 from kdseg.data import splits
+from kdseg.data.shapes import ShapesConfig, load_shapes
 from kdseg.data.tasks import make_plan
 from kdseg.metrics import scores
 from kdseg.run import seeds
@@ -121,7 +122,6 @@ class SplitFilesTest(tf.test.TestCase):
     self.assertIn(f"digest {own['digest']}", output.getvalue())
     self.assertEqual(own["digest"], splits.ids_digest(own["ids"]))
     # A reference folder whose step 1 drops one of kdseg's images and adds another.
-    from kdseg.data.shapes import ShapesConfig, load_shapes  # noqa: PLC0415
     train_ids = load_shapes(f"{base}/cache", ShapesConfig(32, 64, 24)).split("train").ids
     step1 = sorted(train_ids.index(i) for i in own["ids"])
     extra = next(r for r in range(len(train_ids)) if r not in step1)

@@ -85,6 +85,11 @@ class ReaderTest(tf.test.TestCase):
     self.assertAllEqual(sparse, expected)
     with self.assertRaisesRegex(weak.WeakAnnotationError, "cls=21"):
       weak.rasterize_points([(0, 0, 21)], (5, 6), 0, 21, "image x")
+    # --point_radius: a disc, cut at the image's edge (a click in the corner keeps a quarter).
+    disc = weak.rasterize_points([(0, 0, 4), (3, 2, 5)], (5, 6), 1, 21, "x")
+    self.assertEqual(np.count_nonzero(disc == 4), 3)
+    self.assertEqual(np.count_nonzero(disc == 5), 5)
+    self.assertAllEqual(disc[1:4, 3], [5, 5, 5])
 
   def test_scribblesup_xml(self):
     path = os.path.join(self.get_temp_dir(), "2007_000032.xml")
@@ -113,6 +118,7 @@ class ReaderTest(tf.test.TestCase):
         "training": {"ADE_train_00000001": np.full((6, 8), 5)},
         "validation": {"ADE_val_00000001": np.full((6, 8), 5)}})
     source = read_ade20k(root)
+    self.assertTrue(source.scene_parsing)   # no background in U_x (MiB paper §5.1)
     points = np.zeros((6, 8), np.uint8)
     points[2, 3], points[4, 6] = 5, 150
     path = os.path.join(self.get_temp_dir(), "p.png")

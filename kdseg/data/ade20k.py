@@ -104,4 +104,4 @@ def read_ade20k(root: str) -> SegmentationSource:
   palette = tuple(tuple(int(v) for v in row) for row in voc_palette())
   return SegmentationSource(name="ade20k", root=root, class_names=ADE20K_CLASSES, splits=splits,
                             codec=INDEX_PNG, class_table=identity_table(len(ADE20K_CLASSES)),
-                            palette=palette, class_orders=ADE20K_ORDERS)
+                            palette=palette, class_orders=ADE20K_ORDERS, scene_parsing=True)

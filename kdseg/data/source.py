@@ -83,6 +83,9 @@ class SegmentationSource:
   scenarios: dict[str, tuple[str, tuple[str, ...]]] = dataclasses.field(default_factory=dict)
   class_orders: dict[str, dict[str, tuple[tuple[int, ...], ...]]] = dataclasses.field(
       default_factory=dict)
+  # Scene parsing (ADE20K; MiB paper §5.1): every pixel is one of the classes, so weak labels'
+  # U_x never holds background. Object segmentation (the others): background is in every U_x.
+  scene_parsing: bool = False
 
   @property
   def num_object_classes(self) -> int:

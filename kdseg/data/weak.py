@@ -52,9 +52,6 @@ from kdseg.constants import IGNORE_LABEL, UNLABELED
 from kdseg.data.source import INVALID, SegmentationSource, SplitFiles
 
 SUPERVISIONS = ("full", "points", "scribbles")
-# Scene parsing datasets (MiB paper §5.1): every pixel is one of the classes, background is in no
-# image's U_x. The other datasets are object segmentation: background is in every U_x.
-SCENE_PARSING = ("ade20k",)
 FORMATS = ("simulate", "points-json", "scribblesup-xml", "sparse-png")
 _VERSION = 1
 # ScribbleSup's tags for VOC classes whose VOC names differ.
@@ -157,6 +154,12 @@ def _regions(labels: np.ndarray, background: bool):
         yield int(cls), box, components[box] == index
 
 
+def _depth(region: np.ndarray) -> np.ndarray:
+  """Each region pixel's distance to the nearest pixel outside the region (the image's edge
+  counts as outside)."""
+  return ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+
+
 def _disc(radius: int) -> np.ndarray:
   grid = np.arange(-radius, radius + 1)
   return grid[:, None] ** 2 + grid[None, :] ** 2 <= radius ** 2
@@ -168,7 +171,7 @@ def simulate_points(labels: np.ndarray, per_region: int, radius: int, background
   pixels), each a disc of `radius` clipped to its region."""
   sparse = np.full(labels.shape, UNLABELED, np.uint8)
   for cls, box, region in _regions(labels, background):
-    depth = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+    depth = _depth(region)
     inner = np.flatnonzero(depth >= 0.5 * depth.max())
     chosen = rng.choice(inner, size=min(per_region, inner.size), replace=False)
     marks = np.zeros(region.shape, bool)
@@ -190,8 +193,7 @@ def simulate_scribbles(labels: np.ndarray, width: int, background: bool) -> np.n
     inner = ndimage.binary_erosion(region, structure=_disc(width // 2)) if width > 1 else region
     stroke = skeletonize(inner if inner.any() else region)
     if not stroke.any():
-      depth = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
-      stroke.flat[np.argmax(depth)] = True
+      stroke.flat[np.argmax(_depth(region))] = True
     if width > 1:
       stroke = ndimage.binary_dilation(stroke, structure=_disc(width // 2))
     sparse[box][stroke & region] = cls
@@ -221,17 +223,19 @@ def read_points_json(path: str) -> dict[str, list[tuple[int, int, int]]]:
 
 def rasterize_points(points, shape: tuple[int, int], radius: int, num_classes: int,
                      where: str) -> np.ndarray:
+  """Sparse map of clicks (x, y, class id), each a disc of `radius` clipped to the image, drawn
+  in order; a click outside the image is dropped."""
   sparse = np.full(shape, UNLABELED, np.uint8)
+  disc = _disc(radius)
   for x, y, cls in points:
     if not 0 < cls < num_classes:
       raise WeakAnnotationError(f"{where}: click at ({x}, {y}) has cls={cls}, outside the "
                                 f"dataset's classes 1..{num_classes - 1}.")
     if 0 <= y < shape[0] and 0 <= x < shape[1]:
-      mark = np.zeros(shape, bool)
-      mark[y, x] = True
-      if radius:
-        mark = ndimage.binary_dilation(mark, structure=_disc(radius))
-      sparse[mark] = cls
+      top, left = max(0, y - radius), max(0, x - radius)
+      bottom, right = min(shape[0], y + radius + 1), min(shape[1], x + radius + 1)
+      stamp = disc[top - y + radius:bottom - y + radius, left - x + radius:right - x + radius]
+      sparse[top:bottom, left:right][stamp] = cls
   return sparse
 
 
@@ -295,13 +299,15 @@ class AnnotationSet:
 
 
 def _key(source: SegmentationSource, files: SplitFiles, config: WeakConfig, seed: int) -> str:
-  parts = [str(_VERSION), source.name, json.dumps(config.annotation_record(), sort_keys=True)]
-  if config.format == "simulate":   # released annotations do not depend on the seed
+  parts = [str(_VERSION), source.name, json.dumps(config.annotation_record(), sort_keys=True),
+           *files.label_paths]
+  if config.format == "simulate":   # simulated maps depend on the seed, released ones on files
     parts.append(str(seed))
-  parts += files.label_paths
-  if config.format != "simulate":
-    for folder, _, names in sorted(os.walk(config.annotations)) if os.path.isdir(
-        config.annotations) else [("", None, [config.annotations])]:
+  else:
+    annotations = config.annotations
+    walked = (sorted(os.walk(annotations)) if os.path.isdir(annotations)
+              else [("", None, [annotations])])
+    for folder, _, names in walked:
       for name in sorted(names):
         stat = os.stat(os.path.join(folder, name))
         parts.append(f"{name}:{stat.st_size}:{stat.st_mtime_ns}")

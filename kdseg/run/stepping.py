@@ -15,7 +15,6 @@ import tensorflow as tf
 
 from kdseg import plot, report
 from kdseg.data import pipeline
-from kdseg.data import weak as weak_data
 from kdseg.data.tasks import TaskPlan
 from kdseg.engine import checkpoints, summaries
 from kdseg.engine.distribute import worker_id
@@ -96,8 +95,7 @@ def train_step(experiment: Experiment, method: Method, step: int,
   files = (weak_labels.files if weak_labels else experiment.source.split("train")).select(ids)
   label_table = train_labels(experiment, plan, step)
   weak = None if weak_labels is None else pipeline.WeakLabels(
-      plan.num_classes(step),
-      background_is_class=experiment.source.name not in weak_data.SCENE_PARSING)
+      plan.num_classes(step), background_is_class=not experiment.source.scene_parsing)
 
   def epoch_dataset(epoch_index: int, skip_batches: int):
     return pipeline.train_dataset(
