@@ -19,6 +19,7 @@ from kdseg.data.shapes import ShapesConfig
 from kdseg.engine.crf import DenseCRF
 from kdseg.engine.evaluation import TestTime
 from kdseg.methods import LOSS_TERMS, Method, customize, get_method
+from kdseg.models import resnet
 from kdseg.models.segmenter import ModelConfig
 
 # Data.
@@ -106,8 +107,13 @@ flags.DEFINE_enum("spkd_divide_by", None, ["batch", "batch_squared"],
                   "SPKD normalisation: 1/B as printed (Eq. 8) or 1/B^2 as in the original SPKD.")
 
 # Model.
-flags.DEFINE_enum("backbone", "tiny", ["tiny", "resnet18", "resnet50", "resnet101"],
-                  "Dilated ResNet backbone (tiny: for tests and the shapes demo).")
+flags.DEFINE_enum("backbone", "tiny", list(resnet.SPECS),
+                  "Dilated backbone (kdseg/models/resnet.py). tiny: tests and the shapes demo; "
+                  "resnet50/101: keras.applications' layout and weights; *_tv: torchvision's "
+                  "layout (ReLU); *_iabn: the MiB reference's (leaky ReLU 0.01 after every BN, "
+                  "In-place ABN weights); resnext101_iabn: In-place ABN's pre-activation "
+                  "ResNeXt-101 (MiB paper, Cityscapes). PyTorch weights: "
+                  "tools/convert_torch_weights.py.")
 flags.DEFINE_integer("output_stride", 16, "Backbone output stride: 8 or 16.")
 flags.register_validator("output_stride", lambda value: value in (8, 16),
                          message="--output_stride must be 8 or 16.")
@@ -118,12 +124,15 @@ flags.DEFINE_enum("head", "v3", ["v3", "v2", "classifier"],
                   "compares ASPP branches: v2 or v3.")
 flags.DEFINE_integer("head_channels", 256, "Channels of the DeepLab-v3 head.")
 flags.DEFINE_string("backbone_weights", None,
-                    "Local ImageNet weight file of keras.applications ResNet50/ResNet101 "
-                    "(e.g. resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5) loaded into "
-                    "the backbone before step 0. Never downloaded; see kdseg/models/pretrained.py.")
+                    "Local ImageNet weight file loaded into the backbone before step 0: "
+                    "keras.applications' ResNet50/ResNet101 file (e.g. resnet101_weights_tf_dim_"
+                    "ordering_tf_kernels_notop.h5) for resnet50/101, the .weights.h5 "
+                    "tools/convert_torch_weights.py writes for the *_tv / *_iabn backbones. "
+                    "Never downloaded; see kdseg/models/pretrained.py.")
 flags.DEFINE_enum("input_convention", "auto", ["auto", "imagenet", "caffe"],
                   "Input the backbone expects: imagenet (RGB, mean/std) or caffe (BGR, mean "
-                  "subtracted; keras.applications weights). auto: caffe with --backbone_weights.")
+                  "subtracted; keras.applications weights). auto: caffe with keras.applications "
+                  "--backbone_weights, imagenet otherwise (PyTorch weights use it).")
 flags.DEFINE_bool("recompute", False, "Gradient checkpointing of the backbone (recompute each "
                   "residual block in the backward pass): less memory, slower steps.")
 flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
@@ -386,7 +395,8 @@ def from_flags() -> RunConfig:
   methods = resolve_methods()
   convention = FLAGS.input_convention
   if convention == "auto":
-    convention = "caffe" if FLAGS.backbone_weights else "imagenet"
+    keras_weights = FLAGS.backbone_weights and FLAGS.backbone not in resnet.TORCH_BACKBONES
+    convention = "caffe" if keras_weights else "imagenet"
   model = ModelConfig(FLAGS.backbone, FLAGS.output_stride, FLAGS.head_channels, FLAGS.head,
                       input_convention=convention, recompute=FLAGS.recompute)
   schedule = ScheduleConfig(

@@ -41,7 +41,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -150,9 +149,8 @@ def _grid() -> list[dict]:
 
 def _machine() -> dict:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  return {"platform": platform.platform(), "processor": platform.processor(),
-          "cpus": os.cpu_count(), "python": platform.python_version(),
-          "tensorflow": tf.__version__,
+  from kdseg import machine  # pylint: disable=g-import-not-at-top
+  return {**machine.describe(), "tensorflow": tf.__version__,
           "gpus": [d.name for d in tf.config.list_physical_devices("GPU")]}
 
 

@@ -3,7 +3,8 @@
   branches = [1x1, 3x3 rate r1, 3x3 rate r2, 3x3 rate r3] (no bias) -> concat -> BN+act
   -> 1x1 reduction; image pooling -> 1x1 -> BN+act -> 1x1 reduction, broadcast and added;
   -> BN+act. Activation: leaky ReLU 0.01 (the reference's in-place ABN default).
-Rates (6, 12, 18) at output stride 16, doubled at output stride 8.
+Rates (6, 12, 18) at output stride 16 and (12, 24, 32) at output stride 8: the MiB reference's
+modules/deeplab.py (32, not the 36 of the DeepLab-v3 paper). BN epsilon 1e-5, PyTorch's.
 """
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ from keras import layers
 import tensorflow as tf
 
 from kdseg.models.layers import AtrousConv2D
-from kdseg.models.resnet import BN_MOMENTUM
+from kdseg.models.resnet import BN_MOMENTUM, TORCH_BN_EPSILON
 
 
 def aspp_rates(output_stride: int) -> tuple[int, int, int]:
-  return (6, 12, 18) if output_stride >= 16 else (12, 24, 36)
+  return (6, 12, 18) if output_stride >= 16 else (12, 24, 32)
 
 
 class DeepLabV3Head(keras.layers.Layer):
@@ -32,12 +33,15 @@ class DeepLabV3Head(keras.layers.Layer):
       setattr(self, f"map_conv{index}", AtrousConv2D(
           hidden_channels, 3, padding="same", dilation_rate=rate, use_bias=False,
           name=f"map_conv{index}"))
-    self.map_bn = layers.BatchNormalization(momentum=BN_MOMENTUM, name="map_bn")
+    self.map_bn = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=TORCH_BN_EPSILON,
+                                        name="map_bn")
     self.red_conv = layers.Conv2D(out_channels, 1, use_bias=False, name="red_conv")
     self.pool_conv = layers.Conv2D(hidden_channels, 1, use_bias=False, name="pool_conv")
-    self.pool_bn = layers.BatchNormalization(momentum=BN_MOMENTUM, name="pool_bn")
+    self.pool_bn = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=TORCH_BN_EPSILON,
+                                        name="pool_bn")
     self.pool_red_conv = layers.Conv2D(out_channels, 1, use_bias=False, name="pool_red_conv")
-    self.red_bn = layers.BatchNormalization(momentum=BN_MOMENTUM, name="red_bn")
+    self.red_bn = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=TORCH_BN_EPSILON,
+                                        name="red_bn")
     self.out_channels = out_channels
 
   @staticmethod

@@ -30,7 +30,29 @@ class AtrousConv2D(layers.Conv2D):
   """
 
   def convolution_op(self, inputs, kernel):
-    if max(self.dilation_rate) == 1 or not onednn_enabled() or inputs.dtype != tf.float32:
+    # Grouped kernels keep Keras' lowering too: TensorFlow's CPU conv2d has no grouped gradient.
+    if (max(self.dilation_rate) == 1 or not onednn_enabled() or inputs.dtype != tf.float32
+        or self.groups > 1):
       return super().convolution_op(inputs, kernel)
     return tf.nn.conv2d(inputs, kernel, strides=list(self.strides),
                         padding=self.padding.upper(), dilations=list(self.dilation_rate))
+
+
+class TorchMaxPool2D(layers.Layer):
+  """PyTorch's MaxPool2d(kernel, stride, padding): `padding` rows and columns of -inf on every
+  side, then a VALID max pool. Keras' "same" pads only after for even sizes, and zero padding
+  differs from -inf once activations can be negative (leaky ReLU, a stem ending in a
+  convolution)."""
+
+  def __init__(self, pool_size: int = 3, strides: int = 2, padding: int = 1, **kwargs):
+    super().__init__(**kwargs)
+    self.pool_size, self.strides, self.padding = pool_size, strides, padding
+
+  def call(self, inputs):
+    p = self.padding
+    x = tf.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]], constant_values=inputs.dtype.min)
+    return tf.nn.max_pool2d(x, self.pool_size, self.strides, "VALID")
+
+  def get_config(self):
+    return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides,
+            "padding": self.padding}

@@ -1,4 +1,4 @@
-"""ImageNet weights for the ResNet backbones, from a local keras.applications weight file.
+"""ImageNet weights for the backbones, from a local file: keras.applications' or a converted one.
 
 kdseg never downloads. The files keras.applications itself uses are
 
@@ -14,6 +14,11 @@ no variables, so the weights are exactly those of the ImageNet network.
 
 These weights were trained on Caffe-style input (BGR, mean subtracted, no scaling): build the model
 with ModelConfig(input_convention="caffe"), which --backbone_weights selects by default.
+
+The PyTorch-layout backbones (resnet*_tv, resnet*_iabn, resnext101_*: kdseg.models.resnet) load
+the file tools/convert_torch_weights.py writes from torchvision's or the In-place ABN release's
+ImageNet checkpoint: the backbone's own Keras weights (.weights.h5). Those networks were trained
+on RGB input normalised with the ImageNet mean and std, kdseg's default input convention.
 """
 from __future__ import annotations
 
@@ -22,6 +27,8 @@ import warnings
 
 import keras
 import numpy as np
+
+from kdseg.models.resnet import TORCH_BACKBONES, build_resnet
 
 WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
 APPLICATIONS = {
@@ -38,7 +45,28 @@ def expected_file(depth: str) -> str:
   return f"{depth}_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
 
+TORCH_RELEASES = {
+    "resnet50_tv": "torchvision's resnet50 ImageNet weights (resnet50-*.pth) with --source="
+                   "torchvision",
+    "resnet101_tv": "torchvision's resnet101 ImageNet weights (resnet101-*.pth) with --source="
+                    "torchvision",
+    "resnext101_tv": "torchvision's resnext101_32x8d ImageNet weights (resnext101_32x8d-*.pth) "
+                     "with --source=torchvision",
+    "resnet50_iabn": "the In-place ABN release's resnet50_iabn_sync.pth.tar (the file the MiB "
+                     "reference reads from pretrained/) with --source=iabn",
+    "resnet101_iabn": "the In-place ABN release's resnet101_iabn_sync.pth.tar (the file the MiB "
+                      "reference reads from pretrained/) with --source=iabn",
+    "resnext101_iabn": "the In-place ABN release's resnext101_ipabn_lr_512.pth.tar / "
+                       "resnext101_iabn_sync.pth.tar with --source=iabn",
+}
+
+
 def how_to_get(depth: str) -> str:
+  if depth in TORCH_BACKBONES:
+    return (f"Convert {TORCH_RELEASES[depth]}: python tools/convert_torch_weights.py "
+            f"--backbone={depth} --torch_file=<that file> --output=<{depth}.weights.h5>, then "
+            f"pass --backbone_weights=<{depth}.weights.h5> (README, 'Starting from PyTorch "
+            "weights').")
   return (f"Download {WEIGHTS_URL}{expected_file(depth)} (the ImageNet weights "
           f"keras.applications.{APPLICATIONS[depth].__name__} uses) and pass its path as "
           "--backbone_weights=PATH.")
@@ -46,10 +74,11 @@ def how_to_get(depth: str) -> str:
 
 def check_weights_file(depth: str, path: str) -> str:
   """The absolute path of an existing weight file for `depth`, or a PretrainedWeightsError."""
-  if depth not in APPLICATIONS:
+  if depth not in APPLICATIONS and depth not in TORCH_BACKBONES:
     raise PretrainedWeightsError(
-        f"--backbone_weights is given, but --backbone={depth} has no ImageNet counterpart in "
-        f"keras.applications; use one of {', '.join(APPLICATIONS)}.")
+        f"--backbone_weights is given, but --backbone={depth} has no ImageNet weights; use one "
+        f"of {', '.join(APPLICATIONS)} (keras.applications files) or "
+        f"{', '.join(TORCH_BACKBONES)} (converted PyTorch files).")
   path = os.path.abspath(os.path.expanduser(path))
   if not os.path.isfile(path):
     raise PretrainedWeightsError(f"--backbone_weights={path} does not exist. {how_to_get(depth)}")
@@ -74,11 +103,26 @@ def _reference_model(depth: str, path: str) -> keras.Model:
       f"({'; '.join(errors)}). Is it the file for --backbone={depth}? {how_to_get(depth)}")
 
 
+def _converted_backbone(depth: str, path: str) -> keras.Model:
+  """kdseg's `depth` backbone holding a file tools/convert_torch_weights.py wrote."""
+  backbone = build_resnet(depth)
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore")
+      backbone.load_weights(path)
+  except (ValueError, KeyError, OSError) as error:
+    raise PretrainedWeightsError(
+        f"{path} could not be read as converted --backbone={depth} weights "
+        f"({str(error).splitlines()[0][:300]}). {how_to_get(depth)}") from error
+  return backbone
+
+
 def read_weights(depth: str, path: str) -> dict[str, list[np.ndarray]]:
-  """The weights in `path` per keras.applications layer name (weighted layers only)."""
+  """The weights in `path` per backbone layer name (weighted layers only)."""
   path = check_weights_file(depth, path)
-  return {layer.name: layer.get_weights() for layer in _reference_model(depth, path).layers
-          if layer.weights}
+  model = (_converted_backbone(depth, path) if depth in TORCH_BACKBONES
+           else _reference_model(depth, path))
+  return {layer.name: layer.get_weights() for layer in model.layers if layer.weights}
 
 
 def assign_weights(backbone: keras.Model, weights: dict[str, list[np.ndarray]],

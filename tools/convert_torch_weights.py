@@ -1,0 +1,157 @@
+"""PyTorch checkpoints -> kdseg weights, without PyTorch (kdseg.models.torch_io reads the files).
+
+ImageNet backbones (write a .weights.h5 for --backbone_weights):
+
+  python tools/convert_torch_weights.py --source=torchvision --backbone=resnet101_tv \\
+      --torch_file=resnet101-63fe2227.pth --output=weights/resnet101_tv.weights.h5
+  python tools/convert_torch_weights.py --source=iabn --backbone=resnet101_iabn \\
+      --torch_file=pretrained/resnet101_iabn_sync.pth.tar --output=weights/resnet101_iabn.weights.h5
+
+A MiB or PLOP step checkpoint (checkpoints/step/<task>-<dataset>_<name>_<t>.pth) as step t of a
+kdseg run directory, for the run's one --method; kdseg.train then continues from it:
+
+  python tools/convert_torch_weights.py --source=mib --torch_file=15-5s-voc_MiB_0.pth \\
+      --flagfile=flags/voc_15_1.cfg --method=mib --step=0 --data_root=...
+  python -m kdseg.train --flagfile=flags/voc_15_1.cfg --method=mib --data_root=...
+
+The step import records the run directory as kdseg.train would (same flags, same guard), checks
+the checkpoint's classifier heads against the task's classes per step, converts every tensor
+(an unknown, missing or mis-shaped one is an error naming it) and writes the step's finished
+model. It never replaces a finished step. --norm=iabn (default for iabn, mib, plop) turns
+In-place ABN's |weight| + eps scale into BN's gamma; use --norm=bn for checkpoints trained with
+plain BN (torchvision, or a reference run with --norm_act=abn/std).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import flags  # noqa: E402
+
+from kdseg import config  # noqa: E402  (defines kdseg's flags: --backbone, --flagfile, ...)
+from kdseg.engine import checkpoints  # noqa: E402
+from kdseg.models import resnet, torch_io, torch_weights  # noqa: E402
+from kdseg.models.segmenter import build_segmenter  # noqa: E402
+from kdseg.rundir import lock  # noqa: E402
+from kdseg.run import cli  # noqa: E402
+from kdseg.run.experiment import build_experiment, joint_plan  # noqa: E402
+
+flags.DEFINE_string("torch_file", None, "The PyTorch checkpoint (.pth / .pth.tar, zip or legacy "
+                    "format).")
+flags.DEFINE_enum("source", None, list(torch_weights.SOURCES),
+                  "Who wrote it: torchvision or iabn (ImageNet backbones), mib or plop (a step "
+                  "checkpoint of those repositories).")
+flags.DEFINE_enum("norm", None, list(torch_weights.NORMS),
+                  "How its BN weights scale: iabn (|weight| + 1e-5, in-place ABN; default for "
+                  "iabn, mib, plop) or bn (weight; default for torchvision).")
+flags.DEFINE_string("output", None, "Backbone weights to write (.weights.h5), for iabn and "
+                    "torchvision sources.")
+FLAGS = flags.FLAGS
+
+
+class ConvertError(ValueError):
+  pass
+
+
+def read_state(path: str, source: str) -> dict:
+  return torch_weights.state_dict(torch_io.load(path), source, path)
+
+
+def convert_backbone(path: str, source: str, backbone: str, norm: str, output: str) -> int:
+  """Writes the converted ImageNet backbone to `output`; returns the number of layers."""
+  if not output.endswith(".weights.h5"):
+    raise ConvertError(f"--output={output}: name it <something>.weights.h5 (Keras' weights "
+                       "format, which --backbone_weights reads).")
+  model = resnet.build_resnet(backbone)
+  converted = torch_weights.convert(read_state(path, source), backbone, source, norm, path)
+  count = torch_weights.assign(torch_weights.backbone_layers(model), converted, path)
+  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+  temporary = output[:-len(".weights.h5")] + ".partial.weights.h5"
+  model.save_weights(temporary)
+  os.replace(temporary, output)
+  return count
+
+
+def heads_of(tensors: dict) -> list[int]:
+  """Classes per step of a MiB/PLOP checkpoint: the output count of each cls.<t>."""
+  counts = {}
+  for key, value in tensors.items():
+    parts = key.split(".")
+    if len(parts) == 3 and parts[0] == "cls" and parts[2] == "weight":
+      counts[int(parts[1])] = value.shape[0]
+  return [counts[t] for t in sorted(counts)]
+
+
+def import_step(run_config: config.RunConfig, path: str, source: str, norm: str) -> str:
+  """Writes a MiB/PLOP step checkpoint as step --step of the run; returns the step folder."""
+  if len(run_config.methods) != 1:
+    raise ConvertError(f"--method names {len(run_config.methods)} methods; name the one the "
+                       "checkpoint was trained with.")
+  method, step = run_config.methods[0], run_config.step
+  if step < 0:
+    raise ConvertError("--step: name the step the checkpoint finished (0 for a step-0 model).")
+  if method.regularizer is not None:
+    raise ConvertError(f"--method={method.name} hands its {method.regularizer} importance state "
+                       "to the next step; a MiB checkpoint keeps it in 'trainer_state', which "
+                       "kdseg does not convert. Import the step under a method without a "
+                       "regulariser (step 0 is shared by every method with the same recipe).")
+  tensors = read_state(path, source)
+  experiment = build_experiment(dataclasses.replace(run_config, step=0))
+  plan = joint_plan(experiment.plan) if method.offline else experiment.plan
+  if step >= plan.num_steps:
+    raise ConvertError(f"--step={step}, but {method.name} on task {run_config.protocol.task} "
+                       f"has steps 0..{plan.num_steps - 1}.")
+  expected, found = plan.classes_per_step(step), heads_of(tensors)
+  if found != list(expected):
+    raise ConvertError(
+        f"{path} has classifier heads for {found} classes per step; step {step} of task "
+        f"{run_config.protocol.task} ({method.name}) has {list(expected)}. Is it the "
+        "checkpoint of that task and step?")
+  directory = experiment.run_dir.step_dir(method, step)
+  if checkpoints.is_complete(directory):
+    raise ConvertError(f"{directory} already holds a finished step {step}; kdseg never "
+                       "replaces one. Remove that folder first, or use another --run_dir.")
+  model = build_segmenter(run_config.model, list(expected))
+  converted = torch_weights.convert(tensors, run_config.model.backbone, source, norm, path)
+  torch_weights.assign(torch_weights.segmenter_layers(model), converted, path)
+  with lock(directory, f"step {step} ({directory})", wait=False):
+    checkpoints.save_final(model, directory)
+  names = experiment.source.class_names
+  for index, classes in enumerate(plan.steps[:step + 1]):
+    print(f"  head {index}: {', '.join(names[c] for c in classes)}")
+  return directory
+
+
+def main(argv):
+  del argv
+  if not FLAGS.torch_file or not FLAGS.source:
+    raise ConvertError("--torch_file and --source are required.")
+  norm = FLAGS.norm or torch_weights.DEFAULT_NORM[FLAGS.source]
+  if FLAGS.source in ("torchvision", "iabn"):
+    if not FLAGS.output:
+      raise ConvertError(f"--source={FLAGS.source} converts an ImageNet backbone: name the "
+                         "file to write with --output=<name>.weights.h5.")
+    count = convert_backbone(FLAGS.torch_file, FLAGS.source, FLAGS.backbone, norm, FLAGS.output)
+    print(f"{FLAGS.output}: {count} layers of {FLAGS.backbone} from {FLAGS.torch_file} "
+          f"(norm {norm}). Train with --backbone={FLAGS.backbone} "
+          f"--backbone_weights={FLAGS.output}")
+    return
+  run_config = config.from_flags()
+  cli.quiet_start(run_config.precision, run_config.deterministic)
+  directory = import_step(run_config, FLAGS.torch_file, FLAGS.source, norm)
+  print(f"{directory}: step {run_config.step} of {run_config.methods[0].name} from "
+        f"{FLAGS.torch_file} (norm {norm}). Continue with python -m kdseg.train <same flags>"
+        + (f" --step={run_config.step + 1}" if run_config.step > 0 else ""))
+
+
+flags.adopt_module_key_flags(config)
+run = cli.command_line("convert_torch_weights", main, ConvertError, torch_io.TorchFileError,
+                       torch_weights.ConversionError)
+
+
+if __name__ == "__main__":
+  run()
