@@ -18,7 +18,7 @@ setup(
         "scipy>=1.11",   # SBD's .mat labels (tools/prepare_voc.py), weak-label simulation
         "scikit-image>=0.22",   # skeletons of simulated scribbles (kdseg/data/weak.py)
     ],
-    extras_require={"test": ["pytest>=8"],
+    extras_require={"test": ["pytest>=8", "pytest-xdist>=3.5"],
                     # tools/compare_torch_forward.py (and benchmarks against PyTorch) only
                     "torch": ["torch>=2.0", "torchvision>=0.15"]},
     entry_points={"console_scripts": ["kdseg-train=kdseg.train:run",

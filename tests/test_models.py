@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from kdseg.models.classifier import (AsppClassifier, IncrementalClassifier,
                                      init_new_head_from_background)
+from kdseg.models import layers as model_layers
 from kdseg.models.layers import AtrousConv2D
 from kdseg.models.segmenter import ModelConfig, build_segmenter, copy_matching_weights
 
@@ -27,6 +28,19 @@ class AtrousConvTest(tf.test.TestCase):
       self.assertAllClose(ours_out, reference_out, atol=1e-5)
       self.assertAllClose(tape.gradient(ours_loss, [images, ours.kernel]),
                           tape.gradient(reference_loss, [images, reference.kernel]), atol=1e-4)
+
+
+  def test_lowering_follows_what_the_machine_supports(self):
+    # float32 has oneDNN's dilated kernel and gradients whenever oneDNN is on (kdseg turns it
+    # on); a dtype the probe finds unsupported falls back to Keras' lowering, which trains.
+    self.assertEqual(model_layers.native_dilated_gradients("float32"),
+                     model_layers.onednn_enabled())
+    images = tf.random.stateless_normal([1, 8, 8, 3], seed=[0, 2])
+    for dtype in ("bfloat16", "float16"):
+      layer = AtrousConv2D(2, 3, padding="same", dilation_rate=2, dtype=dtype)
+      with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.cast(layer(tf.cast(images, dtype)), tf.float32))
+      self.assertTrue(np.isfinite(tape.gradient(loss, layer.kernel).numpy()).all(), msg=dtype)
 
 
 class SegmenterTest(tf.test.TestCase):

@@ -67,6 +67,16 @@ flags.DEFINE_bool("append", False, "Add to the results already in --output (e.g.
 flags.DEFINE_list("crf_sizes", [], "Also time the dense CRF on square images of these sides.")
 flags.DEFINE_integer("presence_images", 0, "Also time the class-presence scan on a fake VOC tree "
                      "of this many images (0: skip).")
+flags.DEFINE_enum("compare", None, ["torch"], "Time the same networks in PyTorch in the same "
+                  "process, interleaved with kdseg's steps (needs pip install -e \".[torch]\"): "
+                  "v3 = the MiB network (resnet101_iabn, DeepLab-v3, OS16), v2 = the KD paper's "
+                  "(resnet101_tv, DeepLab-v2, OS8); --heads, --sizes, --precisions choose; "
+                  "PyTorch runs eager, bfloat16 under torch.autocast.")
+flags.DEFINE_integer("rates_crop", 0, "Also measure, for the MiB network (DeepLab-v3, "
+                     "resnet101_iabn, OS16), as ratios to its train step's image rate at this crop "
+                     "(0: skip): evaluation images/s on 500x375 images (single scale; scales "
+                     "0.5-1.5 + flip), the tf.data input pipeline alone (decode + augment of a "
+                     "fake VOC tree's JPEG/PNG pairs), and the train step fed by that pipeline.")
 flags.DEFINE_string("_child", None, "Internal: run one configuration (JSON) and print its result.")
 FLAGS = flags.FLAGS
 
@@ -137,7 +147,198 @@ def run_one(config: dict) -> dict:
           "status": "ok"}
 
 
+COMPARED_BACKBONE = {"v3": "resnet101_iabn", "v2": "resnet101_tv"}
+
+
+def _median(values: list[float]) -> float:
+  ordered = sorted(values)
+  middle = len(ordered) // 2
+  return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def run_compare(config: dict) -> dict:
+  """Runs in the child process: kdseg's train step and PyTorch's on the same network, inputs
+  and batch, alternating step by step (both use every core; neither runs while the other
+  does), `warmup` untimed steps each, then `steps` timed ones; medians reported."""
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  import torch  # pylint: disable=g-import-not-at-top  (before TensorFlow, see torch_networks)
+  import torch_networks  # pylint: disable=g-import-not-at-top
+  os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  import keras  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from kdseg.engine.loop import Schedule, StepTrainer, make_optimizer  # pylint: disable=g-import-not-at-top
+  from kdseg.methods import build_objective, get_method  # pylint: disable=g-import-not-at-top
+  from kdseg.models.segmenter import ModelConfig, build_segmenter  # pylint: disable=g-import-not-at-top
+
+  head, batch, size = config["head"], config["batch_size"], config["size"]
+  bfloat16 = config["precision"] == "mixed_bfloat16"
+  keras.config.set_dtype_policy(config["precision"])
+  model = build_segmenter(ModelConfig(COMPARED_BACKBONE[head], OUTPUT_STRIDE[head], 256,
+                                      head=head), [NUM_CLASSES])
+  images = tf.random.stateless_normal([batch, size, size, 3], seed=[0, 1])
+  labels = tf.random.stateless_uniform([batch, size, size], seed=[0, 2], maxval=NUM_CLASSES,
+                                       dtype=tf.int32)
+  total = config["warmup"] + config["steps"]
+  trainer = StepTrainer(tf.distribute.get_strategy(), model, None,
+                        build_objective(get_method("ft"), 0),
+                        make_optimizer(Schedule(0.01, epochs=1, iterations_per_epoch=total)),
+                        1e-4, jit_compile=config["xla"])
+
+  torch.set_num_threads(os.cpu_count() or 1)
+  torch.manual_seed(0)
+  network = (torch_networks.Segmentation([NUM_CLASSES]) if head == "v3"
+             else torch_networks.DeepLabV2(NUM_CLASSES))
+  network.train()
+  optimizer = torch.optim.SGD(network.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+  torch_images = torch.from_numpy(images.numpy()).permute(0, 3, 1, 2).contiguous()
+  torch_labels = torch.from_numpy(labels.numpy()).long()
+
+  def torch_step():
+    optimizer.zero_grad(set_to_none=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
+      logits = network(torch_images)
+    loss = torch.nn.functional.cross_entropy(logits.float(), torch_labels, ignore_index=255)
+    loss.backward()
+    optimizer.step()
+    return float(loss)
+
+  def kdseg_step():
+    return float(trainer._iteration((images, labels))["total"])  # pylint: disable=protected-access
+
+  timed = {"kdseg": [], "torch": []}
+  for index in range(total):
+    for name, step in (("kdseg", kdseg_step), ("torch", torch_step)):
+      start = time.perf_counter()
+      step()
+      if index >= config["warmup"]:
+        timed[name].append(time.perf_counter() - start)
+  kdseg_time, torch_time = _median(timed["kdseg"]), _median(timed["torch"])
+  return {**config, "backbone": COMPARED_BACKBONE[head], "output_stride": OUTPUT_STRIDE[head],
+          "kdseg_seconds_per_image": kdseg_time / batch,
+          "torch_seconds_per_image": torch_time / batch,
+          "speed_ratio": torch_time / kdseg_time,   # > 1: kdseg faster
+          "kdseg_step_seconds": timed["kdseg"], "torch_step_seconds": timed["torch"],
+          "torch": torch.__version__, "tensorflow": tf.__version__,
+          "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+          "status": "ok"}
+
+
+def run_rates(config: dict) -> dict:
+  """Runs in the child process: the rates --rates_crop describes."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from kdseg.data import pipeline  # pylint: disable=g-import-not-at-top
+  from kdseg.data.source import identity_table  # pylint: disable=g-import-not-at-top
+  from kdseg.data.voc import read_voc_layout  # pylint: disable=g-import-not-at-top
+  from kdseg.engine.evaluation import TestTime, predict_probabilities  # pylint: disable=g-import-not-at-top
+  from kdseg.engine.loop import Schedule, StepTrainer, make_optimizer  # pylint: disable=g-import-not-at-top
+  from kdseg.methods import build_objective, get_method  # pylint: disable=g-import-not-at-top
+  from kdseg.models.segmenter import ModelConfig, build_segmenter  # pylint: disable=g-import-not-at-top
+
+  crop, batch, steps = config["crop"], config["batch_size"], config["steps"]
+  model = build_segmenter(ModelConfig("resnet101_iabn", 16, 256, head="v3"), [NUM_CLASSES])
+  trainer = StepTrainer(tf.distribute.get_strategy(), model, None,
+                        build_objective(get_method("ft"), 0),
+                        make_optimizer(Schedule(0.01, epochs=1, iterations_per_epoch=100)),
+                        1e-4)
+
+  def seconds_per_call(function, batches, warmup=1):
+    for _ in range(warmup):
+      function(next(batches))
+    start = time.perf_counter()
+    for _ in range(steps):
+      function(next(batches))
+    return (time.perf_counter() - start) / steps
+
+  def train(batch_data):
+    float(trainer._iteration(batch_data)["total"])  # pylint: disable=protected-access
+
+  constant = (tf.random.stateless_normal([batch, crop, crop, 3], seed=[0, 1]),
+              tf.random.stateless_uniform([batch, crop, crop], seed=[0, 2], maxval=NUM_CLASSES,
+                                          dtype=tf.int32))
+  result = {**config}
+  result["train_images_per_second"] = batch / seconds_per_call(train, itertools.repeat(constant))
+  for name, test_time in (("eval_single", TestTime()),
+                          ("eval_multiscale_flip", TestTime((0.5, 0.75, 1.0, 1.25, 1.5), True))):
+    predict = tf.function(lambda images, t=test_time: predict_probabilities(model, images, t))
+    image = tf.random.stateless_normal([1, 375, 500, 3], seed=[0, 3])
+    result[f"{name}_images_per_second"] = 1 / seconds_per_call(
+        lambda x: predict(x).numpy(), itertools.repeat(image))
+  root = tempfile.mkdtemp(prefix="kdseg_input_")
+  try:
+    count = max(64, batch * (steps + 2) * 4)
+    _fake_voc_tree(root, count)
+    source = read_voc_layout(root)
+    files = source.split("train")
+
+    def batches():
+      epoch = 0
+      while True:
+        yield from pipeline.train_dataset(source, files, identity_table(NUM_CLASSES), batch,
+                                          crop, 0.5, 2.0, seed=0, epoch=epoch)
+        epoch += 1
+
+    start, images_read = time.perf_counter(), 0
+    for _ in pipeline.train_dataset(source, files, identity_table(NUM_CLASSES), batch, crop, 0.5,
+                                    2.0, seed=0):
+      images_read += batch
+    result["input_images_per_second"] = images_read / (time.perf_counter() - start)
+    result["input_images"] = count
+    result["train_images_per_second_with_input"] = batch / seconds_per_call(train, batches())
+  finally:
+    shutil.rmtree(root, ignore_errors=True)
+  rate = result["train_images_per_second"]
+  for key in ("eval_single", "eval_multiscale_flip", "input", "train"):
+    name = "train_images_per_second_with_input" if key == "train" else f"{key}_images_per_second"
+    result[f"{key}_ratio" if key != "train" else "train_with_input_ratio"] = result[name] / rate
+  result["status"] = "ok"
+  return result
+
+
+def format_rates_table(rows: list[dict]) -> str:
+  lines = ["| MiB network (v3, resnet101_iabn) | images/s | ratio to the train step |",
+           "| --- | --- | --- |"]
+  for r in rows:
+    lines += [f"| train step, crop {r['crop']}, batch {r['batch_size']} | "
+              f"{r['train_images_per_second']:.3f} | 1 |",
+              f"| train step fed by tf.data (decode + augment) | "
+              f"{r['train_images_per_second_with_input']:.3f} | {r['train_with_input_ratio']:.2f} |",
+              f"| tf.data input alone (500x375 JPEG/PNG, crop {r['crop']}) | "
+              f"{r['input_images_per_second']:.1f} | {r['input_ratio']:.0f} |",
+              f"| evaluation, single scale, 500x375 | {r['eval_single_images_per_second']:.3f} | "
+              f"{r['eval_single_ratio']:.2f} |",
+              f"| evaluation, scales 0.5-1.5 + flip | "
+              f"{r['eval_multiscale_flip_images_per_second']:.3f} | "
+              f"{r['eval_multiscale_flip_ratio']:.2f} |"]
+  return "\n".join(lines)
+
+
+def format_compare_table(rows: list[dict]) -> str:
+  lines = ["| network | size | precision | batch | kdseg s/image | PyTorch s/image | kdseg speed / "
+           "PyTorch |", "|" + " --- |" * 7]
+  for r in rows:
+    network = (f"DeepLab-{r['head']} {r.get('backbone', '')} OS{OUTPUT_STRIDE[r['head']]}")
+    if r["status"] != "ok":
+      lines.append(f"| {network} | {r['size']} | {r['precision']} | {r['batch_size']} | "
+                   f"{r['status']} | | |")
+      continue
+    lines.append(f"| {network} | {r['size']} | {r['precision']} | {r['batch_size']} | "
+                 f"{r['kdseg_seconds_per_image']:.2f} | {r['torch_seconds_per_image']:.2f} | "
+                 f"{r['speed_ratio']:.2f}x |")
+  return "\n".join(lines)
+
+
 def _grid() -> list[dict]:
+  if FLAGS.compare:
+    return [{"compare": FLAGS.compare, "head": head, "size": int(size), "precision": precision,
+             "xla": False, "batch_size": FLAGS.batch_size, "warmup": FLAGS.warmup,
+             "steps": FLAGS.steps}
+            for head, size, precision in itertools.product(FLAGS.heads, FLAGS.sizes,
+                                                           FLAGS.precisions)]
   return [{"head": head, "backbone": backbone, "size": int(size), "xla": _bool(xla),
            "precision": precision, "recompute": _bool(recompute),
            "deterministic": _bool(deterministic),
@@ -174,41 +375,51 @@ def time_crf(size: int, classes: int = 21, repeats: int = 3) -> dict:
           "seconds_per_image": (time.perf_counter() - start) / repeats}
 
 
+def _fake_voc_tree(root: str, count: int, width: int = 500, height: int = 375,
+                   templates: int = 64) -> None:
+  """A VOC-layout tree of `count` width x height JPEG photos (noise) with palette PNG labels of
+  a few rectangles each; `templates` distinct pairs, copied (encoding 10k would dominate)."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from kdseg.data.voc import voc_palette  # pylint: disable=g-import-not-at-top
+
+  for folder in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+    os.makedirs(os.path.join(root, folder))
+  rng = np.random.default_rng(0)
+  sources = []
+  for index in range(templates):
+    label = np.zeros((height, width), np.uint8)
+    for _ in range(rng.integers(1, 4)):
+      top, left = rng.integers(0, height - 50), rng.integers(0, width - 50)
+      label[top:top + rng.integers(40, 200), left:left + rng.integers(40, 300)] = (
+          rng.integers(1, 21))
+    png = Image.fromarray(label, mode="P")
+    png.putpalette(voc_palette().flatten().tolist())
+    paths = (os.path.join(root, f"t{index}.png"), os.path.join(root, f"t{index}.jpg"))
+    png.save(paths[0])
+    Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(paths[1])
+    sources.append(paths)
+  ids = [f"{i:06d}" for i in range(count)]
+  for i, image_id in enumerate(ids):
+    label_path, image_path = sources[i % templates]
+    shutil.copyfile(label_path, os.path.join(root, "SegmentationClass", f"{image_id}.png"))
+    shutil.copyfile(image_path, os.path.join(root, "JPEGImages", f"{image_id}.jpg"))
+  for split in ("train", "val"):
+    with open(os.path.join(root, "ImageSets", "Segmentation", f"{split}.txt"), "w") as out:
+      out.write("".join(f"{i}\n" for i in ids))
+
+
 def time_presence(count: int, width: int = 500, height: int = 375, templates: int = 64) -> dict:
   """Labels per second of the class-presence scan on a fake `count`-image VOC tree."""
   import shutil  # pylint: disable=g-import-not-at-top
   import tempfile  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from PIL import Image  # pylint: disable=g-import-not-at-top
   from kdseg.data import presence  # pylint: disable=g-import-not-at-top
-  from kdseg.data.voc import read_voc_layout, voc_palette  # pylint: disable=g-import-not-at-top
+  from kdseg.data.voc import read_voc_layout  # pylint: disable=g-import-not-at-top
 
   root = tempfile.mkdtemp(prefix="kdseg_presence_")
   try:
-    for folder in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
-      os.makedirs(os.path.join(root, folder))
-    rng = np.random.default_rng(0)
-    sources = []
-    for index in range(templates):  # distinct files, copied: writing 10k encodes would dominate
-      label = np.zeros((height, width), np.uint8)
-      for _ in range(rng.integers(1, 4)):
-        top, left = rng.integers(0, height - 50), rng.integers(0, width - 50)
-        label[top:top + rng.integers(40, 200), left:left + rng.integers(40, 300)] = (
-            rng.integers(1, 21))
-      png = Image.fromarray(label, mode="P")
-      png.putpalette(voc_palette().flatten().tolist())
-      paths = (os.path.join(root, f"t{index}.png"), os.path.join(root, f"t{index}.jpg"))
-      png.save(paths[0])
-      Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(paths[1])
-      sources.append(paths)
-    ids = [f"{i:06d}" for i in range(count)]
-    for i, image_id in enumerate(ids):
-      label_path, image_path = sources[i % templates]
-      shutil.copyfile(label_path, os.path.join(root, "SegmentationClass", f"{image_id}.png"))
-      shutil.copyfile(image_path, os.path.join(root, "JPEGImages", f"{image_id}.jpg"))
-    for split in ("train", "val"):
-      with open(os.path.join(root, "ImageSets", "Segmentation", f"{split}.txt"), "w") as out:
-        out.write("".join(f"{i}\n" for i in ids))
+    _fake_voc_tree(root, count, width, height, templates)
     source = read_voc_layout(root)
     cache = os.path.join(root, "cache")
     timings = {}
@@ -265,38 +476,60 @@ def format_table(results: list[dict]) -> str:
   return "\n".join(lines)
 
 
+def _run_child(config: dict) -> dict:
+  """One configuration in its own process (a fresh peak-memory count, its own dtype policy)."""
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+      [os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+       os.environ.get("PYTHONPATH", "")]))
+  try:
+    child = subprocess.run([sys.executable, os.path.abspath(__file__),
+                            f"--_child={json.dumps(config)}"], env=env, capture_output=True,
+                           text=True, timeout=FLAGS.timeout)
+  except subprocess.TimeoutExpired:
+    return {**config, "status": f"timed out after {FLAGS.timeout}s"}
+  lines = [line for line in child.stdout.splitlines() if line.startswith("RESULT ")]
+  if child.returncode or not lines:
+    return {**config, "status": f"failed (exit {child.returncode})",
+            "error": child.stderr.strip().splitlines()[-1:] or ""}
+  return json.loads(lines[-1][len("RESULT "):])
+
+
 def main(argv):
   del argv
   if FLAGS._child:  # pylint: disable=protected-access
-    print("RESULT " + json.dumps(run_one(json.loads(FLAGS._child))))  # pylint: disable=protected-access
+    config = json.loads(FLAGS._child)  # pylint: disable=protected-access
+    runner = (run_compare if config.get("compare") else run_rates if config.get("rates")
+              else run_one)
+    print("RESULT " + json.dumps(runner(config)))
     return
   os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
   document = {"machine": _machine(), "results": []}
   if FLAGS.append and os.path.isfile(FLAGS.output):
     with open(FLAGS.output) as handle:
       document = json.load(handle)
-  for config in _grid():
+  for config in _grid() if FLAGS.heads else []:
     label = " ".join(f"{k}={v}" for k, v in config.items())
     print(f"benchmark: {label}", flush=True)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-         os.environ.get("PYTHONPATH", "")]))
-    try:
-      child = subprocess.run([sys.executable, os.path.abspath(__file__),
-                              f"--_child={json.dumps(config)}"], env=env, capture_output=True,
-                             text=True, timeout=FLAGS.timeout)
-      lines = [line for line in child.stdout.splitlines() if line.startswith("RESULT ")]
-      if child.returncode or not lines:
-        result = {**config, "status": f"failed (exit {child.returncode})",
-                  "error": child.stderr.strip().splitlines()[-1:] or ""}
-      else:
-        result = json.loads(lines[-1][len("RESULT "):])
-    except subprocess.TimeoutExpired:
-      result = {**config, "status": f"timed out after {FLAGS.timeout}s"}
-    document["results"].append(result)
+    result = _run_child(config)
+    document.setdefault("comparisons" if FLAGS.compare else "results", []).append(result)
     atomic.write_json(FLAGS.output, document)
-    print("  " + (f"{result['seconds_per_image']:.2f} s/image, {result['peak_rss_gib']:.2f} GiB"
-                  if result["status"] == "ok" else result["status"]), flush=True)
+    if result["status"] != "ok":
+      print("  " + result["status"], flush=True)
+    elif FLAGS.compare:
+      print(f"  kdseg {result['kdseg_seconds_per_image']:.2f} s/image, PyTorch "
+            f"{result['torch_seconds_per_image']:.2f} s/image: kdseg at "
+            f"{result['speed_ratio']:.2f}x PyTorch's speed", flush=True)
+    else:
+      print(f"  {result['seconds_per_image']:.2f} s/image, {result['peak_rss_gib']:.2f} GiB",
+            flush=True)
+  if FLAGS.rates_crop:
+    print(f"benchmark: evaluation and input rates, crop {FLAGS.rates_crop}", flush=True)
+    row = _run_child({"rates": True, "crop": FLAGS.rates_crop, "batch_size": FLAGS.batch_size,
+                      "steps": FLAGS.steps})
+    print("  " + (row["status"] if row["status"] != "ok" else
+                  f"train {row['train_images_per_second']:.3f} images/s"), flush=True)
+    document.setdefault("rates", []).append(row)
+    atomic.write_json(FLAGS.output, document)
   for size in FLAGS.crf_sizes:
     row = time_crf(int(size))
     print(f"benchmark: dense CRF {size}: {row['seconds_per_image']:.2f} s/image", flush=True)
@@ -308,7 +541,11 @@ def main(argv):
           f"{row['first_scan_labels_per_second']:.0f} labels/s", flush=True)
     document.setdefault("presence", []).append(row)
     atomic.write_json(FLAGS.output, document)
-  table = format_table(document["results"])
+  table = format_table(document["results"]) if document.get("results") else ""
+  if document.get("comparisons"):
+    table += "\n\n" + format_compare_table(document["comparisons"])
+  if document.get("rates"):
+    table += "\n\n" + format_rates_table([r for r in document["rates"] if r["status"] == "ok"])
   if document.get("crf"):
     table += "\n\n" + format_crf_table(document["crf"])
   if document.get("presence"):

@@ -3,9 +3,9 @@
 ImageNet backbones (write a .weights.h5 for --backbone_weights):
 
   python tools/convert_torch_weights.py --source=torchvision --backbone=resnet101_tv \\
-      --torch_file=resnet101-63fe2227.pth --output=weights/resnet101_tv.weights.h5
+      --torch_file=resnet101-63fe2227.pth --weights_output=weights/resnet101_tv.weights.h5
   python tools/convert_torch_weights.py --source=iabn --backbone=resnet101_iabn \\
-      --torch_file=pretrained/resnet101_iabn_sync.pth.tar --output=weights/resnet101_iabn.weights.h5
+      --torch_file=pretrained/resnet101_iabn_sync.pth.tar --weights_output=weights/resnet101_iabn.weights.h5
 
 A MiB or PLOP step checkpoint (checkpoints/step/<task>-<dataset>_<name>_<t>.pth) as step t of a
 kdseg run directory, for the run's one --method; kdseg.train then continues from it:
@@ -48,7 +48,7 @@ flags.DEFINE_enum("source", None, list(torch_weights.SOURCES),
 flags.DEFINE_enum("norm", None, list(torch_weights.NORMS),
                   "How its BN weights scale: iabn (|weight| + 1e-5, in-place ABN; default for "
                   "iabn, mib, plop) or bn (weight; default for torchvision).")
-flags.DEFINE_string("output", None, "Backbone weights to write (.weights.h5), for iabn and "
+flags.DEFINE_string("weights_output", None, "Backbone weights to write (.weights.h5), for iabn and "
                     "torchvision sources.")
 FLAGS = flags.FLAGS
 
@@ -64,8 +64,8 @@ def read_state(path: str, source: str) -> dict:
 def convert_backbone(path: str, source: str, backbone: str, norm: str, output: str) -> int:
   """Writes the converted ImageNet backbone to `output`; returns the number of layers."""
   if not output.endswith(".weights.h5"):
-    raise ConvertError(f"--output={output}: name it <something>.weights.h5 (Keras' weights "
-                       "format, which --backbone_weights reads).")
+    raise ConvertError(f"--weights_output={output}: name it <something>.weights.h5 (Keras' "
+                       "weights format, which --backbone_weights reads).")
   model = resnet.build_resnet(backbone)
   converted = torch_weights.convert(read_state(path, source), backbone, source, norm, path)
   count = torch_weights.assign(torch_weights.backbone_layers(model), converted, path)
@@ -132,13 +132,14 @@ def main(argv):
     raise ConvertError("--torch_file and --source are required.")
   norm = FLAGS.norm or torch_weights.DEFAULT_NORM[FLAGS.source]
   if FLAGS.source in ("torchvision", "iabn"):
-    if not FLAGS.output:
+    if not FLAGS.weights_output:
       raise ConvertError(f"--source={FLAGS.source} converts an ImageNet backbone: name the "
-                         "file to write with --output=<name>.weights.h5.")
-    count = convert_backbone(FLAGS.torch_file, FLAGS.source, FLAGS.backbone, norm, FLAGS.output)
-    print(f"{FLAGS.output}: {count} layers of {FLAGS.backbone} from {FLAGS.torch_file} "
+                         "file to write with --weights_output=<name>.weights.h5.")
+    count = convert_backbone(FLAGS.torch_file, FLAGS.source, FLAGS.backbone, norm,
+                             FLAGS.weights_output)
+    print(f"{FLAGS.weights_output}: {count} layers of {FLAGS.backbone} from {FLAGS.torch_file} "
           f"(norm {norm}). Train with --backbone={FLAGS.backbone} "
-          f"--backbone_weights={FLAGS.output}")
+          f"--backbone_weights={FLAGS.weights_output}")
     return
   run_config = config.from_flags()
   cli.quiet_start(run_config.precision, run_config.deterministic)

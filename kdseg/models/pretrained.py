@@ -64,7 +64,7 @@ TORCH_RELEASES = {
 def how_to_get(depth: str) -> str:
   if depth in TORCH_BACKBONES:
     return (f"Convert {TORCH_RELEASES[depth]}: python tools/convert_torch_weights.py "
-            f"--backbone={depth} --torch_file=<that file> --output=<{depth}.weights.h5>, then "
+            f"--backbone={depth} --torch_file=<that file> --weights_output=<{depth}.weights.h5>, then "
             f"pass --backbone_weights=<{depth}.weights.h5> (README, 'Starting from PyTorch "
             "weights').")
   return (f"Download {WEIGHTS_URL}{expected_file(depth)} (the ImageNet weights "

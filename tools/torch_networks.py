@@ -1,0 +1,207 @@
+"""PyTorch builds of the networks kdseg compares itself with (needs `pip install -e ".[torch]"`).
+
+Rebuilt here from the facts of the reference repositories (their own code needs the inplace_abn
+CUDA extension): the MiB reference's ResNet (fcdl94/MiB models/resnet.py, modules/residual.py)
+with in-place ABN (BN scaled by |weight| + eps, then leaky ReLU 0.01; mapillary/inplace_abn
+functions.py), its DeepLab-v3 head (modules/deeplab.py, global image pooling) and incremental
+classifiers (segmentation_module.py), In-place ABN's pre-activation ResNeXt-101
+(models/resnext.py), and the KD paper's DeepLab-v2 (four dilated 3x3 classifiers summed) on
+torchvision's dilated ResNet. Module names are the references', so their state dicts are what
+those repositories save. Used by tools/compare_torch_forward.py (forward parity) and
+tools/benchmark.py --compare=torch (speed). Import this before TensorFlow: the other order
+crashes in triton's import (torchvision pulls it in).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+import torchvision
+
+MIB_DILATIONS = {16: (1, 1, 1, 2), 8: (1, 1, 2, 4)}
+MIB_ASPP_RATES = {16: (6, 12, 18), 8: (12, 24, 32)}
+V2_RATES = {8: (6, 12, 18, 24), 16: (3, 6, 9, 12)}
+
+
+class ABN(nn.BatchNorm2d):
+  """In-place ABN: BN scaled by |weight| + eps (batch statistics when training), then leaky
+  ReLU 0.01 or no activation."""
+
+  def __init__(self, channels, activation="leaky_relu"):
+    super().__init__(channels)
+    self.activation = activation
+
+  def forward(self, x):
+    x = F.batch_norm(x, self.running_mean, self.running_var, self.weight.abs() + self.eps,
+                     self.bias, self.training, self.momentum, self.eps)
+    return F.leaky_relu(x, 0.01) if self.activation == "leaky_relu" else x
+
+
+def conv(cin, cout, k, stride=1, dilation=1, groups=1):
+  return nn.Conv2d(cin, cout, k, stride=stride, padding=dilation * (k - 1) // 2,
+                   dilation=dilation, groups=groups, bias=False)
+
+
+class ResidualBlock(nn.Module):
+  """MiB's post-activation bottleneck: stride on the 3x3, leaky ReLU after the sum."""
+
+  def __init__(self, cin, channels, stride, dilation):
+    super().__init__()
+    self.convs = nn.Sequential()
+    self.convs.add_module("conv1", conv(cin, channels[0], 1))
+    self.convs.add_module("bn1", ABN(channels[0]))
+    self.convs.add_module("conv2", conv(channels[0], channels[1], 3, stride, dilation))
+    self.convs.add_module("bn2", ABN(channels[1]))
+    self.convs.add_module("conv3", conv(channels[1], channels[2], 1))
+    self.convs.add_module("bn3", ABN(channels[2], "identity"))
+    if stride != 1 or cin != channels[2]:
+      self.proj_conv = conv(cin, channels[2], 1, stride)
+      self.proj_bn = ABN(channels[2], "identity")
+
+  def forward(self, x):
+    residual = self.proj_bn(self.proj_conv(x)) if hasattr(self, "proj_conv") else x
+    return F.leaky_relu(self.convs(x) + residual, 0.01)
+
+
+class IdentityResidualBlock(nn.Module):
+  """In-place ABN's pre-activation bottleneck: stride on the first 1x1, no activation after the
+  sum."""
+
+  def __init__(self, cin, channels, stride, dilation, groups):
+    super().__init__()
+    self.bn1 = ABN(cin)
+    self.convs = nn.Sequential()
+    self.convs.add_module("conv1", conv(cin, channels[0], 1, stride))
+    self.convs.add_module("bn2", ABN(channels[0]))
+    self.convs.add_module("conv2", conv(channels[0], channels[1], 3, 1, dilation, groups))
+    self.convs.add_module("bn3", ABN(channels[1]))
+    self.convs.add_module("conv3", conv(channels[1], channels[2], 1))
+    if stride != 1 or cin != channels[2]:
+      self.proj_conv = conv(cin, channels[2], 1, stride)
+
+  def forward(self, x):
+    pre = self.bn1(x)
+    shortcut = self.proj_conv(pre) if hasattr(self, "proj_conv") else x
+    return self.convs(pre) + shortcut
+
+
+def _stages(net, structure, channels, dilations, make):
+  cin = 64
+  for mod, count in enumerate(structure):
+    blocks = nn.Sequential()
+    for index in range(count):
+      d = dilations[mod]
+      stride = 2 if d == 1 and index == 0 and mod > 0 else 1
+      blocks.add_module(f"block{index + 1}", make(cin, channels, stride, d))
+      cin = channels[-1]
+    net.add_module(f"mod{mod + 2}", blocks)
+    channels = [c * 2 for c in channels]
+
+
+class ResNet(nn.Module):
+  """MiB models/resnet.py with in-place ABN."""
+
+  def __init__(self, structure=(3, 4, 23, 3), output_stride=16):
+    super().__init__()
+    self.mod1 = nn.Sequential()
+    self.mod1.add_module("conv1", nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False))
+    self.mod1.add_module("bn1", ABN(64))
+    self.mod1.add_module("pool1", nn.MaxPool2d(3, stride=2, padding=1))
+    _stages(self, structure, (64, 64, 256), MIB_DILATIONS[output_stride],
+            lambda cin, ch, s, d: ResidualBlock(cin, ch, s, d))
+
+  def forward(self, x):
+    for mod in (self.mod1, self.mod2, self.mod3, self.mod4, self.mod5):
+      x = mod(x)
+    return x
+
+
+class ResNeXt(nn.Module):
+  """inplace_abn models/resnext.py: input_3x3, 64 groups, base channels (128, 128, 256)."""
+
+  def __init__(self, structure=(3, 4, 23, 3), output_stride=16):
+    super().__init__()
+    self.mod1 = nn.Sequential()
+    self.mod1.add_module("conv1", nn.Conv2d(3, 64, 3, stride=2, padding=1, bias=False))
+    self.mod1.add_module("bn1", ABN(64))
+    self.mod1.add_module("conv2", nn.Conv2d(64, 64, 3, padding=1, bias=False))
+    self.mod1.add_module("bn2", ABN(64))
+    self.mod1.add_module("conv3", nn.Conv2d(64, 64, 3, padding=1, bias=False))
+    self.mod1.add_module("pool", nn.MaxPool2d(3, stride=2, padding=1))
+    _stages(self, structure, (128, 128, 256), MIB_DILATIONS[output_stride],
+            lambda cin, ch, s, d: IdentityResidualBlock(cin, ch, s, d, 64))
+    self.bn_out = ABN(2048)
+
+  def forward(self, x):
+    for mod in (self.mod1, self.mod2, self.mod3, self.mod4, self.mod5):
+      x = mod(x)
+    return self.bn_out(x)
+
+
+class DeeplabV3(nn.Module):
+  """MiB modules/deeplab.py with global image pooling (its training-time branch)."""
+
+  def __init__(self, cin, hidden=256, out=256, output_stride=16):
+    super().__init__()
+    rates = MIB_ASPP_RATES[output_stride]
+    self.map_convs = nn.ModuleList([conv(cin, hidden, 1)] +
+                                   [conv(cin, hidden, 3, 1, r) for r in rates])
+    self.map_bn = ABN(hidden * 4)
+    self.global_pooling_conv = conv(cin, hidden, 1)
+    self.global_pooling_bn = ABN(hidden)
+    self.red_conv = conv(hidden * 4, out, 1)
+    self.pool_red_conv = conv(hidden, out, 1)
+    self.red_bn = ABN(out)
+
+  def forward(self, x):
+    out = self.red_conv(self.map_bn(torch.cat([m(x) for m in self.map_convs], dim=1)))
+    pool = self.pool_red_conv(self.global_pooling_bn(
+        self.global_pooling_conv(x.mean(dim=(2, 3), keepdim=True))))
+    return self.red_bn(out + pool)
+
+
+class Segmentation(nn.Module):
+  """MiB's IncrementalSegmentationModule: body, DeepLab-v3 head, one 1x1 classifier per step,
+  logits upsampled bilinearly (align_corners=False) to the input size."""
+
+  def __init__(self, classes, structure=(3, 4, 23, 3), output_stride=16):
+    super().__init__()
+    self.body = ResNet(structure, output_stride)
+    self.head = DeeplabV3(2048, output_stride=output_stride)
+    self.cls = nn.ModuleList([nn.Conv2d(256, c, 1) for c in classes])
+
+  def forward(self, x):
+    features = self.head(self.body(x))
+    logits = torch.cat([c(features) for c in self.cls], dim=1)
+    return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+class DeepLabV2(nn.Module):
+  """The KD paper's DeepLab-v2: torchvision's ResNet dilated to output stride 8 (torchvision
+  layout, ReLU), four dilated 3x3 classifiers (6, 12, 18, 24) summed, bilinear upsampling."""
+
+  def __init__(self, num_classes, depth="resnet101", output_stride=8):
+    super().__init__()
+    dilate = [False, True, True] if output_stride == 8 else [False, False, True]
+    net = getattr(torchvision.models, depth)(weights=None, replace_stride_with_dilation=dilate)
+    self.body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1,
+                              net.layer2, net.layer3, net.layer4)
+    self.branches = nn.ModuleList([nn.Conv2d(2048, num_classes, 3, padding=r, dilation=r)
+                                   for r in V2_RATES[output_stride]])
+
+  def forward(self, x):
+    features = self.body(x)
+    logits = sum(branch(features) for branch in self.branches)
+    return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def randomise_bn(model, generator) -> None:
+  """BN statistics and affine parameters away from their (1, 0) defaults, so a wrong mapping
+  of any of the four shows (signed weights: in-place ABN's |weight| matters)."""
+  for module in model.modules():
+    if isinstance(module, nn.BatchNorm2d):
+      with torch.no_grad():
+        module.running_mean.uniform_(-0.2, 0.2, generator=generator)
+        module.running_var.uniform_(0.5, 1.5, generator=generator)
+        module.weight.uniform_(-1.5, 1.5, generator=generator)
+        module.bias.uniform_(-0.2, 0.2, generator=generator)
