@@ -30,6 +30,31 @@ class AtrousConvTest(tf.test.TestCase):
                           tape.gradient(reference_loss, [images, reference.kernel]), atol=1e-4)
 
 
+  def test_taps_reading_only_padding_are_skipped(self):
+    # 21x21 map, rate 18, 3x3: each axis has the centre tap on 21 outputs and the two side taps
+    # on 21 - 18 = 3 outputs each: (21 + 3 + 3)^2 of the 9 * 21^2 multiply-adds.
+    self.assertAlmostEqual(model_layers.tap_work_fraction(
+        (2, 21, 21, 8), (3, 3, 8, 4), (1, 1), "same", (18, 18)), 27 ** 2 / (9 * 21 ** 2))
+    self.assertEqual(model_layers.tap_work_fraction(   # rate >= size: the centre tap alone
+        (2, 4, 4, 8), (3, 3, 8, 4), (1, 1), "same", (18, 18)), 1 / 9)
+    self.assertEqual(model_layers.tap_work_fraction(   # unknown size: the dense kernel
+        (None, None, None, 8), (3, 3, 8, 4), (1, 1), "same", (18, 18)), 1.0)
+    images = tf.random.stateless_normal([2, 21, 21, 6], seed=[0, 3])
+    for rate in (12, 18, 30):
+      reference = keras.layers.Conv2D(5, 3, padding="same", dilation_rate=rate)
+      ours = AtrousConv2D(5, 3, padding="same", dilation_rate=rate)
+      reference.build(images.shape)
+      ours.build(images.shape)
+      ours.set_weights(reference.get_weights())
+      with tf.GradientTape(persistent=True) as tape:
+        tape.watch(images)
+        ours_loss = tf.reduce_sum(tf.sin(ours(images)))
+        reference_loss = tf.reduce_sum(tf.sin(reference(images)))
+      self.assertAllClose(ours_loss, reference_loss, rtol=1e-5)
+      self.assertAllClose(tape.gradient(ours_loss, [images, ours.kernel]),
+                          tape.gradient(reference_loss, [images, reference.kernel]),
+                          rtol=1e-4, atol=1e-4)
+
   def test_lowering_follows_what_the_machine_supports(self):
     # float32 has oneDNN's dilated kernel and gradients whenever oneDNN is on (kdseg turns it
     # on); a dtype the probe finds unsupported falls back to Keras' lowering, which trains.
@@ -41,6 +66,37 @@ class AtrousConvTest(tf.test.TestCase):
       with tf.GradientTape() as tape:
         loss = tf.reduce_sum(tf.cast(layer(tf.cast(images, dtype)), tf.float32))
       self.assertTrue(np.isfinite(tape.gradient(loss, layer.kernel).numpy()).all(), msg=dtype)
+
+
+class FusedBatchNormTest(tf.test.TestCase):
+
+  def test_fused_kernel_matches_keras_and_keeps_the_unbiased_moving_variance(self):
+    from kdseg.models.recompute import BatchNormalization  # pylint: disable=g-import-not-at-top
+    images = tf.random.stateless_normal([2, 5, 7, 4], seed=[1, 2]) * 3 + 1
+    ours = BatchNormalization(momentum=0.9, epsilon=1e-5)
+    reference = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)
+    weights = [np.array([0.5, -1, 2, 1.5], np.float32), np.array([0.1, 0.2, -0.3, 0], np.float32),
+               np.full(4, 0.2, np.float32), np.full(4, 1.3, np.float32)]
+    for layer in (ours, reference):
+      layer.build(images.shape)
+      layer.set_weights(weights)
+    with tf.GradientTape(persistent=True) as tape:
+      tape.watch(images)
+      ours_loss = tf.reduce_sum(tf.sin(ours(images, training=True)))
+      reference_loss = tf.reduce_sum(tf.sin(reference(images, training=True)))
+    self.assertAllClose(ours_loss, reference_loss, rtol=1e-5)
+    self.assertAllClose(tape.gradient(ours_loss, [images, ours.gamma, ours.beta]),
+                        tape.gradient(reference_loss, [images, reference.gamma, reference.beta]),
+                        rtol=1e-4, atol=1e-4)
+    count = 2 * 5 * 7
+    batch_variance = tf.math.reduce_variance(images, axis=[0, 1, 2])
+    self.assertAllClose(ours.moving_mean, 0.9 * 0.2 + 0.1 * tf.reduce_mean(images, [0, 1, 2]))
+    self.assertAllClose(ours.moving_variance,   # PyTorch's update: n / (n - 1)
+                        0.9 * 1.3 + 0.1 * batch_variance * count / (count - 1))
+    inference = ours(images, training=False)
+    expected = ((images - ours.moving_mean) / tf.sqrt(ours.moving_variance + 1e-5) * ours.gamma
+                + ours.beta)
+    self.assertAllClose(inference, expected, atol=1e-5)
 
 
 class SegmenterTest(tf.test.TestCase):

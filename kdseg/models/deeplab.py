@@ -13,6 +13,7 @@ from keras import layers
 import tensorflow as tf
 
 from kdseg.models.layers import AtrousConv2D
+from kdseg.models.recompute import BatchNormalization
 from kdseg.models.resnet import BN_MOMENTUM, TORCH_BN_EPSILON
 
 
@@ -33,14 +34,14 @@ class DeepLabV3Head(keras.layers.Layer):
       setattr(self, f"map_conv{index}", AtrousConv2D(
           hidden_channels, 3, padding="same", dilation_rate=rate, use_bias=False,
           name=f"map_conv{index}"))
-    self.map_bn = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=TORCH_BN_EPSILON,
+    self.map_bn = BatchNormalization(momentum=BN_MOMENTUM, epsilon=TORCH_BN_EPSILON,
                                         name="map_bn")
     self.red_conv = layers.Conv2D(out_channels, 1, use_bias=False, name="red_conv")
     self.pool_conv = layers.Conv2D(hidden_channels, 1, use_bias=False, name="pool_conv")
-    self.pool_bn = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=TORCH_BN_EPSILON,
+    self.pool_bn = BatchNormalization(momentum=BN_MOMENTUM, epsilon=TORCH_BN_EPSILON,
                                         name="pool_bn")
     self.pool_red_conv = layers.Conv2D(out_channels, 1, use_bias=False, name="pool_red_conv")
-    self.red_bn = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=TORCH_BN_EPSILON,
+    self.red_bn = BatchNormalization(momentum=BN_MOMENTUM, epsilon=TORCH_BN_EPSILON,
                                         name="red_bn")
     self.out_channels = out_channels
 

@@ -34,9 +34,33 @@ def is_recomputing() -> bool:
 
 
 class BatchNormalization(layers.BatchNormalization):
-  """keras BatchNormalization whose moving averages stay put while a segment is recomputed."""
+  """keras BatchNormalization on TensorFlow's fused kernel, whose moving averages stay put while
+  a segment is recomputed.
+
+  Keras 3 normalises with separate moment, subtraction, scaling and shift ops (and their
+  gradients); in training, float32 channels-last inputs here take FusedBatchNormV3 instead, one
+  kernel each way (oneDNN's on CPU; a ResNet-101 forward in training mode 0.61 s against 0.77 s).
+  Its batch variance is Bessel-corrected for the moving average, as PyTorch's BatchNorm2d and
+  in-place ABN do (the references); Keras' own update uses the biased variance. The
+  normalisation itself uses the biased batch variance either way. Inference keeps Keras' ops:
+  the fused kernel with given statistics (is_training=False) made that forward 11x slower on
+  this CPU (6.5 s against 0.59 s).
+  """
+
+  def _fusable(self, inputs, mask) -> bool:
+    return (mask is None and not self.renorm and not self.synchronized
+            and inputs.dtype == tf.float32 and len(inputs.shape) == 4
+            and tuple(self._reduction_axes) == (0, 1, 2) and self.scale and self.center)
 
   def call(self, inputs, training=None, mask=None):
+    if training and self.trainable and self._fusable(inputs, mask):
+      outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+          inputs, self.gamma, self.beta, epsilon=self.epsilon, is_training=True)
+      if not is_recomputing():
+        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(
+            self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+      return outputs
     if not (training and self.trainable and is_recomputing()) or self.renorm:
       return super().call(inputs, training=training, mask=mask)
     inputs = ops.cast(inputs, "float32")
