@@ -83,7 +83,9 @@ class ScheduleTest(tf.test.TestCase):
                           build_objective(get_method("ft"), 0), make_optimizer(schedule), 1e-4)
     epochs_saved = []
     epoch = tf.Variable(0, dtype=tf.int64)
-    with self.assertRaisesRegex(TrainingDivergedError, "loss became nan at iteration 1.*--lr"):
+    # Iteration 1 or 2: TensorFlow's fused BN kernel (training) can turn NaN inputs into finite
+    # outputs, so the NaN may first show in the gradient and then in the next iteration's loss.
+    with self.assertRaisesRegex(TrainingDivergedError, "loss became nan at iteration [12].*--lr"):
       trainer.train(dataset, schedule, epoch, on_epoch_end=lambda: epochs_saved.append(1),
                     writer=None, log_every=1, verbose=0)
     self.assertEmpty(epochs_saved)   # no checkpoint of the diverged state
