@@ -67,23 +67,27 @@ def _torchvision(key: str):
   return (_conv if kind == "conv" else _bn)(f"{name}_{k}_{kind}", slot)
 
 
+def _iabn_block(key: str, kinds: str):
+  """(kdseg block name, kind, index, slot) of an In-place ABN block tensor mod<m>.block<b>...,
+  or None."""
+  block = re.fullmatch(rf"mod(\d)\.block(\d+)\.({kinds})(\d?)\.(\w+)", key)
+  if not block:
+    return None
+  return f"conv{block[1]}_block{block[2]}", block[3], block[4], block[5]
+
+
 def _iabn_resnet(key: str):
   stem = re.fullmatch(r"mod1\.(conv1|bn1)\.(\w+)", key)
   if stem:
     return (_conv if stem[1] == "conv1" else _bn)(
         "conv1_conv" if stem[1] == "conv1" else "conv1_bn", stem[2])
-  block = re.fullmatch(r"mod(\d)\.block(\d+)\.(convs\.conv|convs\.bn|proj_conv|proj_bn)(\d?)\.(\w+)",
-                       key)
-  if not block:
+  parts = _iabn_block(key, r"convs\.conv|convs\.bn|proj_conv|proj_bn")
+  if parts is None:
     return None
-  name, kind, k, slot = f"conv{block[1]}_block{block[2]}", block[3], block[4], block[5]
-  if kind == "proj_conv":
-    return _conv(f"{name}_0_conv", slot)
-  if kind == "proj_bn":
-    return _bn(f"{name}_0_bn", slot)
-  if kind == "convs.conv":
-    return _conv(f"{name}_{k}_conv", slot)
-  return _bn(f"{name}_{k}_bn", slot)
+  name, kind, k, slot = parts
+  if kind.startswith("proj_"):
+    return (_conv if kind == "proj_conv" else _bn)(f"{name}_0_{kind[5:]}", slot)
+  return (_conv if kind == "convs.conv" else _bn)(f"{name}_{k}_{kind[6:]}", slot)
 
 
 def _iabn_resnext(key: str):
@@ -94,11 +98,10 @@ def _iabn_resnext(key: str):
   post = re.fullmatch(r"bn_out\.(\w+)", key)
   if post:
     return _bn("post_bn", post[1])
-  block = re.fullmatch(r"mod(\d)\.block(\d+)\.(bn1|convs\.conv|convs\.bn|proj_conv)(\d?)\.(\w+)",
-                       key)
-  if not block:
+  parts = _iabn_block(key, r"bn1|convs\.conv|convs\.bn|proj_conv")
+  if parts is None:
     return None
-  name, kind, k, slot = f"conv{block[1]}_block{block[2]}", block[3], block[4], block[5]
+  name, kind, k, slot = parts
   if kind == "bn1":
     return _bn(f"{name}_preact_bn", slot)
   if kind == "proj_conv":
