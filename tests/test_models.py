@@ -68,6 +68,19 @@ class AtrousConvTest(tf.test.TestCase):
       self.assertTrue(np.isfinite(tape.gradient(loss, layer.kernel).numpy()).all(), msg=dtype)
 
 
+class DeepLabV3HeadTest(tf.test.TestCase):
+
+  def test_reference_rates_and_bn_epsilon(self):
+    # fcdl94/MiB modules/deeplab.py: dilations [6, 12, 18] at OS16, [12, 24, 32] at OS8;
+    # PyTorch's BN epsilon 1e-5.
+    from kdseg.models.deeplab import DeepLabV3Head, aspp_rates  # pylint: disable=g-import-not-at-top
+    self.assertEqual((aspp_rates(16), aspp_rates(8)), ((6, 12, 18), (12, 24, 32)))
+    head = DeepLabV3Head(8, 8, output_stride=8)
+    self.assertEqual([head.map_conv1.dilation_rate, head.map_conv3.dilation_rate],
+                     [(12, 12), (32, 32)])
+    self.assertEqual({head.map_bn.epsilon, head.pool_bn.epsilon, head.red_bn.epsilon}, {1e-5})
+
+
 class FusedBatchNormTest(tf.test.TestCase):
 
   def test_fused_kernel_matches_keras_and_keeps_the_unbiased_moving_variance(self):

@@ -339,6 +339,7 @@ class ImportedStepTest(tf.test.TestCase):
     self.assertIn("classifier heads for [16] classes per step; step 0 of task 19-1 (mib) has "
                   "[20]", result.stderr)
     self.assertFalse(checkpoints.is_complete(f"{run_dir}/step_0"))
+    self.assertFalse(os.path.exists(f"{run_dir}/experiment.json"))   # checked before any write
 
     tool = _load_tool()
     flags.FLAGS.unparse_flags()

@@ -101,6 +101,25 @@ def forward_gflop(model, size: int) -> float | None:
   return stats.total_float_ops / 1e9 if stats.total_float_ops else None
 
 
+def _random_batch(batch: int, size: int):
+  """Seeded random images and labels of one train step."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return (tf.random.stateless_normal([batch, size, size, 3], seed=[0, 1]),
+          tf.random.stateless_uniform([batch, size, size], seed=[0, 2], maxval=NUM_CLASSES,
+                                      dtype=tf.int32))
+
+
+def _ft_trainer(model, iterations: int, xla: bool = False, loss_scaling: bool = False):
+  """kdseg's real train step (StepTrainer: cross-entropy, weight decay 1e-4, SGD) for `model`."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from kdseg.engine.loop import Schedule, StepTrainer, make_optimizer  # pylint: disable=g-import-not-at-top
+  from kdseg.methods import build_objective, get_method  # pylint: disable=g-import-not-at-top
+  return StepTrainer(tf.distribute.get_strategy(), model, None,
+                     build_objective(get_method("ft"), 0),
+                     make_optimizer(Schedule(0.01, epochs=1, iterations_per_epoch=iterations),
+                                    loss_scaling), 1e-4, jit_compile=xla)
+
+
 def run_one(config: dict) -> dict:
   """Runs in the child process: one configuration's measurements."""
   os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
@@ -108,8 +127,6 @@ def run_one(config: dict) -> dict:
   import keras  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-  from kdseg.engine.loop import Schedule, StepTrainer, make_optimizer  # pylint: disable=g-import-not-at-top
-  from kdseg.methods import build_objective, get_method  # pylint: disable=g-import-not-at-top
   from kdseg.models.segmenter import ModelConfig, build_segmenter  # pylint: disable=g-import-not-at-top
 
   keras.config.set_dtype_policy(config["precision"])
@@ -119,15 +136,10 @@ def run_one(config: dict) -> dict:
                              head=config["head"], recompute=config["recompute"])
   model = build_segmenter(model_config, [NUM_CLASSES])
   gflop = forward_gflop(model, config["size"])
-  batch, size = config["batch_size"], config["size"]
-  images = tf.random.stateless_normal([batch, size, size, 3], seed=[0, 1])
-  labels = tf.random.stateless_uniform([batch, size, size], seed=[0, 2], maxval=NUM_CLASSES,
-                                       dtype=tf.int32)
-  schedule = Schedule(0.01, epochs=1, iterations_per_epoch=config["warmup"] + config["steps"])
-  strategy = tf.distribute.get_strategy()
-  trainer = StepTrainer(strategy, model, None, build_objective(get_method("ft"), 0),
-                        make_optimizer(schedule, config["precision"] == "mixed_float16"),
-                        1e-4, jit_compile=config["xla"])
+  batch = config["batch_size"]
+  images, labels = _random_batch(batch, config["size"])
+  trainer = _ft_trainer(model, config["warmup"] + config["steps"], config["xla"],
+                        config["precision"] == "mixed_float16")
   start = time.perf_counter()
   for _ in range(config["warmup"]):
     float(trainer._iteration((images, labels))["total"])  # pylint: disable=protected-access
@@ -167,8 +179,6 @@ def run_compare(config: dict) -> dict:
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import keras  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from kdseg.engine.loop import Schedule, StepTrainer, make_optimizer  # pylint: disable=g-import-not-at-top
-  from kdseg.methods import build_objective, get_method  # pylint: disable=g-import-not-at-top
   from kdseg.models.segmenter import ModelConfig, build_segmenter  # pylint: disable=g-import-not-at-top
 
   head, batch, size = config["head"], config["batch_size"], config["size"]
@@ -176,14 +186,9 @@ def run_compare(config: dict) -> dict:
   keras.config.set_dtype_policy(config["precision"])
   model = build_segmenter(ModelConfig(COMPARED_BACKBONE[head], OUTPUT_STRIDE[head], 256,
                                       head=head), [NUM_CLASSES])
-  images = tf.random.stateless_normal([batch, size, size, 3], seed=[0, 1])
-  labels = tf.random.stateless_uniform([batch, size, size], seed=[0, 2], maxval=NUM_CLASSES,
-                                       dtype=tf.int32)
+  images, labels = _random_batch(batch, size)
   total = config["warmup"] + config["steps"]
-  trainer = StepTrainer(tf.distribute.get_strategy(), model, None,
-                        build_objective(get_method("ft"), 0),
-                        make_optimizer(Schedule(0.01, epochs=1, iterations_per_epoch=total)),
-                        1e-4, jit_compile=config["xla"])
+  trainer = _ft_trainer(model, total, config["xla"])
 
   torch.set_num_threads(os.cpu_count() or 1)
   torch.manual_seed(0)
@@ -235,16 +240,11 @@ def run_rates(config: dict) -> dict:
   from kdseg.data.source import identity_table  # pylint: disable=g-import-not-at-top
   from kdseg.data.voc import read_voc_layout  # pylint: disable=g-import-not-at-top
   from kdseg.engine.evaluation import TestTime, predict_probabilities  # pylint: disable=g-import-not-at-top
-  from kdseg.engine.loop import Schedule, StepTrainer, make_optimizer  # pylint: disable=g-import-not-at-top
-  from kdseg.methods import build_objective, get_method  # pylint: disable=g-import-not-at-top
   from kdseg.models.segmenter import ModelConfig, build_segmenter  # pylint: disable=g-import-not-at-top
 
   crop, batch, steps = config["crop"], config["batch_size"], config["steps"]
   model = build_segmenter(ModelConfig("resnet101_iabn", 16, 256, head="v3"), [NUM_CLASSES])
-  trainer = StepTrainer(tf.distribute.get_strategy(), model, None,
-                        build_objective(get_method("ft"), 0),
-                        make_optimizer(Schedule(0.01, epochs=1, iterations_per_epoch=100)),
-                        1e-4)
+  trainer = _ft_trainer(model, 100)
 
   def seconds_per_call(function, batches, warmup=1):
     for _ in range(warmup):
@@ -257,9 +257,7 @@ def run_rates(config: dict) -> dict:
   def train(batch_data):
     float(trainer._iteration(batch_data)["total"])  # pylint: disable=protected-access
 
-  constant = (tf.random.stateless_normal([batch, crop, crop, 3], seed=[0, 1]),
-              tf.random.stateless_uniform([batch, crop, crop], seed=[0, 2], maxval=NUM_CLASSES,
-                                          dtype=tf.int32))
+  constant = _random_batch(batch, crop)
   result = {**config}
   result["train_images_per_second"] = batch / seconds_per_call(train, itertools.repeat(constant))
   for name, test_time in (("eval_single", TestTime()),
@@ -292,9 +290,11 @@ def run_rates(config: dict) -> dict:
   finally:
     shutil.rmtree(root, ignore_errors=True)
   rate = result["train_images_per_second"]
-  for key in ("eval_single", "eval_multiscale_flip", "input", "train"):
-    name = "train_images_per_second_with_input" if key == "train" else f"{key}_images_per_second"
-    result[f"{key}_ratio" if key != "train" else "train_with_input_ratio"] = result[name] / rate
+  for ratio, measured in (("eval_single_ratio", "eval_single_images_per_second"),
+                          ("eval_multiscale_flip_ratio", "eval_multiscale_flip_images_per_second"),
+                          ("input_ratio", "input_images_per_second"),
+                          ("train_with_input_ratio", "train_images_per_second_with_input")):
+    result[ratio] = result[measured] / rate
   result["status"] = "ok"
   return result
 

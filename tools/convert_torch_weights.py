@@ -36,9 +36,9 @@ from kdseg import config  # noqa: E402  (defines kdseg's flags: --backbone, --fl
 from kdseg.engine import checkpoints  # noqa: E402
 from kdseg.models import resnet, torch_io, torch_weights  # noqa: E402
 from kdseg.models.segmenter import build_segmenter  # noqa: E402
-from kdseg.rundir import lock  # noqa: E402
+from kdseg.rundir import RunDir, lock  # noqa: E402
 from kdseg.run import cli  # noqa: E402
-from kdseg.run.experiment import build_experiment, joint_plan  # noqa: E402
+from kdseg.run.experiment import build_experiment, joint_plan, resolve_data  # noqa: E402
 
 flags.DEFINE_string("torch_file", None, "The PyTorch checkpoint (.pth / .pth.tar, zip or legacy "
                     "format).")
@@ -99,9 +99,10 @@ def import_step(run_config: config.RunConfig, path: str, source: str, norm: str)
                        "to the next step; a MiB checkpoint keeps it in 'trainer_state', which "
                        "kdseg does not convert. Import the step under a method without a "
                        "regulariser (step 0 is shared by every method with the same recipe).")
+  # Everything is checked before anything is written: a wrong file leaves no run directory.
   tensors = read_state(path, source)
-  experiment = build_experiment(dataclasses.replace(run_config, step=0))
-  plan = joint_plan(experiment.plan) if method.offline else experiment.plan
+  _, _, _, plan = resolve_data(run_config)
+  plan = joint_plan(plan) if method.offline else plan
   if step >= plan.num_steps:
     raise ConvertError(f"--step={step}, but {method.name} on task {run_config.protocol.task} "
                        f"has steps 0..{plan.num_steps - 1}.")
@@ -111,13 +112,14 @@ def import_step(run_config: config.RunConfig, path: str, source: str, norm: str)
         f"{path} has classifier heads for {found} classes per step; step {step} of task "
         f"{run_config.protocol.task} ({method.name}) has {list(expected)}. Is it the "
         "checkpoint of that task and step?")
-  directory = experiment.run_dir.step_dir(method, step)
+  directory = RunDir(run_config.run_dir).step_dir(method, step)
   if checkpoints.is_complete(directory):
     raise ConvertError(f"{directory} already holds a finished step {step}; kdseg never "
                        "replaces one. Remove that folder first, or use another --run_dir.")
   model = build_segmenter(run_config.model, list(expected))
   converted = torch_weights.convert(tensors, run_config.model.backbone, source, norm, path)
   torch_weights.assign(torch_weights.segmenter_layers(model), converted, path)
+  experiment = build_experiment(dataclasses.replace(run_config, step=0))   # records the run
   with lock(directory, f"step {step} ({directory})", wait=False):
     checkpoints.save_final(model, directory)
   names = experiment.source.class_names

@@ -74,6 +74,13 @@ class _Storage:
     return np.frombuffer(self.data, dtype=np.dtype(self.dtype).newbyteorder(self.byteorder))
 
 
+class _View:
+  """A legacy storage view: resolved into a _Storage once its root's bytes are read."""
+
+  def __init__(self, root: _Storage, offset: int, size: int):
+    self.root, self.offset, self.size = root, offset, size
+
+
 class _Tensor:
   """A tensor of the file, made an array once its storage's bytes are read (after the object's
   pickle in the legacy format)."""
@@ -196,7 +203,7 @@ def _read_legacy(path: str):
         storages[key] = _Storage(dtype, b"", "<")
       root = storages[key]
       if len(pid) > 5 and pid[5] is not None:
-        view_key, offset, size = pid[5]
+        _, offset, size = pid[5]   # (view key, offset, size)
         return _View(root, int(offset), int(size))
       return root
 
@@ -213,13 +220,6 @@ def _read_legacy(path: str):
         raise TorchFileError(f"{path}: truncated (storage {key} has {len(storage.data)} of "
                              f"{nbytes} bytes)")
   return obj
-
-
-class _View:
-  """A legacy storage view: resolved into a _Storage once its root's bytes are read."""
-
-  def __init__(self, root: _Storage, offset: int, size: int):
-    self.root, self.offset, self.size = root, offset, size
 
 
 def _materialise(obj):

@@ -159,16 +159,14 @@ def target_of(key: str, backbone: str, source: str):
 def state_dict(checkpoint, source: str, path: str) -> dict[str, np.ndarray]:
   """The tensors of a loaded checkpoint, "module." prefixes stripped."""
   state = checkpoint
-  if isinstance(state, dict):
-    for key in ("model_state", "state_dict", "model"):
-      if source in ("mib", "plop") and key == "state_dict":
-        continue
-      if key in state and isinstance(state[key], dict):
-        state = state[key]
-        break
+  # MiB/PLOP save {"model_state": ...}; the In-place ABN release {"state_dict": ...};
+  # torchvision the state dict itself.
+  key = "model_state" if source in ("mib", "plop") else "state_dict"
+  if isinstance(state, dict) and isinstance(state.get(key), dict):
+    state = state[key]
   if not isinstance(state, dict) or not state:
     raise ConversionError(f"{path} holds no state dict (a dict of tensors, or one under "
-                          "'model_state' / 'state_dict').")
+                          f"'{key}').")
   tensors = {}
   for key, value in state.items():
     if not isinstance(value, np.ndarray):
