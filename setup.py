@@ -17,6 +17,10 @@ setup(
         "matplotlib>=3.8",
         "scipy>=1.11",   # SBD's .mat labels (tools/prepare_voc.py), weak-label simulation
         "scikit-image>=0.22",   # skeletons of simulated scribbles (kdseg/data/weak.py)
+        # Records of the datasets (kdseg/datasets, --data_format=tfds); importlib_resources is
+        # what TFDS's etils[epath] needs to find a builder's code and is not pulled by TFDS.
+        "tensorflow-datasets>=4.9.10,<5",
+        "importlib_resources>=6",
     ],
     extras_require={"test": ["pytest>=8", "pytest-xdist>=3.5"],
                     # tools/compare_torch_forward.py (and benchmarks against PyTorch) only

@@ -9,10 +9,10 @@ Values are validated here, at parse time or in from_flags, before anything is wr
 from __future__ import annotations
 
 import dataclasses
-import os
 
 from absl import flags
 
+from kdseg import fs
 from kdseg.data.datasets import DataConfig
 from kdseg.data.weak import WeakConfig
 from kdseg.data.shapes import ShapesConfig
@@ -28,8 +28,20 @@ flags.DEFINE_string("dataset", "shapes", "Dataset reader: shapes (procedural, VO
 flags.DEFINE_string("data_root", None, "Root of the dataset tree (VOCdevkit/VOC2012, "
                     "ADEChallengeData2016, the Cityscapes folder, MSRC_ObjCategImageDatabase_v2); "
                     "not needed for shapes.")
-flags.DEFINE_string("cache_dir", os.path.join("~", ".cache", "kdseg"),
+flags.DEFINE_string("cache_dir", fs.join("~", ".cache", "kdseg"),
                     "Where the shapes dataset and class-presence indexes are cached.")
+flags.DEFINE_enum("data_format", "folder", ["folder", "tfds"],
+                  "folder: read the dataset's files under --data_root; tfds: read the records "
+                  "kdseg's TFDS builders wrote (tfds build kdseg_<dataset> "
+                  "--imports=kdseg.datasets) under --tfds_data_dir. Same ids, splits and labels.")
+flags.DEFINE_string("tfds_data_dir", None, "--data_format=tfds: the TFDS data directory "
+                    "holding the records (any TF filesystem TFDS reaches, e.g. gs://).")
+flags.DEFINE_string("tfds_name", None, "--data_format=tfds: the records dataset, if not kdseg's "
+                    "builder of --dataset (kdseg_<dataset>); e.g. cityscapes/semantic_segmentation "
+                    "(TFDS's own Cityscapes builder: gtFine labelIds, the same encoding).")
+flags.DEFINE_integer("tfds_shuffle_buffer", 2048, "--data_format=tfds: images in the shuffle "
+                     "buffer of training (records are read in sequence; the buffer holds encoded "
+                     "images).", lower_bound=1)
 flags.DEFINE_integer("shapes_image_size", 64, "shapes: image side in pixels.", lower_bound=8)
 flags.DEFINE_integer("shapes_num_train", 1000, "shapes: number of training images.",
                      lower_bound=1)
@@ -358,7 +370,13 @@ class ToolConfig:
 def data_config() -> DataConfig:
   shapes = ShapesConfig(image_size=FLAGS.shapes_image_size, num_train=FLAGS.shapes_num_train,
                         num_val=FLAGS.shapes_num_val, seed=FLAGS.shapes_seed)
-  return DataConfig(FLAGS.dataset, FLAGS.data_root, os.path.expanduser(FLAGS.cache_dir), shapes)
+  if FLAGS.data_format == "tfds" and not FLAGS.tfds_data_dir:
+    raise FlagValueError("--data_format=tfds needs --tfds_data_dir (where tfds build wrote the "
+                         "records).")
+  return DataConfig(FLAGS.dataset, FLAGS.data_root, fs.absolute(FLAGS.cache_dir), shapes,
+                    FLAGS.data_format,
+                    fs.absolute(FLAGS.tfds_data_dir) if FLAGS.tfds_data_dir else None,
+                    FLAGS.tfds_name, FLAGS.tfds_shuffle_buffer)
 
 
 def resolve_methods() -> tuple[Method, ...]:
@@ -409,11 +427,11 @@ def from_flags() -> RunConfig:
                          " need 0 < min_scale <= max_scale.")
   protocol = ProtocolConfig(FLAGS.task, FLAGS.setting, FLAGS.class_order,
                             FLAGS.min_images_per_class, FLAGS.holdout_fraction, FLAGS.void_label,
-                            os.path.abspath(FLAGS.split_files) if FLAGS.split_files else "",
-                            os.path.abspath(FLAGS.split_list) if FLAGS.split_list else "")
+                            fs.absolute(FLAGS.split_files) if FLAGS.split_files else "",
+                            fs.absolute(FLAGS.split_list) if FLAGS.split_list else "")
   if protocol.split_list and not protocol.split_files:
     raise FlagValueError("--split_list is the image list of --split_files; give both or neither.")
-  run_dir = os.path.abspath(FLAGS.run_dir or os.path.join(
+  run_dir = fs.absolute(FLAGS.run_dir or fs.join(
       "runs", f"{FLAGS.dataset}_{FLAGS.task}_{FLAGS.setting}"))
   if FLAGS.head == "classifier":
     with_aspp_terms = [m.name for m in methods
@@ -461,8 +479,8 @@ def tool_from_flags(command: str) -> ToolConfig:
                          "name of its folder in the run directory, e.g. mib or "
                          "mib+freeze=encoder).")
   given = tuple(field for field, flag in _EVALUATION_FLAGS.items() if FLAGS[flag].present)
-  return ToolConfig(os.path.abspath(FLAGS.run_dir), FLAGS.method[0], FLAGS.step,
+  return ToolConfig(fs.absolute(FLAGS.run_dir), FLAGS.method[0], FLAGS.step,
                     evaluation_config(), given,
                     FLAGS.data_root if FLAGS["data_root"].present else None,
-                    (os.path.expanduser(FLAGS.cache_dir) if FLAGS["cache_dir"].present
+                    (fs.absolute(FLAGS.cache_dir) if FLAGS["cache_dir"].present
                      else None), FLAGS.precision, FLAGS.verbose)

@@ -19,7 +19,7 @@ from absl import flags  # noqa: E402
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from kdseg import atomic, config  # noqa: E402
+from kdseg import atomic, config, fs  # noqa: E402
 from kdseg.data.pipeline import normalize  # noqa: E402
 from kdseg.run import cli  # noqa: E402
 from kdseg.run.scoring import finished_model  # noqa: E402
@@ -47,7 +47,7 @@ def export(model, order: tuple[int, ...], class_names, palette, export_dir: str)
   archive.add_endpoint("serve", serve, input_signature=[
       tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
   archive.write_out(export_dir, verbose=False)
-  atomic.write_json(os.path.join(export_dir, "classes.json"),
+  atomic.write_json(fs.join(export_dir, "classes.json"),
                     {"model_order": list(order), "names": [class_names[c] for c in order],
                      "palette": [list(palette[c]) for c in order]})
 
@@ -58,7 +58,7 @@ def main(argv):
   cli.quiet_start(tool.precision)
   if not FLAGS.export_dir:
     raise config.FlagValueError("--export_dir is required (a directory that does not exist yet).")
-  if os.path.exists(FLAGS.export_dir):
+  if fs.exists(FLAGS.export_dir):
     raise ExportError(f"--export_dir={FLAGS.export_dir} already exists; choose a new directory "
                       "(nothing was overwritten).")
   run_dir = RunDir(tool.run_dir)

@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from kdseg import atomic, config  # noqa: E402
+from kdseg import atomic, config, fs  # noqa: E402
 from kdseg.data.pipeline import normalize  # noqa: E402
 from kdseg.engine.evaluation import predict_probabilities  # noqa: E402
 from kdseg.run import cli  # noqa: E402
@@ -43,13 +43,13 @@ class InputError(FileNotFoundError):
 def list_images(inputs: list[str]) -> list[str]:
   paths = []
   for item in inputs:
-    if os.path.isdir(item):
-      found = sorted(os.path.join(item, name) for name in os.listdir(item)
+    if fs.isdir(item):
+      found = sorted(fs.join(item, name) for name in fs.listdir(item)
                      if name.lower().endswith(IMAGE_SUFFIXES))
       if not found:
         raise InputError(f"--inputs: folder {item} holds no {'/'.join(IMAGE_SUFFIXES)} image.")
       paths += found
-    elif os.path.isfile(item):
+    elif fs.isfile(item):
       paths.append(item)
     else:
       raise InputError(f"--inputs: {item} does not exist.")
@@ -60,7 +60,7 @@ def list_images(inputs: list[str]) -> list[str]:
 
 def read_image(path: str) -> np.ndarray:
   try:
-    with Image.open(path) as image:
+    with fs.open_image(path) as image:
       return np.asarray(image.convert("RGB"))
   except (OSError, ValueError) as error:
     raise InputError(f"{path} is not a readable image ({error}).") from None
@@ -92,13 +92,13 @@ def main(argv):
   for index, path in enumerate(paths):
     image = read_image(path)
     classes = to_original[segment(tf.constant(image)).numpy()]
-    name = os.path.splitext(os.path.basename(path))[0]
+    name = os.path.splitext(fs.basename(path))[0]
     label = Image.fromarray(classes)                   # mode L; a palette makes it P
     label.putpalette(palette.flatten().tolist())
-    _save_png(os.path.join(FLAGS.output_dir, f"{name}.png"), label)
+    _save_png(fs.join(FLAGS.output_dir, f"{name}.png"), label)
     blended = ((1 - FLAGS.overlay_alpha) * image + FLAGS.overlay_alpha * palette[classes])
     side = np.concatenate([image, blended.astype(np.uint8)], axis=1)
-    _save_png(os.path.join(FLAGS.output_dir, f"{name}_side.png"), Image.fromarray(side))
+    _save_png(fs.join(FLAGS.output_dir, f"{name}_side.png"), Image.fromarray(side))
     progress.update(index + 1)
   present = sorted(set(np.unique(classes)) - {0})
   print(f"kdseg.predict: {len(paths)} images of {method.name} step {step} -> {FLAGS.output_dir}"

@@ -9,14 +9,12 @@ mIoU conventions (spec §5): means over classes present in the ground truth; "ol
 from __future__ import annotations
 
 import csv
-import glob
 import io
 import json
-import os
 
 import numpy as np
 
-from kdseg import atomic
+from kdseg import atomic, fs
 from kdseg.data.tasks import TaskPlan, make_plan
 from kdseg.metrics import Scores
 
@@ -163,10 +161,10 @@ def format_seed_table(finals: dict[str, list[dict]]) -> str:
 
 def load_records(method_dir: str) -> list[dict]:
   """The step records of one method (results/step_<t>.json), in step order."""
-  paths = glob.glob(os.path.join(method_dir, "results", "step_*.json"))
+  paths = fs.glob(fs.join(method_dir, "results", "step_*.json"))
   records = []
   for path in paths:
-    with open(path) as handle:
+    with fs.open(path) as handle:
       records.append(json.load(handle))
   return sorted(records, key=lambda record: record["step"])
 
@@ -226,7 +224,7 @@ def _background_in_old(record: dict) -> bool:
 def write_summary(method_dir: str, method: str) -> list[dict]:
   """(Re)writes results/summary.{md,csv,json} of one method from its step records."""
   records = load_records(method_dir)
-  results = os.path.join(method_dir, "results")
+  results = fs.join(method_dir, "results")
   rows = _summary_rows(records)
   buffer = io.StringIO()
   if rows:
@@ -237,5 +235,5 @@ def write_summary(method_dir: str, method: str) -> list[dict]:
              "summary.json": json.dumps({"method": method, "steps": [
                  {k: v for k, v in r.items() if k != "confusion"} for r in records]}, indent=1)}
   for name, text in outputs.items():
-    atomic.write_text(os.path.join(results, name), text)
+    atomic.write_text(fs.join(results, name), text)
   return records

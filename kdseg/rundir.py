@@ -25,7 +25,9 @@ import socket
 import sys
 import time
 
-from kdseg import atomic
+import tensorflow as tf
+
+from kdseg import atomic, fs
 from kdseg.data.datasets import DataConfig
 from kdseg.data.shapes import ShapesConfig
 from kdseg.data.tasks import TaskPlan
@@ -67,31 +69,45 @@ def _describe(holder: dict) -> str:
           f"({holder.get('command', '?')})")
 
 
+def _create_exclusive(path: str, text: str) -> bool:
+  """Creates `path` holding `text` unless it exists; False if it does. Exclusive (O_EXCL) on
+  local paths; on other filesystems (gs://, ram://) gfile has no exclusive create, so this checks
+  and then writes: two processes starting within one write of each other could both win."""
+  if fs.is_url(path):
+    if fs.exists(path):
+      return False
+    atomic.write_text(path, text)
+    return True
+  try:
+    handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+  except FileExistsError:
+    return False
+  with os.fdopen(handle, "w") as out:
+    out.write(text)
+  return True
+
+
 @contextlib.contextmanager
 def lock(directory: str, what: str, wait: bool, poll_seconds: float = 2.0):
-  """Holds `directory`/.lock (created with O_EXCL) while the block runs.
+  """Holds `directory`/.lock (created exclusively, see _create_exclusive) while the block runs.
 
   The file names its holder (host, pid, since, command). A lock left by a process that no longer
   runs on this host is stale and taken over. Held by a live process: with `wait`, poll until it
   is released (printing once who holds it); else raise LockedError naming the holder.
   """
-  os.makedirs(directory, exist_ok=True)
-  path = os.path.join(directory, LOCK_FILE)
+  fs.makedirs(directory)
+  path = fs.join(directory, LOCK_FILE)
   me = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time(),
-        "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])[:300]}
+        "command": " ".join([fs.basename(sys.argv[0])] + sys.argv[1:])[:300]}
   told = False
   while True:
-    try:
-      handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
+    if not _create_exclusive(path, json.dumps(me)):
       try:
-        with open(path) as existing:
-          holder = json.load(existing)
-      except (OSError, ValueError):
+        holder = fs.read_json(path)
+      except (OSError, ValueError, tf.errors.OpError):
         holder = {}   # being written, or removed meanwhile: look again
       if holder and not _holder_alive(holder):
-        with contextlib.suppress(FileNotFoundError):
-          os.remove(path)
+        fs.remove(path)
         print(f"kdseg: took over the stale lock of {what} from {_describe(holder)}",
               flush=True)
         continue
@@ -105,14 +121,11 @@ def lock(directory: str, what: str, wait: bool, poll_seconds: float = 2.0):
         told = True
       time.sleep(poll_seconds)
       continue
-    with os.fdopen(handle, "w") as out:
-      json.dump(me, out)
     break
   try:
     yield
   finally:
-    with contextlib.suppress(FileNotFoundError):
-      os.remove(path)
+    fs.remove(path)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,13 +166,13 @@ class RunDir:
   """Paths, records and atomic writes of one run directory."""
 
   def __init__(self, path: str):
-    self.path = os.path.abspath(path)
+    self.path = fs.absolute(path)
 
   def __repr__(self) -> str:
     return f"RunDir({self.path!r})"
 
   def join(self, *parts: str) -> str:
-    return os.path.join(self.path, *parts)
+    return fs.join(self.path, *parts)
 
   # -- records of the run
   @property
@@ -212,7 +225,7 @@ class RunDir:
 
   def train_tensorboard(self, step_dir: str) -> str:
     """The training events of a step folder (shared step 0s have one folder of their own)."""
-    return self.tensorboard(os.path.relpath(step_dir, self.path))
+    return self.tensorboard(fs.relpath(step_dir, self.path))
 
   # -- writes
   def write_json(self, path: str, payload) -> str:
@@ -225,8 +238,8 @@ class RunDir:
     return atomic.write_npy(self._inside(path), array)
 
   def _inside(self, path: str) -> str:
-    path = os.path.abspath(path)
-    if os.path.commonpath([path, self.path]) != self.path:
+    path = fs.absolute(path)
+    if not fs.is_inside(path, self.path):
       raise ValueError(f"{path} is outside the run directory {self.path}")
     return path
 
@@ -236,8 +249,8 @@ class RunDir:
     With write=False (non-chief workers) an absent record is left for the chief to write.
     """
     payload = json.loads(json.dumps(payload))
-    if os.path.isfile(path):
-      with open(path) as handle:
+    if fs.isfile(path):
+      with fs.open(path) as handle:
         recorded = json.load(handle)
       changed = sorted(k for k in set(recorded) | set(payload)
                        if recorded.get(k) != payload.get(k))
@@ -255,14 +268,14 @@ class RunDir:
   # -- reading a finished run
   def require_run(self) -> RecordedRun:
     """The recorded run; RunDirError (nothing written) if this directory holds none."""
-    if not os.path.isdir(self.path):
+    if not fs.isdir(self.path):
       raise RunDirError(f"--run_dir={self.path} does not exist: give the directory of a run "
                         "trained with python -m kdseg.train.")
-    if not os.path.isfile(self.run_json):
+    if not fs.isfile(self.run_json):
       raise RunDirError(f"--run_dir={self.path} holds no kdseg run (no run.json; runs trained "
                         "before run.json existed: train any step again with the same flags, "
                         "which records it without retraining finished steps).")
-    with open(self.run_json) as handle:
+    with fs.open(self.run_json) as handle:
       return RecordedRun.from_json(json.load(handle))
 
   def record_run(self, recorded: RecordedRun) -> None:
@@ -270,16 +283,16 @@ class RunDir:
 
   def method_names(self) -> list[str]:
     """Methods with a record in this run directory."""
-    if not os.path.isdir(self.path):
+    if not fs.isdir(self.path):
       return []
-    return sorted(name for name in os.listdir(self.path)
-                  if os.path.isfile(self.method_json(name)))
+    return sorted(name for name in fs.listdir(self.path)
+                  if fs.isfile(self.method_json(name)))
 
   def load_method(self, method_name: str) -> Method:
     """The record of a method trained in this run (its folder's method.json)."""
     path = self.method_json(method_name)
-    if not os.path.isfile(path):
+    if not fs.isfile(path):
       known = ", ".join(self.method_names()) or "none"
       raise RunDirError(f"--method={method_name}: no {path}. Methods in this run: {known}.")
-    with open(path) as handle:
+    with fs.open(path) as handle:
       return method_from_record(json.load(handle)["method"])

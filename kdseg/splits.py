@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # noqa: E402
 
-from kdseg import atomic, config  # noqa: E402  (defines the flags)
+from kdseg import atomic, config, fs  # noqa: E402  (config defines the flags)
 from kdseg.data import splits  # noqa: E402
 from kdseg.run import cli  # noqa: E402
 from kdseg.run.experiment import own_rows, reference_rows, resolve_data  # noqa: E402
@@ -77,7 +77,7 @@ def main(argv):
   print(format_manifests(steps))
   if FLAGS["output_dir"].present:
     for entry in steps:
-      atomic.write_json(os.path.join(FLAGS.output_dir, f"step_{entry['step']}.json"), entry)
+      atomic.write_json(fs.join(FLAGS.output_dir, f"step_{entry['step']}.json"), entry)
     print(f"manifests in {FLAGS.output_dir}/step_<t>.json")
 
 

@@ -10,10 +10,10 @@ the benchmark's objectInfo150 order (the class order "proposed by [3]" in the Mi
 """
 from __future__ import annotations
 
-import os
 
+from kdseg import fs
 from kdseg.data.layout import check_dataset_root, paired_files
-from kdseg.data.source import SegmentationSource, identity_table
+from kdseg.data.source import SegmentationSource, SplitFiles, identity_table
 from kdseg.data.voc import INDEX_PNG, voc_palette
 
 ADE20K_CLASSES = ("other",) + (
@@ -98,9 +98,14 @@ def read_ade20k(root: str) -> SegmentationSource:
   root = check_dataset_root(root, _EXPECTED, "Download ADEChallengeData2016.zip (MIT Scene "
                             "Parsing benchmark), unzip it and point --data_root at "
                             "ADEChallengeData2016.")
-  splits = {split: paired_files(os.path.join(root, "images", folder), ".jpg",
-                                os.path.join(root, "annotations", folder), ".png", _EXPECTED)
+  splits = {split: paired_files(fs.join(root, "images", folder), ".jpg",
+                                fs.join(root, "annotations", folder), ".png", _EXPECTED)
             for split, folder in (("train", "training"), ("val", "validation"))}
+  return ade20k_source(root, splits)
+
+
+def ade20k_source(root: str, splits: dict[str, SplitFiles]) -> SegmentationSource:
+  """ADE20K's classes, orders and label encoding around `splits` (a folder's or records')."""
   palette = tuple(tuple(int(v) for v in row) for row in voc_palette())
   return SegmentationSource(name="ade20k", root=root, class_names=ADE20K_CLASSES, splits=splits,
                             codec=INDEX_PNG, class_table=identity_table(len(ADE20K_CLASSES)),

@@ -10,13 +10,13 @@ training (MiB paper §6.2.5). Evaluation uses the full-resolution images (--eval
 """
 from __future__ import annotations
 
-import os
 
 import numpy as np
 
+from kdseg import fs
 from kdseg.data.layout import check_dataset_root, paired_files
 from kdseg.constants import IGNORE_LABEL
-from kdseg.data.source import INVALID, SegmentationSource
+from kdseg.data.source import INVALID, SegmentationSource, SplitFiles
 from kdseg.data.voc import INDEX_PNG, voc_palette
 
 # (labelId, name, colour) of the 19 evaluation classes, in trainId order.
@@ -60,10 +60,15 @@ def read_cityscapes(root: str) -> SegmentationSource:
   root = check_dataset_root(root, _EXPECTED, "Download leftImg8bit_trainvaltest.zip and "
                             "gtFine_trainvaltest.zip from the Cityscapes site, unzip both into "
                             "one folder and point --data_root at it.")
-  splits = {split: paired_files(os.path.join(root, "leftImg8bit", split), "_leftImg8bit.png",
-                                os.path.join(root, "gtFine", split), "_gtFine_labelIds.png",
+  splits = {split: paired_files(fs.join(root, "leftImg8bit", split), "_leftImg8bit.png",
+                                fs.join(root, "gtFine", split), "_gtFine_labelIds.png",
                                 _EXPECTED)
             for split in ("train", "val")}
+  return cityscapes_source(root, splits)
+
+
+def cityscapes_source(root: str, splits: dict[str, SplitFiles]) -> SegmentationSource:
+  """Cityscapes' classes, scenarios and labelIds encoding around `splits`."""
   palette = voc_palette().copy()
   palette[0] = 0
   for class_id, (_, _, colour) in enumerate(_EVALUATED, start=1):

@@ -4,12 +4,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from kdseg.data import ade20k, cityscapes, msrc, shapes, voc
-from kdseg.data.ade20k import read_ade20k
-from kdseg.data.cityscapes import read_cityscapes
-from kdseg.data.msrc import read_msrc
+from kdseg.data import ade20k, cityscapes, msrc, records, shapes, voc
+from kdseg.data.ade20k import ade20k_source, read_ade20k
+from kdseg.data.cityscapes import cityscapes_source, read_cityscapes
+from kdseg.data.msrc import msrc_source, read_msrc
 from kdseg.data.source import DatasetLayoutError, SegmentationSource
-from kdseg.data.voc import read_voc_layout
+from kdseg.data.voc import read_voc_layout, voc_source
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,6 +18,12 @@ class DataConfig:
   data_root: str | None
   cache_dir: str
   shapes: shapes.ShapesConfig
+  # folder: the dataset's files (--data_root); tfds: records of kdseg's TFDS builders under
+  # tfds_data_dir (kdseg.data.records), tfds_name another records dataset of the same data.
+  data_format: str = "folder"
+  tfds_data_dir: str | None = None
+  tfds_name: str | None = None
+  tfds_shuffle_buffer: int = 2048
 
 
 # --data_root each dataset reads (shapes: none, it is generated into --cache_dir).
@@ -58,8 +64,24 @@ TABLES = {"shapes": (shapes.CLASS_NAMES, {}, voc.VOC_ORDERS),
           "msrc": (msrc.MSRC_CLASSES, {}, {})}
 
 
+# Each dataset's classes, class table and orders around given splits (a folder's or records').
+DESCRIBE = {"shapes": lambda root, splits: voc_source(root, splits, shapes.CLASS_NAMES, "shapes"),
+            "voc": voc_source, "ade20k": ade20k_source, "cityscapes": cityscapes_source,
+            "msrc": msrc_source}
+
+
 def load_source(config: DataConfig) -> SegmentationSource:
   if config.dataset not in READERS:
     raise DatasetLayoutError(f"--dataset={config.dataset!r} is unknown; choose from "
                              f"{', '.join(READERS)}.")
+  if config.data_format == "tfds":
+    if not config.tfds_data_dir:
+      raise DatasetLayoutError("--data_format=tfds needs --tfds_data_dir=<the folder tfds build "
+                               "wrote the records to>; see the README's 'Datasets as TFDS "
+                               "records'.")
+    name = config.tfds_name or records.tfds_name(config.dataset, config.shapes.key())
+    generated = config.shapes if config.dataset == "shapes" and not config.tfds_name else None
+    return records.load_records_source(DESCRIBE[config.dataset]("", {}), name,
+                                       config.tfds_data_dir, config.cache_dir,
+                                       config.tfds_shuffle_buffer, generated)
   return READERS[config.dataset](config)

@@ -2,47 +2,47 @@
 missing path and the layout that was expected."""
 from __future__ import annotations
 
-import os
 
+from kdseg import fs
 from kdseg.data.source import DatasetLayoutError, SplitFiles
 
 
 def check_dataset_root(root: str, expected: str, download: str) -> str:
   """The absolute dataset root; DatasetLayoutError saying what to download if it is missing."""
-  root = os.path.abspath(os.path.expanduser(root))
-  if not os.path.isdir(root):
+  root = fs.absolute(root)
+  if not fs.isdir(root):
     raise DatasetLayoutError(f"dataset folder {root} does not exist ({expected}). {download}")
   return root
 
 
 def require_dirs(root: str, folders, expected: str) -> None:
   for folder in folders:
-    if not os.path.isdir(os.path.join(root, folder)):
-      raise DatasetLayoutError(f"missing folder {os.path.join(root, folder)}: {expected}")
+    if not fs.isdir(fs.join(root, folder)):
+      raise DatasetLayoutError(f"missing folder {fs.join(root, folder)}: {expected}")
 
 
 def image_files(root: str, folder: str, ids, suffix: str, list_file: str) -> tuple[str, ...]:
   """Paths <root>/<folder>/<id><suffix>; DatasetLayoutError naming the list and the folder if
   any is missing."""
-  directory = os.path.join(root, folder)
-  present = set(os.listdir(directory))
+  directory = fs.join(root, folder)
+  present = set(fs.listdir(directory))
   missing = [i for i in ids if i + suffix not in present]
   if missing:
     raise DatasetLayoutError(
         f"{list_file} lists {len(missing)} ids without {directory}/<id>{suffix}, e.g. "
         f"{missing[:3]}; restore those files or remove them from the list.")
-  return tuple(os.path.join(directory, f"{i}{suffix}") for i in ids)
+  return tuple(fs.join(directory, f"{i}{suffix}") for i in ids)
 
 
 def _stems(directory: str, suffix: str) -> dict[str, str]:
   """id -> path of every file under `directory` (recursively) ending in `suffix`; the id is the
   path relative to `directory` without the suffix."""
   found = {}
-  for folder, _, names in os.walk(directory):
+  for folder, _, names in fs.walk(directory):
     for name in names:
       if name.endswith(suffix):
-        path = os.path.join(folder, name)
-        found[os.path.relpath(path, directory)[:-len(suffix)]] = path
+        path = fs.join(folder, name)
+        found[fs.relpath(path, directory)[:-len(suffix)]] = path
   return found
 
 
@@ -51,7 +51,7 @@ def paired_files(image_dir: str, image_suffix: str, label_dir: str, label_suffix
   """Every label file under `label_dir` with its image under `image_dir` (same relative id),
   sorted by id. DatasetLayoutError if there is no label or a label has no image."""
   for directory in (image_dir, label_dir):
-    if not os.path.isdir(directory):
+    if not fs.isdir(directory):
       raise DatasetLayoutError(f"missing folder {directory}: {expected}")
   labels = _stems(label_dir, label_suffix)
   if not labels:

@@ -15,6 +15,7 @@ import os
 
 import numpy as np
 
+from kdseg import fs
 from kdseg.data.layout import check_dataset_root, image_files, require_dirs
 from kdseg.constants import IGNORE_LABEL
 from kdseg.data.source import (INVALID, DatasetLayoutError, SegmentationSource,
@@ -45,10 +46,10 @@ def class_table() -> np.ndarray:
 
 
 def _read_list(path: str) -> tuple[str, ...]:
-  if not os.path.isfile(path):
+  if not fs.isfile(path):
     raise DatasetLayoutError(f"missing split list {path}: {_EXPECTED} (TextonBoostSplits.zip "
                              "holds the lists; unzip it into the MSRC-v2 folder)")
-  with open(path) as handle:
+  with fs.open(path) as handle:
     return tuple(os.path.splitext(line.strip())[0] for line in handle if line.strip())
 
 
@@ -59,11 +60,16 @@ def read_msrc(root: str) -> SegmentationSource:
   require_dirs(root, ("Images", "GroundTruth", "TextonBoostSplits"), _EXPECTED)
   splits = {}
   for split, lists in _SPLIT_LISTS.items():
-    ids = tuple(i for name in lists for i in _read_list(os.path.join(root, "TextonBoostSplits",
+    ids = tuple(i for name in lists for i in _read_list(fs.join(root, "TextonBoostSplits",
                                                                      name)))
-    where = os.path.join(root, "TextonBoostSplits", "+".join(lists))
+    where = fs.join(root, "TextonBoostSplits", "+".join(lists))
     splits[split] = SplitFiles(ids, image_files(root, "Images", ids, ".bmp", where),
                                image_files(root, "GroundTruth", ids, "_GT.bmp", where))
+  return msrc_source(root, splits)
+
+
+def msrc_source(root: str, splits: dict[str, SplitFiles]) -> SegmentationSource:
+  """MSRC-v2's classes and colour-coded labels around `splits`."""
   palette = voc_palette().copy()
   for class_id, (colour, _) in enumerate((c for c in _COLOURS if c[1]), start=1):
     palette[class_id] = voc_palette()[colour]

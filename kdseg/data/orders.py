@@ -13,10 +13,10 @@ A dataset's named scenario (Cityscapes 'vehicles', 'non-driving') brings its own
 """
 from __future__ import annotations
 
-import os
 
 import numpy as np
 
+from kdseg import fs
 from kdseg.data.tasks import TaskError, TaskPlan, make_plan
 
 NAMED_ORDERS = ("dataset", "alphabetical", "frequency", "random")
@@ -45,10 +45,10 @@ def class_order(spec: str, class_names: tuple[str, ...],
       raise TaskError(f"--class_order={spec!r}: the seed after 'random:' must be an integer.")
     return tuple(np.random.default_rng(int(seed)).permutation(objects).tolist())
   if spec.startswith("@"):
-    path = os.path.expanduser(spec[1:])
-    if not os.path.isfile(path):
+    path = fs.absolute(spec[1:])
+    if not fs.isfile(path):
       raise TaskError(f"--class_order={spec!r}: no such file {path} (one class per line).")
-    with open(path) as handle:
+    with fs.open(path) as handle:
       text = handle.read()
     if text.lstrip().startswith("["):   # numpy's print of an id array
       entries = text.replace("[", " ").replace("]", " ").replace(",", " ").split()

@@ -50,11 +50,14 @@ def _reader(source: SegmentationSource, label_table: np.ndarray, sparse: bool = 
   table = tf.constant(label_table, tf.int32)
   decode = _sparse_label if sparse else source.decode_label
 
-  def read(image_path, label_path):
+  fetch = (lambda item: item) if source.records is not None else tf.io.read_file
+
+  def read(image, label):
+    """Paths (folders) or the files' bytes (records) -> image [H, W, 3] float32, label [H, W]."""
     # decode_image: JPEG (VOC, ADE20K), PNG (Cityscapes) and BMP (MSRC-v2) alike.
-    image = tf.cast(tf.io.decode_image(tf.io.read_file(image_path), channels=3,
-                                       expand_animations=False), tf.float32)
-    label = tf.gather(table, decode(tf.io.read_file(label_path)))
+    image = tf.cast(tf.io.decode_image(fetch(image), channels=3, expand_animations=False),
+                    tf.float32)
+    label = tf.gather(table, decode(fetch(label)))
     return image, label
 
   return read
@@ -70,7 +73,10 @@ def image_classes(label: tf.Tensor, weak: WeakLabels) -> tf.Tensor:
   return tf.cast(present, tf.float32)
 
 
-def _files_dataset(files: SplitFiles) -> tf.data.Dataset:
+def _files_dataset(source: SegmentationSource, files: SplitFiles) -> tf.data.Dataset:
+  """(image, label) per image: paths from folders, the files' bytes from records."""
+  if source.records is not None:
+    return source.records.examples(files)
   return tf.data.Dataset.from_tensor_slices((list(files.image_paths), list(files.label_paths)))
 
 
@@ -105,8 +111,12 @@ def train_dataset(source: SegmentationSource, files: SplitFiles, label_table: np
   epoch_seed = tf.random.experimental.stateless_fold_in(
       tf.constant([seed, step], tf.int64), epoch)
   order_seed = int(np.random.default_rng([seed, step, epoch]).integers(2**31))
-  return (_files_dataset(files)
-          .shuffle(len(files.ids), seed=order_seed, reshuffle_each_iteration=False)
+  # Folders: a permutation of the whole split. Records come in sequence: a buffer of encoded
+  # images (--tfds_shuffle_buffer), the same order on every run of (seed, step, epoch).
+  buffer = (len(files.ids) if source.records is None
+            else min(len(files.ids), source.records.shuffle_buffer))
+  return (_files_dataset(source, files)
+          .shuffle(buffer, seed=order_seed, reshuffle_each_iteration=False)
           .enumerate()
           .skip(skip_batches * batch_size)
           .map(load_and_augment, num_parallel_calls=tf.data.AUTOTUNE)
@@ -127,7 +137,7 @@ def eval_dataset(source: SegmentationSource, files: SplitFiles, label_table: np.
       image, label = augment.resize_and_center_crop(image, label, crop_size)
     return normalize(image), label
 
-  return (_files_dataset(files)
+  return (_files_dataset(source, files)
           .map(load, num_parallel_calls=tf.data.AUTOTUNE)
           .padded_batch(batch_size, padding_values=(0.0, IGNORE_LABEL))
           .prefetch(tf.data.AUTOTUNE))

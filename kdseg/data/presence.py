@@ -17,9 +17,9 @@ import sys
 
 import keras
 import numpy as np
-from PIL import Image
+import tensorflow as tf
 
-from kdseg import atomic
+from kdseg import atomic, fs
 from kdseg.data.source import INVALID, LabelCodec, SegmentationSource, SplitFiles
 
 _CACHE_VERSION = 2
@@ -30,23 +30,31 @@ class LabelValueError(ValueError):
 
 
 def _fingerprint(paths: tuple[str, ...]) -> np.ndarray:
-  stats = [os.stat(p) for p in paths]
-  return np.array([[s.st_mtime_ns, s.st_size] for s in stats], np.int64)
+  return np.array([fs.stat(p) for p in paths], np.int64).reshape(len(paths), 2)
+
+
+def read_pair(codec: LabelCodec, label_path: str,
+              image_path: str) -> tuple[np.ndarray | None, str | None]:
+  """(raw label values [H, W] uint8, None), or (None, the problem) when the label or the image
+  cannot be read or their sizes differ."""
+  try:
+    values = codec.read(label_path)
+    with fs.open_image(image_path) as image:
+      image.load()  # a full decode: truncated or corrupt images are found here, not mid-training
+      if (image.height, image.width) != values.shape:
+        return None, (f"{image_path} is {image.width}x{image.height} but its label "
+                      f"{label_path} is {values.shape[1]}x{values.shape[0]}")
+  except (OSError, SyntaxError, ValueError, tf.errors.OpError) as error:
+    return None, f"unreadable file for {label_path} / {image_path}: {error}"
+  return values, None
 
 
 def _scan_one(codec: LabelCodec, label_path: str,
               image_path: str) -> tuple[np.ndarray, str | None]:
   """Returns (raw value counts [256] int64, problem or None) for one image/label pair."""
-  empty = np.zeros(256, np.int64)
-  try:
-    values = codec.read(label_path)
-    with Image.open(image_path) as image:
-      image.load()  # a full decode: truncated or corrupt images are found here, not mid-training
-      if (image.height, image.width) != values.shape:
-        return empty, (f"{image_path} is {image.width}x{image.height} but its label "
-                       f"{label_path} is {values.shape[1]}x{values.shape[0]}")
-  except (OSError, SyntaxError, ValueError) as error:
-    return empty, f"unreadable file for {label_path} / {image_path}: {error}"
+  values, problem = read_pair(codec, label_path, image_path)
+  if problem:
+    return np.zeros(256, np.int64), problem
   return np.bincount(values.ravel(), minlength=256).astype(np.int64), None
 
 
@@ -80,13 +88,13 @@ def raw_value_counts(files: SplitFiles, codec: LabelCodec, cache_dir: str,
   """
   workers = workers or min(8, (os.cpu_count() or 1) * 2)
   key = hashlib.sha1("\n".join((codec.name,) + files.label_paths).encode()).hexdigest()[:16]
-  cache_path = os.path.join(cache_dir, f"presence-v{_CACHE_VERSION}-{key}.npz")
+  cache_path = fs.join(cache_dir, f"presence-v{_CACHE_VERSION}-{key}.npz")
   fingerprint = np.concatenate([_fingerprint(files.label_paths),
                                 _fingerprint(files.image_paths)], axis=1)
   counts = np.zeros((len(files.ids), 256), np.int64)
   stale = list(range(len(files.ids)))
-  if os.path.isfile(cache_path):
-    cached = np.load(cache_path)
+  if fs.isfile(cache_path):
+    cached = fs.load_npz(cache_path)
     if cached["fingerprint"].shape == fingerprint.shape:
       fresh = np.all(cached["fingerprint"] == fingerprint, axis=1)
       counts[fresh] = cached["counts"][fresh]
@@ -106,8 +114,9 @@ def class_pixel_counts(source: SegmentationSource, split: str, cache_dir: str,
   class table.
   """
   files = source.split(split)
-  raw = raw_value_counts(files, source.codec, cache_dir, workers)
-  _check_values(source, files, raw)
+  raw = (source.records.counts(split) if source.records is not None
+         else raw_value_counts(files, source.codec, cache_dir, workers))
+  check_values(source, files, raw)
   table = source.class_table.astype(np.int64)
   one_hot = np.zeros((256, 256), np.int64)
   valid = table != INVALID
@@ -121,7 +130,9 @@ def class_presence(source: SegmentationSource, split: str, cache_dir: str,
   return class_pixel_counts(source, split, cache_dir, workers) > 0
 
 
-def _check_values(source: SegmentationSource, files: SplitFiles, raw: np.ndarray) -> None:
+def check_values(source: SegmentationSource, files: SplitFiles, raw: np.ndarray) -> None:
+  """LabelValueError naming the label files (rows of `raw`, raw value counts [n, 256]) that hold
+  values outside the dataset's class table."""
   invalid = source.class_table == INVALID
   bad_rows = np.flatnonzero(raw[:, invalid].any(axis=1))
   if bad_rows.size:

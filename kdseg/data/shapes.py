@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
-import os
-import shutil
-import tempfile
+import uuid
 
 import numpy as np
+import tensorflow as tf
 from PIL import Image
 
+from kdseg import atomic, fs
 from kdseg.data.source import SegmentationSource
 from kdseg.constants import IGNORE_LABEL
 from kdseg.data.voc import read_voc_layout, voc_palette
@@ -214,10 +215,16 @@ def render(rng: np.random.Generator, config: ShapesConfig) -> tuple[np.ndarray, 
   return np.clip(image, 0, 255).astype(np.uint8), label
 
 
+def _encoded(image: Image.Image, **save_options) -> bytes:
+  buffer = io.BytesIO()
+  image.save(buffer, **save_options)
+  return buffer.getvalue()
+
+
 def write_voc_tree(root: str, config: ShapesConfig) -> None:
   """Writes the dataset under `root` in the Pascal VOC 2012 layout."""
-  for folder in ("JPEGImages", "SegmentationClass", os.path.join("ImageSets", "Segmentation")):
-    os.makedirs(os.path.join(root, folder), exist_ok=True)
+  for folder in ("JPEGImages", "SegmentationClass", fs.join("ImageSets", "Segmentation")):
+    fs.makedirs(fs.join(root, folder))
   palette = voc_palette().flatten().tolist()
   for split_index, (split, count) in enumerate((("train", config.num_train),
                                                 ("val", config.num_val))):
@@ -226,39 +233,45 @@ def write_voc_tree(root: str, config: ShapesConfig) -> None:
       image_id = f"{split}_{index:06d}"
       rng = np.random.default_rng([config.seed, split_index, index])
       image, label = render(rng, config)
-      Image.fromarray(image).save(os.path.join(root, "JPEGImages", f"{image_id}.jpg"), quality=92)
+      atomic.write_bytes(fs.join(root, "JPEGImages", f"{image_id}.jpg"),
+                         _encoded(Image.fromarray(image), format="JPEG", quality=92))
       label_png = Image.fromarray(label, mode="P")
       label_png.putpalette(palette)
-      label_png.save(os.path.join(root, "SegmentationClass", f"{image_id}.png"))
+      atomic.write_bytes(fs.join(root, "SegmentationClass", f"{image_id}.png"),
+                         _encoded(label_png, format="PNG"))
       ids.append(image_id)
-    with open(os.path.join(root, "ImageSets", "Segmentation", f"{split}.txt"), "w") as out:
-      out.write("".join(f"{i}\n" for i in ids))
+    atomic.write_text(fs.join(root, "ImageSets", "Segmentation", f"{split}.txt"),
+                      "".join(f"{i}\n" for i in ids))
 
 
 def ensure_shapes(cache_dir: str, config: ShapesConfig) -> str:
   """Returns the dataset root for `config`, generating it on first use (atomically)."""
-  root = os.path.join(os.path.abspath(os.path.expanduser(cache_dir)), "shapes", config.key())
-  marker = os.path.join(root, "shapes_config.json")
-  if os.path.isfile(marker):
+  root = fs.join(fs.absolute(cache_dir), "shapes", config.key())
+  marker = fs.join(root, "shapes_config.json")
+  if fs.isfile(marker):
     return root
-  os.makedirs(os.path.dirname(root), exist_ok=True)
-  staging = tempfile.mkdtemp(dir=os.path.dirname(root), prefix=".staging-")
+  fs.makedirs(fs.dirname(root))
+  if fs.is_url(root):
+    # Object stores (and ram://) cannot rename a folder: write in place, the marker last. Every
+    # file is written whole and the same by any writer, so concurrent writers agree.
+    write_voc_tree(root, config)
+    atomic.write_json(marker, dataclasses.asdict(config))
+    return root
+  staging = fs.join(fs.dirname(root), f".staging-{uuid.uuid4().hex[:12]}")
   try:
     write_voc_tree(staging, config)
-    with open(os.path.join(staging, "shapes_config.json"), "w") as out:
-      json.dump(dataclasses.asdict(config), out, indent=1)
-    if os.path.isfile(marker):  # another process (e.g. a second worker) finished first
+    atomic.write_json(fs.join(staging, "shapes_config.json"), dataclasses.asdict(config))
+    if fs.isfile(marker):  # another process (e.g. a second worker) finished first
       return root
-    if os.path.isdir(root):  # an incomplete earlier attempt without its marker
-      shutil.rmtree(root)
+    if fs.isdir(root):  # an incomplete earlier attempt without its marker
+      fs.rmtree(root)
     try:
-      os.replace(staging, root)
-    except OSError:
-      if not os.path.isfile(marker):  # not a concurrent writer's complete tree: a real error
+      fs.rename(staging, root, overwrite=False)
+    except (OSError, tf.errors.OpError):
+      if not fs.isfile(marker):  # not a concurrent writer's complete tree: a real error
         raise
   finally:
-    if os.path.isdir(staging):
-      shutil.rmtree(staging)
+    fs.rmtree(staging)
   return root
 
 

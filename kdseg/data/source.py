@@ -40,10 +40,15 @@ class LabelCodec:
 
 @dataclasses.dataclass(frozen=True)
 class SplitFiles:
-  """Image ids of one split with their image and label paths (same order)."""
+  """Image ids of one split with their image and label paths (same order).
+
+  From TFDS records (kdseg.data.records) the paths only name the records (for messages) and
+  `split` says which split of the records holds the ids.
+  """
   ids: tuple[str, ...]
   image_paths: tuple[str, ...]
   label_paths: tuple[str, ...]
+  split: str = ""
 
   def select(self, ids: list[str] | tuple[str, ...]) -> "SplitFiles":
     position = {image_id: i for i, image_id in enumerate(self.ids)}
@@ -52,7 +57,7 @@ class SplitFiles:
       raise KeyError(f"{len(missing)} image ids are not in this split, e.g. {missing[:3]}")
     rows = [position[image_id] for image_id in ids]
     return SplitFiles(tuple(ids), tuple(self.image_paths[r] for r in rows),
-                      tuple(self.label_paths[r] for r in rows))
+                      tuple(self.label_paths[r] for r in rows), self.split)
 
 
 def identity_table(num_classes: int) -> np.ndarray:
@@ -86,6 +91,9 @@ class SegmentationSource:
   # Scene parsing (ADE20K; MiB paper §5.1): every pixel is one of the classes, so weak labels'
   # U_x never holds background. Object segmentation (the others): background is in every U_x.
   scene_parsing: bool = False
+  # Read from TFDS records instead of files (kdseg.data.records.Records): image and label bytes
+  # and the class-presence counts come from there.
+  records: object | None = None
 
   @property
   def num_object_classes(self) -> int:

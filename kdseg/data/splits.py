@@ -29,8 +29,9 @@ import hashlib
 import os
 
 import numpy as np
+import tensorflow as tf
 
-from kdseg import atomic
+from kdseg import atomic, fs
 from kdseg.constants import IGNORE_LABEL
 from kdseg.data.tasks import TaskPlan
 
@@ -171,8 +172,8 @@ def write_ids_once(path: str, ids: list[str] | tuple[str, ...]) -> tuple[str, ..
   Split files are the record of what a step trained on: once written they are reused verbatim,
   so resumed and chained steps see exactly the same images.
   """
-  if os.path.isfile(path):
-    with open(path) as handle:
+  if fs.isfile(path):
+    with fs.open(path) as handle:
       return tuple(line.strip() for line in handle if line.strip())
   atomic.write_text(path, "".join(f"{image_id}\n" for image_id in ids))
   return tuple(ids)
@@ -184,7 +185,7 @@ def step_ids(split_dir: str, step: int, kind: str, ids: tuple[str, ...],
   if rows.size == 0:
     raise SplitError(f"step {step} has no {kind} image: no image contains its classes under this "
                      "setting. Check --task, --setting and the dataset's labels.")
-  return write_ids_once(os.path.join(split_dir, f"step_{step}_{kind}.txt"),
+  return write_ids_once(fs.join(split_dir, f"step_{step}_{kind}.txt"),
                         [ids[r] for r in rows])
 
 
@@ -212,23 +213,23 @@ def read_list_file(path: str) -> tuple[str, ...]:
   """Image ids of a list file in order: one id per line, or the reference's train_aug.txt lines
   '/JPEGImages/<id>.jpg /SegmentationClassAug/<id>.png' (the id is the first path's stem)."""
   try:
-    with open(path) as handle:
+    with fs.open(path) as handle:
       lines = [line.split() for line in handle if line.strip()]
   except OSError as error:
     raise SplitError(f"--split_list={path}: {error.strerror}.") from None
-  return tuple(os.path.splitext(os.path.basename(parts[0]))[0] for parts in lines)
+  return tuple(os.path.splitext(fs.basename(parts[0]))[0] for parts in lines)
 
 
 def read_reference_split(directory: str, step: int, listed: tuple[str, ...]) -> tuple[str, ...]:
   """The image ids of `step` in a MiB / PLOP split folder (data/<dataset>/<task>[-ov]/):
   train-<step>.npy holds integer indices into the reference's ordered image list `listed`."""
-  path = os.path.join(directory, f"train-{step}.npy")
-  if not os.path.isfile(path):
+  path = fs.join(directory, f"train-{step}.npy")
+  if not fs.isfile(path):
     raise SplitError(f"{path} is missing: --split_files must name a MiB/PLOP task folder "
                      f"(e.g. MiB's data/voc/15-5s-ov) with train-0.npy ... train-<last step>.npy.")
   try:
-    indices = np.load(path, allow_pickle=False)
-  except (OSError, ValueError) as error:
+    indices = fs.load_npy(path)
+  except (OSError, ValueError, tf.errors.OpError) as error:
     raise SplitError(f"{path} is not a numpy array file: {error}") from None
   if indices.ndim != 1 or not np.issubdtype(indices.dtype, np.integer):
     raise SplitError(f"{path}: expected a 1-d integer array of image indices, found "

@@ -11,13 +11,12 @@ Class ids: 0 background, 1..20 objects, 255 ignore (object borders, difficult re
 from __future__ import annotations
 
 import functools
-import os
 
 import numpy as np
 import tensorflow as tf
 
-from PIL import Image
 
+from kdseg import fs
 from kdseg.data.layout import check_dataset_root, image_files, require_dirs
 from kdseg.data.source import (DatasetLayoutError, LabelCodec,  # noqa: F401
                                LabelFormatError, SegmentationSource, SplitFiles, identity_table)
@@ -77,7 +76,7 @@ def rgb_to_index(rgb: np.ndarray) -> np.ndarray:
 
 def read_index_png(path: str) -> np.ndarray:
   """Grayscale index PNG, or palette PNG in the VOC colour map -> [H, W] uint8 raw values."""
-  with Image.open(path) as label:
+  with fs.open_image(path) as label:
     if label.mode == "P":
       palette = np.array(label.getpalette()[:768], np.uint8).reshape(-1, 3)
       if not np.array_equal(palette, voc_palette()[:len(palette)]):
@@ -97,7 +96,7 @@ def decode_colour_label(file_bytes: tf.Tensor) -> tf.Tensor:
 
 
 def read_colour_label(path: str) -> np.ndarray:
-  with Image.open(path) as label:
+  with fs.open_image(path) as label:
     if label.mode not in ("RGB", "P"):
       raise LabelFormatError(f"{path}: colour-coded label in mode {label.mode}; expected RGB")
     return rgb_to_index(np.asarray(label.convert("RGB")))
@@ -110,7 +109,7 @@ COLOUR_CODED = LabelCodec("voc-colours", decode_colour_label, read_colour_label)
 
 
 def _read_ids(list_file: str) -> tuple[str, ...]:
-  with open(list_file) as handle:
+  with fs.open(list_file) as handle:
     return tuple(line.split()[0] for line in handle if line.strip())
 
 
@@ -125,24 +124,30 @@ def read_voc_layout(root: str, class_names: tuple[str, ...] = VOC_CLASSES,
   root = check_dataset_root(root, expected, "For VOC, download VOCtrainval_11-May-2012.tar and "
                             "point --data_root at VOCdevkit/VOC2012 (tools/prepare_voc.py adds SBD).")
   if label_dir is None:
-    label_dir = ("SegmentationClassAug" if os.path.isdir(os.path.join(root, "SegmentationClassAug"))
+    label_dir = ("SegmentationClassAug" if fs.isdir(fs.join(root, "SegmentationClassAug"))
                  else "SegmentationClass")
-  lists = os.path.join(root, "ImageSets", "Segmentation")
+  lists = fs.join(root, "ImageSets", "Segmentation")
   require_dirs(root, ("JPEGImages", label_dir, lists), expected)
   files = {}
   for split in splits:
-    list_name = ("train_aug" if split == "train" and os.path.isfile(
-        os.path.join(lists, "train_aug.txt")) else split)
-    list_file = os.path.join(lists, f"{list_name}.txt")
-    if not os.path.isfile(list_file):
+    list_name = ("train_aug" if split == "train" and fs.isfile(
+        fs.join(lists, "train_aug.txt")) else split)
+    list_file = fs.join(lists, f"{list_name}.txt")
+    if not fs.isfile(list_file):
       raise DatasetLayoutError(f"missing image list {list_file}: {expected}")
     ids = _read_ids(list_file)
     if not ids:
       raise DatasetLayoutError(f"image list {list_file} is empty")
     files[split] = SplitFiles(ids, image_files(root, "JPEGImages", ids, ".jpg", list_file),
                               image_files(root, label_dir, ids, ".png", list_file))
+  return voc_source(root, files, class_names, name)
+
+
+def voc_source(root: str, splits: dict[str, SplitFiles], class_names: tuple[str, ...] = VOC_CLASSES,
+               name: str = "voc") -> SegmentationSource:
+  """VOC's classes (or shapes', which share them), orders and label encoding around `splits`."""
   palette = tuple(tuple(int(v) for v in row) for row in voc_palette())
-  return SegmentationSource(name=name, root=root, class_names=tuple(class_names), splits=files,
+  return SegmentationSource(name=name, root=root, class_names=tuple(class_names), splits=splits,
                             codec=INDEX_PNG, class_table=identity_table(len(class_names)),
                             palette=palette,
                             class_orders=VOC_ORDERS if tuple(class_names) == VOC_CLASSES else {})

@@ -47,7 +47,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from kdseg import atomic
+from kdseg import atomic, fs
 from kdseg.constants import IGNORE_LABEL, UNLABELED
 from kdseg.data.source import INVALID, SegmentationSource, SplitFiles
 
@@ -102,7 +102,7 @@ class WeakConfig:
       else:
         record["scribble_width"] = self.scribble_width
     else:
-      record["annotations"] = os.path.abspath(self.annotations)
+      record["annotations"] = fs.absolute(self.annotations)
       if self.format == "sparse-png":
         record["unlabeled_value"] = self.unlabeled_value
       elif self.format == "points-json":
@@ -126,7 +126,7 @@ def check(config: WeakConfig) -> None:
     if config.annotations:
       raise WeakAnnotationError("--weak_annotations is read only with --weak_format="
                                 "points-json, scribblesup-xml or sparse-png; drop it to simulate.")
-  elif not os.path.exists(config.annotations):
+  elif not fs.exists(config.annotations):
     raise WeakAnnotationError(
         f"--weak_format={config.format} needs --weak_annotations: the released file or folder "
         f"({config.annotations or 'not given'} does not exist). Download it (docs/WEAK.md says "
@@ -204,14 +204,14 @@ def simulate_scribbles(labels: np.ndarray, width: int, background: bool) -> np.n
 
 
 def _image_size(path: str) -> tuple[int, int]:
-  with Image.open(path) as image:
+  with fs.open_image(path) as image:
     return image.height, image.width
 
 
 def read_points_json(path: str) -> dict[str, list[tuple[int, int, int]]]:
   """image id -> [(x, y, class id)] from a "What's the point" JSON file."""
   try:
-    with open(path) as handle:
+    with fs.open(path) as handle:
       data = json.load(handle)
     return {str(image_id): [(int(c["x"]), int(c["y"]), int(c["cls"])) for c in clicks]
             for image_id, clicks in data.items()}
@@ -270,7 +270,7 @@ def read_scribblesup_xml(path: str, class_names: tuple[str, ...], shape: tuple[i
 
 def read_sparse_png(path: str, source: SegmentationSource, unlabeled_value: int) -> np.ndarray:
   try:
-    with Image.open(path) as image:
+    with fs.open_image(path) as image:
       if image.mode not in ("P", "L"):
         raise WeakAnnotationError(f"{path}: a sparse label map must be an index or grey PNG, "
                                   f"not mode {image.mode}.")
@@ -305,12 +305,12 @@ def _key(source: SegmentationSource, files: SplitFiles, config: WeakConfig, seed
     parts.append(str(seed))
   else:
     annotations = config.annotations
-    walked = (sorted(os.walk(annotations)) if os.path.isdir(annotations)
+    walked = (sorted(fs.walk(annotations)) if fs.isdir(annotations)
               else [("", None, [annotations])])
     for folder, _, names in walked:
       for name in sorted(names):
-        stat = os.stat(os.path.join(folder, name))
-        parts.append(f"{name}:{stat.st_size}:{stat.st_mtime_ns}")
+        mtime, size = fs.stat(fs.join(folder, name))
+        parts.append(f"{name}:{size}:{mtime}")
   return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:16]
 
 
@@ -336,13 +336,13 @@ def _build_one(source, config: WeakConfig, seed: int, clicks, image_id: str, ima
                               config.point_radius, len(source.class_names),
                               f"{config.annotations}, image {image_id}")
   elif fmt == "scribblesup-xml":
-    xml = os.path.join(config.annotations, f"{image_id}.xml")
+    xml = fs.join(config.annotations, f"{image_id}.xml")
     sparse = (read_scribblesup_xml(xml, source.class_names, _image_size(image_path),
-                                   config.scribble_width) if os.path.isfile(xml)
+                                   config.scribble_width) if fs.isfile(xml)
               else np.full(_image_size(image_path), UNLABELED, np.uint8))
   else:
-    png = os.path.join(config.annotations, f"{image_id}.png")
-    sparse = (read_sparse_png(png, source, config.unlabeled_value) if os.path.isfile(png)
+    png = fs.join(config.annotations, f"{image_id}.png")
+    sparse = (read_sparse_png(png, source, config.unlabeled_value) if fs.isfile(png)
               else np.full(_image_size(image_path), UNLABELED, np.uint8))
   atomic.write_png(out_path, lambda handle: Image.fromarray(sparse).save(handle, format="PNG"))
   return int(np.count_nonzero(sparse != UNLABELED)), int(sparse.size)
@@ -353,16 +353,16 @@ def annotation_set(source: SegmentationSource, split: str, config: WeakConfig, s
   """The sparse label maps of `split` (built once, then read from the cache)."""
   check(config)
   files = source.split(split)
-  directory = os.path.join(cache_dir, "weak", _key(source, files, config, seed))
-  manifest_path = os.path.join(directory, "manifest.json")
-  paths = tuple(os.path.join(directory, f"{image_id}.png") for image_id in files.ids)
+  directory = fs.join(cache_dir, "weak", _key(source, files, config, seed))
+  manifest_path = fs.join(directory, "manifest.json")
+  paths = tuple(fs.join(directory, f"{image_id}.png") for image_id in files.ids)
   sparse_files = SplitFiles(files.ids, files.image_paths, paths)
-  if os.path.isfile(manifest_path):
-    with open(manifest_path) as handle:
+  if fs.isfile(manifest_path):
+    with fs.open(manifest_path) as handle:
       return AnnotationSet(directory, sparse_files, json.load(handle))
   clicks = read_points_json(config.annotations) if config.format == "points-json" else {}
   unknown = sorted(set(clicks) - set(files.ids))
-  os.makedirs(directory, exist_ok=True)
+  fs.makedirs(directory)
   workers = workers or min(8, (os.cpu_count() or 1) * 2)
   with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
     counts = list(pool.map(

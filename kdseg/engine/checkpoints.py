@@ -12,13 +12,11 @@ interrupted run never leaves a half-written step that the next step would chain 
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 
 import numpy as np
 import tensorflow as tf
 
-from kdseg import atomic
+from kdseg import atomic, fs
 from kdseg.models.segmenter import ModelConfig, Segmenter, build_segmenter
 
 
@@ -28,18 +26,17 @@ class CheckpointError(FileNotFoundError):
 
 def final_file(directory: str, name: str) -> str:
   """A file kept beside a finished step's weights (e.g. a cached confusion matrix)."""
-  return os.path.join(directory, "final", name)
+  return fs.join(directory, "final", name)
 
 
 def digest(directory: str) -> str:
   """12 hex digits identifying a finished step's weights: the SHA-1 of the checkpoint's index,
   which holds every tensor's CRC32C, so replaced weights give another digest."""
-  with open(final_file(directory, "model.index"), "rb") as index:
-    return hashlib.sha1(index.read()).hexdigest()[:12]
+  return hashlib.sha1(fs.read_bytes(final_file(directory, "model.index"))).hexdigest()[:12]
 
 
 def is_complete(directory: str) -> bool:
-  return os.path.isfile(final_file(directory, "done.json"))
+  return fs.isfile(final_file(directory, "done.json"))
 
 
 def save_final(model: Segmenter, directory: str, state: dict | None = None) -> None:
@@ -57,11 +54,10 @@ STATE_FILE = "regularizer.npz"
 def load_state(directory: str) -> dict[str, np.ndarray]:
   """The regulariser state saved with a finished step."""
   path = final_file(directory, STATE_FILE)
-  if not os.path.isfile(path):
+  if not fs.isfile(path):
     raise CheckpointError(f"{path} is missing: the step in {directory} was not trained with "
                           "this regulariser.")
-  with np.load(path) as stored:
-    return {key: stored[key] for key in stored.files}
+  return fs.load_npz(path)
 
 
 def load_final(directory: str, config: ModelConfig, classes_per_step: list[int]) -> Segmenter:
@@ -77,7 +73,10 @@ def load_final(directory: str, config: ModelConfig, classes_per_step: list[int])
                           f"(--backbone, --head_channels, task): {error}") from error
   # assert_consumed cannot see variables the checkpoint never held (e.g. layers Keras keeps in a
   # list are not tracked by tf.train.Checkpoint): require one stored value per model variable.
-  stored = [name for name, _ in tf.train.list_variables(path) if name.startswith("model/")]
+  # The reader, not tf.train.list_variables: on ram:// every prefix of a file name counts as a
+  # folder, and list_variables would look for a 'checkpoint' file inside final/model.
+  stored = [name for name in tf.compat.v1.train.NewCheckpointReader(path)
+            .get_variable_to_shape_map() if name.startswith("model/")]
   if len(stored) != len(model.variables):
     raise CheckpointError(f"{path} holds {len(stored)} model variables but the model has "
                           f"{len(model.variables)}; it cannot be restored faithfully.")
@@ -92,12 +91,12 @@ def training_manager(directory: str, model, optimizer, epoch: tf.Variable, regul
   """
   extra = {} if regularizer is None else {"regularizer": regularizer}
   checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch, **extra)
-  manager = tf.train.CheckpointManager(checkpoint, os.path.join(directory, "train"),
+  manager = tf.train.CheckpointManager(checkpoint, fs.join(directory, "train"),
                                        max_to_keep=2)
   if save_dir is None or save_dir == directory:
     return checkpoint, manager
   latest = manager.latest_checkpoint
-  writer = tf.train.CheckpointManager(checkpoint, os.path.join(save_dir, "train"), max_to_keep=1)
+  writer = tf.train.CheckpointManager(checkpoint, fs.join(save_dir, "train"), max_to_keep=1)
   return checkpoint, _ResumeFrom(writer, latest)
 
 
@@ -113,8 +112,8 @@ class _ResumeFrom:
 
 def worker_dir(directory: str, worker: int) -> str:
   """Scratch directory of a non-chief worker's saves of a step (removed when the step ends)."""
-  return os.path.join(directory, f".worker_{worker}")
+  return fs.join(directory, f".worker_{worker}")
 
 
 def remove_worker_dir(path: str) -> None:
-  shutil.rmtree(path, ignore_errors=True)
+  fs.rmtree(path)

@@ -11,12 +11,12 @@ and, once per method, the method record and main flags through the hparams plugi
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 from tensorboard.plugins.hparams import api as hparams_api
 import tensorflow as tf
 
+from kdseg import fs
 from kdseg.data.pipeline import denormalize
 from kdseg.constants import IGNORE_LABEL
 
@@ -75,7 +75,7 @@ def purge_after(directory: str, last_step: int) -> int:
   iterations a resumed run will log again); returns how many were dropped. Each file is
   rewritten whole through a temporary file, so a kill leaves the old or the new one."""
   dropped = 0
-  for path in sorted(tf.io.gfile.glob(os.path.join(directory, "events.out.tfevents.*"))):
+  for path in sorted(tf.io.gfile.glob(fs.join(directory, "events.out.tfevents.*"))):
     events = [event for event in tf.compat.v1.train.summary_iterator(path)]
     kept = [event for event in events if event.step <= last_step or event.HasField("file_version")]
     if len(kept) == len(events):
@@ -85,5 +85,5 @@ def purge_after(directory: str, last_step: int) -> int:
     with tf.io.TFRecordWriter(temporary) as out:
       for event in kept:
         out.write(event.SerializeToString())
-    os.replace(temporary, path)
+    tf.io.gfile.rename(temporary, path, overwrite=True)
   return dropped

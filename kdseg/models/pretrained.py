@@ -22,12 +22,12 @@ on RGB input normalised with the ImageNet mean and std, kdseg's default input co
 """
 from __future__ import annotations
 
-import os
 import warnings
 
 import keras
 import numpy as np
 
+from kdseg import fs
 from kdseg.models.resnet import TORCH_BACKBONES, build_resnet
 
 WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
@@ -79,8 +79,8 @@ def check_weights_file(depth: str, path: str) -> str:
         f"--backbone_weights is given, but --backbone={depth} has no ImageNet weights; use one "
         f"of {', '.join(APPLICATIONS)} (keras.applications files) or "
         f"{', '.join(TORCH_BACKBONES)} (converted PyTorch files).")
-  path = os.path.abspath(os.path.expanduser(path))
-  if not os.path.isfile(path):
+  path = fs.absolute(path)
+  if not fs.isfile(path):
     raise PretrainedWeightsError(f"--backbone_weights={path} does not exist. {how_to_get(depth)}")
   return path
 
@@ -94,7 +94,8 @@ def _reference_model(depth: str, path: str) -> keras.Model:
     try:
       with warnings.catch_warnings():  # a wrong file also warns per layer; the error says it
         warnings.simplefilter("ignore")
-        model.load_weights(path)
+        with fs.local_copy(path) as local:   # h5py reads local files
+          model.load_weights(local)
       return model
     except (ValueError, KeyError, OSError) as error:
       errors.append(f"include_top={include_top}: {str(error).splitlines()[0][:300]}")
@@ -109,7 +110,8 @@ def _converted_backbone(depth: str, path: str) -> keras.Model:
   try:
     with warnings.catch_warnings():
       warnings.simplefilter("ignore")
-      backbone.load_weights(path)
+      with fs.local_copy(path) as local:
+        backbone.load_weights(local)
   except (ValueError, KeyError, OSError) as error:
     raise PretrainedWeightsError(
         f"{path} could not be read as converted --backbone={depth} weights "

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import collections
 import io
-import os
 import pickle
 import zipfile
 
 import numpy as np
+
+from kdseg import fs
 
 LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
 LEGACY_PROTOCOL = 1001
@@ -186,7 +187,7 @@ def _read_zip(path: str):
 
 
 def _read_legacy(path: str):
-  with open(path, "rb") as handle:
+  with fs.open(path, "rb") as handle:
     def header():
       return pickle.Unpickler(handle, encoding="latin1").load()
     if header() != LEGACY_MAGIC:
@@ -239,10 +240,11 @@ def _materialise(obj):
 
 def load(path: str):
   """The object torch.save wrote to `path`, with every tensor a numpy array."""
-  if not os.path.isfile(path):
+  if not fs.isfile(path):
     raise TorchFileError(f"{path} does not exist.")
   try:
-    return _materialise(_read_zip(path) if zipfile.is_zipfile(path) else _read_legacy(path))
+    with fs.local_copy(path) as local:   # zipfile and the legacy reader seek in a local file
+      return _materialise(_read_zip(local) if zipfile.is_zipfile(local) else _read_legacy(local))
   except TorchFileError:
     raise
   except (pickle.UnpicklingError, EOFError, ValueError, KeyError, IndexError,

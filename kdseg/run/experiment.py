@@ -8,12 +8,11 @@ fails here, before a file is written.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 import tensorflow as tf
 
-from kdseg import atomic
+from kdseg import atomic, fs
 from kdseg.config import (EvaluationConfig, FlagValueError, ProtocolConfig, RunConfig,
                           ScheduleConfig)
 from kdseg.data import presence, splits, weak
@@ -103,8 +102,8 @@ def step_images(experiment: Experiment, plan: TaskPlan, step: int) -> dict[str, 
     # The manifest beside each id list: count, digest, pixels per class (once, like the list).
     row_of = {image_id: row for row, image_id in enumerate(ids)}
     for kind, kind_ids in chosen.items():
-      path = os.path.join(directory, f"step_{step}_{kind}.json")
-      if not os.path.isfile(path):
+      path = fs.join(directory, f"step_{step}_{kind}.json")
+      if not fs.isfile(path):
         pixels = experiment.train_pixels[[row_of[i] for i in kind_ids]]
         atomic.write_json(path, splits.manifest(kind_ids, pixels, experiment.source.class_names))
   return chosen
@@ -160,7 +159,7 @@ def step0_record(config: RunConfig) -> dict:
   # The weights file's name is recorded only when used (run directories from before the flag
   # stay valid; the file may move).
   weights = config.backbone_weights
-  extra = {"backbone_weights": os.path.basename(weights)} if weights else {}
+  extra = {"backbone_weights": fs.basename(weights)} if weights else {}
   return {"lr": config.schedule.lr, "epochs": config.schedule.epochs,
           **config.schedule.shared_record(), **extra}
 
@@ -214,6 +213,9 @@ def build_experiment(config: RunConfig) -> Experiment:
     raise FlagValueError(f"--batch_size={config.schedule.batch_size} must be a multiple of the "
                          f"{strategy.num_replicas_in_sync} replicas.")
   weak_labels = None
+  if config.weak.weak and source.records is not None:
+    raise FlagValueError("weak supervision builds its sparse maps from the label files: use "
+                         "--data_format=folder with --supervision=points/scribbles.")
   if config.weak.weak:  # built (or read from the cache) now: bad annotations fail here
     for method in config.methods:
       check_weak(method, config.weak.loss)
@@ -239,8 +241,9 @@ def record_experiment(experiment: Experiment) -> None:
       "task": config.protocol.task, "setting": config.protocol.setting, "seed": config.seed,
       "model": config_record(config.model), "step_0": step0_record(config),
       **protocol_record(config, experiment.plan),
-      # Recorded only for weak labels: run directories of full supervision stay valid.
-      **({"weak": config.weak.record()} if config.weak.weak else {})}, write=experiment.chief)
+      # Recorded only for weak labels and records: older run directories stay valid.
+      **({"weak": config.weak.record()} if config.weak.weak else {}),
+      **({"data_format": "tfds"} if experiment.source.records is not None else {})}, write=experiment.chief)
   if experiment.chief:
     data = dataclasses.replace(config.data, data_root=experiment.source.root)
     run_dir.record_run(RecordedRun(

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 
-import numpy as np
 import tensorflow as tf
 
-from kdseg import metrics, report
+from kdseg import fs, metrics, report
 from kdseg.config import EvaluationConfig
 from kdseg.constants import IGNORE_LABEL
 from kdseg.data import pipeline, splits
@@ -83,8 +81,8 @@ def score_step(experiment: Experiment, method: Method, step: int, plan: TaskPlan
   weights = checkpoints.digest(directory)
   cache = checkpoints.final_file(
       directory, f"confusion_{split}_{test_time.tag}_crop{evaluation.crop}_{weights}.npy")
-  if os.path.isfile(cache):
-    confusion = np.load(cache)
+  if fs.isfile(cache):
+    confusion = fs.load_npy(cache)
   else:
     verbose = bool(experiment.config.verbose)
     confusion = confusion_matrix(model, dataset, plan.num_classes(step), test_time,
@@ -129,9 +127,9 @@ def evaluate_step(experiment: Experiment, method: Method, step: int,
 
 def _unchanged(path: str, record: dict) -> bool:
   """Whether `path` already holds this record (same weights, split and options, same scores)."""
-  if not os.path.isfile(path):
+  if not fs.isfile(path):
     return False
-  with open(path) as handle:
+  with fs.open(path) as handle:
     return json.load(handle) == json.loads(json.dumps(record))
 
 

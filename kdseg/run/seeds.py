@@ -4,16 +4,14 @@ them (kdseg.report.seed_cells). tools/summarize.py reads such a directory as one
 from __future__ import annotations
 
 import dataclasses
-import glob
-import os
 import re
 
-from kdseg import atomic, report
+from kdseg import atomic, fs, report
 from kdseg.config import RunConfig
 
 
 def seed_dir(run_dir: str, seed: int) -> str:
-  return os.path.join(run_dir, f"seed_{seed}")
+  return fs.join(run_dir, f"seed_{seed}")
 
 
 def seed_configs(config: RunConfig) -> list[RunConfig]:
@@ -25,9 +23,9 @@ def seed_configs(config: RunConfig) -> list[RunConfig]:
 def seed_run_dirs(run_dir: str) -> dict[int, str]:
   """seed -> run directory of a --seeds directory ({} for an ordinary run directory)."""
   found = {}
-  for path in glob.glob(os.path.join(run_dir, "seed_*")):
-    match = re.fullmatch(r"seed_(-?\d+)", os.path.basename(path))
-    if match and os.path.isfile(os.path.join(path, "experiment.json")):
+  for path in fs.glob(fs.join(run_dir, "seed_*")):
+    match = re.fullmatch(r"seed_(-?\d+)", fs.basename(path))
+    if match and fs.isfile(fs.join(path, "experiment.json")):
       found[int(match.group(1))] = path
   return dict(sorted(found.items()))
 
@@ -40,7 +38,7 @@ def write_seed_summary(run_dir: str, finals: dict[int, dict[str, dict]]) -> str:
     for method, record in records.items():
       by_method.setdefault(method, []).append(record)
   table = report.format_seed_table(by_method)
-  atomic.write_text(os.path.join(run_dir, "seeds.md"), table)
-  atomic.write_json(os.path.join(run_dir, "seeds.json"),
+  atomic.write_text(fs.join(run_dir, "seeds.md"), table)
+  atomic.write_json(fs.join(run_dir, "seeds.json"),
                     {"seeds": sorted(finals), "cells": report.seed_cells(by_method)})
   return table
