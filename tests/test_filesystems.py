@@ -10,7 +10,7 @@ import tensorflow as tf
 from absl import flags
 
 from kdseg import atomic, fs, train
-from kdseg.datasets.__main__ import build
+from kdseg.datasets.builders import prepare as build
 from kdseg.data.shapes import ShapesConfig
 from kdseg.rundir import LOCK_FILE, LockedError, lock
 

@@ -12,7 +12,7 @@ from kdseg.data.shapes import ShapesConfig
 from kdseg.data.source import DatasetLayoutError
 from kdseg.data.splits import eval_label_table
 from kdseg.data.tasks import make_plan
-from kdseg.datasets.__main__ import build
+from kdseg.datasets.builders import prepare as build
 from kdseg.datasets.builders import KdsegVoc
 from tests.helpers import (write_ade20k_tree, write_cityscapes_tree, write_msrc_tree,
                            write_voc_tree)

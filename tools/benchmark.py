@@ -77,6 +77,11 @@ flags.DEFINE_integer("rates_crop", 0, "Also measure, for the MiB network (DeepLa
                      "(0: skip): evaluation images/s on 500x375 images (single scale; scales "
                      "0.5-1.5 + flip), the tf.data input pipeline alone (decode + augment of a "
                      "fake VOC tree's JPEG/PNG pairs), and the train step fed by that pipeline.")
+flags.DEFINE_integer("records_images", 0, "Also time building TFDS records (kdseg_voc) of a fake "
+                     "VOC tree of this many 500x375 images, and the training input pipeline "
+                     "(crop 512) from records against from folders.", lower_bound=0)
+flags.DEFINE_integer("records_pipeline_images", 1000, "Images the input pipeline comparison "
+                     "reads from each (the first of the split).", lower_bound=1)
 flags.DEFINE_string("_child", None, "Internal: run one configuration (JSON) and print its result.")
 FLAGS = flags.FLAGS
 
@@ -442,6 +447,59 @@ def time_presence(count: int, width: int = 500, height: int = 375, templates: in
           "refresh_changed_labels": len(changed)}
 
 
+def time_records(count: int, pipeline_images: int, crop: int = 512, batch: int = 2) -> dict:
+  """Seconds to build kdseg_voc records of a fake `count`-image VOC tree, and the training input
+  pipeline's images/s over its first `pipeline_images` images from records and from folders."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  from kdseg.data import pipeline  # pylint: disable=g-import-not-at-top
+  from kdseg.data.datasets import DataConfig, load_source  # pylint: disable=g-import-not-at-top
+  from kdseg.data.shapes import ShapesConfig  # pylint: disable=g-import-not-at-top
+  from kdseg.data.source import identity_table  # pylint: disable=g-import-not-at-top
+  from kdseg.datasets.builders import prepare as build  # pylint: disable=g-import-not-at-top
+
+  root = tempfile.mkdtemp(prefix="kdseg_records_")
+  try:
+    tree = os.path.join(root, "VOC2012")
+    _fake_voc_tree(tree, count)
+    cache, data_dir = os.path.join(root, "cache"), os.path.join(root, "records")
+    start = time.perf_counter()
+    build("voc", data_dir, tree, cache)
+    build_seconds = time.perf_counter() - start
+    result = {"images": count, "size": "500x375", "build_seconds": build_seconds,
+              "build_images_per_second": 2 * count / build_seconds,   # train and val lists
+              "pipeline_images": pipeline_images, "crop": crop, "batch_size": batch}
+    for data_format in ("folder", "tfds"):
+      start = time.perf_counter()
+      source = load_source(DataConfig("voc", tree, cache, ShapesConfig(), data_format,
+                                      data_dir if data_format == "tfds" else None))
+      result[f"{data_format}_load_seconds"] = time.perf_counter() - start
+      files = source.split("train")
+      files = files.select(files.ids[:pipeline_images])
+      start, images = time.perf_counter(), 0
+      for _ in pipeline.train_dataset(source, files, identity_table(NUM_CLASSES), batch, crop,
+                                      0.5, 2.0, seed=0):
+        images += batch
+      result[f"{data_format}_images_per_second"] = images / (time.perf_counter() - start)
+    result["records_to_folder_ratio"] = (result["tfds_images_per_second"] /
+                                         result["folder_images_per_second"])
+    result["records_bytes"] = sum(os.path.getsize(os.path.join(folder, name))
+                                  for folder, _, names in os.walk(data_dir) for name in names)
+  finally:
+    shutil.rmtree(root, ignore_errors=True)
+  return result
+
+
+def format_records_table(rows: list[dict]) -> str:
+  lines = ["| records of fake VOC | build s | images/s built | input from folders images/s | "
+           "from records | ratio |", "|" + " --- |" * 6]
+  lines += [f"| {r['images']} x {r['size']} | {r['build_seconds']:.0f} | "
+            f"{r['build_images_per_second']:.0f} | {r['folder_images_per_second']:.1f} | "
+            f"{r['tfds_images_per_second']:.1f} | {r['records_to_folder_ratio']:.2f} |"
+            for r in rows]
+  return "\n".join(lines)
+
+
 def format_presence_table(rows: list[dict]) -> str:
   lines = ["| presence scan images | size | first scan s | labels/s | cached s | refresh 1 % s |",
            "|" + " --- |" * 6]
@@ -541,6 +599,13 @@ def main(argv):
           f"{row['first_scan_labels_per_second']:.0f} labels/s", flush=True)
     document.setdefault("presence", []).append(row)
     atomic.write_json(FLAGS.output, document)
+  if FLAGS.records_images:
+    row = time_records(FLAGS.records_images, FLAGS.records_pipeline_images)
+    print(f"benchmark: records of {row['images']} images built in {row['build_seconds']:.0f} s; "
+          f"input {row['folder_images_per_second']:.1f} images/s from folders, "
+          f"{row['tfds_images_per_second']:.1f} from records", flush=True)
+    document.setdefault("records", []).append(row)
+    atomic.write_json(FLAGS.output, document)
   table = format_table(document["results"]) if document.get("results") else ""
   if document.get("comparisons"):
     table += "\n\n" + format_compare_table(document["comparisons"])
@@ -550,6 +615,8 @@ def main(argv):
     table += "\n\n" + format_crf_table(document["crf"])
   if document.get("presence"):
     table += "\n\n" + format_presence_table(document["presence"])
+  if document.get("records"):
+    table += "\n\n" + format_records_table(document["records"])
   atomic.write_text(os.path.splitext(FLAGS.output)[0] + ".md",
                     f"{json.dumps(document['machine'])}\n\n{table}\n")
   print(table)

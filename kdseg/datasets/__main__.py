@@ -18,9 +18,7 @@ import time  # noqa: E402
 from absl import flags  # noqa: E402
 
 from kdseg import config, fs  # noqa: E402  (config defines the flags)
-from kdseg.data import records  # noqa: E402
-from kdseg.data.shapes import ShapesConfig  # noqa: E402
-from kdseg.data.source import DatasetLayoutError  # noqa: E402
+from kdseg.datasets.builders import prepare  # noqa: E402
 from kdseg.run import cli  # noqa: E402
 
 flags.DEFINE_string("manual_dir", None, "The dataset's folder (the layout --data_root reads) or "
@@ -28,35 +26,12 @@ flags.DEFINE_string("manual_dir", None, "The dataset's folder (the layout --data
 FLAGS = flags.FLAGS
 
 
-def build(dataset: str, data_dir: str, manual_dir: str | None, cache_dir: str,
-          shapes: ShapesConfig = ShapesConfig()):
-  """Prepares the records of `dataset` under `data_dir` (shapes: the generation `shapes`);
-  returns the builder."""
-  from kdseg.datasets.builders import BUILDERS
-  if dataset not in BUILDERS:
-    raise config.FlagValueError(f"--dataset={dataset!r} has no builder; choose from "
-                                f"{', '.join(BUILDERS)}.")
-  import tensorflow_datasets as tfds
-  generated = shapes if dataset == "shapes" else None
-  builder = records.make_builder(records.tfds_name(dataset, shapes.key()), data_dir, generated)
-  if dataset != "shapes" and not manual_dir:
-    raise config.FlagValueError(f"--dataset={dataset} needs --manual_dir: "
-                                f"{BUILDERS[dataset].DOWNLOAD}")
-  if manual_dir and not (fs.isdir(manual_dir) and fs.listdir(manual_dir)):
-    raise DatasetLayoutError(f"--manual_dir={manual_dir} does not exist or is empty. "
-                             f"{BUILDERS[dataset].DOWNLOAD}")
-  download = tfds.download.DownloadConfig(manual_dir=manual_dir and fs.absolute(manual_dir))
-  builder.download_and_prepare(download_config=download,
-                               download_dir=fs.join(cache_dir, "tfds_downloads"))
-  return builder
-
-
 def main(argv):
   del argv
   if not FLAGS.tfds_data_dir:
     raise config.FlagValueError("--tfds_data_dir is the folder to write the records to.")
   start = time.perf_counter()
-  builder = build(FLAGS.dataset, fs.absolute(FLAGS.tfds_data_dir), FLAGS.manual_dir,
+  builder = prepare(FLAGS.dataset, fs.absolute(FLAGS.tfds_data_dir), FLAGS.manual_dir,
                   fs.absolute(FLAGS.cache_dir), config.data_config().shapes)
   counts = ", ".join(f"{name} {split.num_examples}" for name, split in builder.info.splits.items())
   print(f"{builder.data_dir}: {counts} examples ({time.perf_counter() - start:.1f} s)")

@@ -174,3 +174,25 @@ class KdsegShapes(_FolderBuilder):
 # --dataset -> the builder's TFDS name.
 BUILDERS = {"shapes": KdsegShapes, "voc": KdsegVoc, "ade20k": KdsegAde20k,
             "cityscapes": KdsegCityscapes, "msrc": KdsegMsrc}
+
+
+def prepare(dataset: str, data_dir: str, manual_dir: str | None, cache_dir: str,
+            shapes: ShapesConfig = ShapesConfig()):
+  """Prepares the records of `dataset` under `data_dir` (shapes: the generation `shapes`);
+  returns the builder."""
+  from kdseg.data import records
+  if dataset not in BUILDERS:
+    raise DatasetLayoutError(f"--dataset={dataset!r} has no builder; choose from "
+                             f"{', '.join(BUILDERS)}.")
+  generated = shapes if dataset == "shapes" else None
+  builder = records.make_builder(records.tfds_name(dataset, shapes.key()), data_dir, generated)
+  if dataset != "shapes" and not manual_dir:
+    raise DatasetLayoutError(f"--dataset={dataset} needs --manual_dir: "
+                             f"{BUILDERS[dataset].DOWNLOAD}")
+  if manual_dir and not (fs.isdir(manual_dir) and fs.listdir(manual_dir)):
+    raise DatasetLayoutError(f"--manual_dir={manual_dir} does not exist or is empty. "
+                             f"{BUILDERS[dataset].DOWNLOAD}")
+  download = tfds.download.DownloadConfig(manual_dir=manual_dir and fs.absolute(manual_dir))
+  builder.download_and_prepare(download_config=download,
+                               download_dir=fs.join(cache_dir, "tfds_downloads"))
+  return builder
