@@ -145,6 +145,31 @@ class PipelineTest(tf.test.TestCase):
     # Keyed by (seed, step) together: seed 5 at step 1 is not seed 6 at step 0.
     self.assertNotAllClose(epoch(1, seed=5, step=1)[0][0], epoch(1, seed=6, step=0)[0][0])
 
+  def test_input_pipelines_of_a_cluster_share_the_epoch_by_image(self):
+    labels = {f"i{k}": np.full((8, 8), k % 3, np.uint8) for k in range(13)}
+    root = write_voc_tree(os.path.join(self.get_temp_dir(), "VOC2012"), {"train": labels})
+    source = read_voc_layout(root, splits=("train",))
+    table = splits.train_label_table(make_plan("2-18", list(range(1, 21))), 0)
+
+    def batches(context=None, skip=0):
+      dataset = pipeline.train_dataset(source, source.split("train"), table, 4, 6, 0.5, 2.0,
+                                       seed=2, epoch=1, skip_batches=skip, input_context=context)
+      return [images.numpy() for images, _ in dataset]
+
+    whole = batches()                   # 3 global batches of 4 (13 images: one left out)
+    self.assertLen(whole, 3)
+    # Two workers with one replica each: per-replica batches of 2, the same count on both.
+    contexts = [tf.distribute.InputContext(2, index, 2) for index in range(2)]
+    shards = [batches(context) for context in contexts]
+    self.assertEqual([len(shard) for shard in shards], [3, 3])
+    for step, global_batch in enumerate(whole):
+      # Worker i holds the global batch's images i and i + 2: the same crops, by position.
+      self.assertAllClose(shards[0][step], global_batch[0::2])
+      self.assertAllClose(shards[1][step], global_batch[1::2])
+    resumed = batches(contexts[1], skip=2)
+    self.assertLen(resumed, 1)
+    self.assertAllClose(resumed[0], whole[2][1::2])
+
   def test_mib_recipe_training_labels_have_no_void_evaluation_labels_keep_it(self):
     root = write_voc_tree(os.path.join(self.get_temp_dir(), "VOC2012"),
                           {"train": {"a": LABEL_A, "b": LABEL_B}, "val": {"a": LABEL_A}})

@@ -161,7 +161,7 @@ class ResumeInsideAnEpochTest(tf.test.TestCase):
 
     requests = []
 
-    def make(epoch_index, skip):
+    def make(epoch_index, skip, input_context=None):
       requests.append((epoch_index, skip))
       return batches.skip(skip)
 

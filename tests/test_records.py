@@ -123,6 +123,43 @@ class BuildersTest(tf.test.TestCase):
                                                                         self.cache)),
                                                     "train", self.cache))
 
+  def test_tfds_own_cityscapes_records_read_as_the_cityscapes_folders(self):
+    import zipfile
+    import tensorflow_datasets as tfds_lib
+    city = np.array([[7, 7, 26, 0], [9, 33, 24, 24]], np.uint8)   # labelIds
+    root = write_cityscapes_tree(os.path.join(self.tmp, "city"), {
+        "train": {"aachen/aachen_000000_000019": city,
+                  "bremen/bremen_000001_000019": np.full((2, 4), 7, np.uint8)},
+        "val": {"lindau/lindau_000000_000019": city},
+        "test": {"berlin/berlin_000000_000019": city}})
+    manual = os.path.join(self.tmp, "zips")
+    os.makedirs(manual)
+    for archive, folder in (("leftImg8bit_trainvaltest.zip", "leftImg8bit"),
+                            ("gtFine_trainvaltest.zip", "gtFine")):
+      with zipfile.ZipFile(os.path.join(manual, archive), "w") as out:
+        for directory, _, names in os.walk(os.path.join(root, folder)):
+          for name in names:
+            path = os.path.join(directory, name)
+            out.write(path, os.path.relpath(path, root))
+    builder = tfds_lib.builder("cityscapes/semantic_segmentation", data_dir=self.records)
+    builder.download_and_prepare(
+        download_config=tfds_lib.download.DownloadConfig(manual_dir=manual),
+        download_dir=os.path.join(self.tmp, "downloads"))
+    folder = load_source(_config("cityscapes", root, self.cache))
+    tfds = load_source(_config("cityscapes", None, self.cache, "tfds", self.records,
+                               tfds_name="cityscapes/semantic_segmentation"))
+    for split in ("train", "val"):
+      self.assertEqual(tfds.split(split).ids,
+                       tuple(i.split("/")[1] for i in folder.split(split).ids))
+      self.assertAllEqual(presence.class_pixel_counts(tfds, split, self.cache),
+                          presence.class_pixel_counts(folder, split, self.cache))
+    table = eval_label_table(make_plan("11-2", list(range(1, 20))), 0)
+    images, labels = next(iter(pipeline.eval_dataset(tfds, tfds.split("val"), table, 1)))
+    folder_images, folder_labels = next(iter(pipeline.eval_dataset(folder, folder.split("val"),
+                                                                   table, 1)))
+    self.assertAllEqual(labels, folder_labels)
+    self.assertAllClose(images, folder_images)
+
   def test_pipelines_give_the_folder_pipelines_images_and_labels(self):
     build("shapes", self.records, None, self.cache, SHAPES)
     folder = load_source(_config("shapes", None, self.cache))
@@ -148,6 +185,9 @@ class BuildersTest(tf.test.TestCase):
   def test_errors_name_what_to_build_and_the_bad_file(self):
     with self.assertRaisesRegex(DatasetLayoutError, "python -m kdseg.datasets --dataset=voc"):
       load_source(_config("voc", None, self.cache, "tfds", self.records))
+    with self.assertRaisesRegex(DatasetLayoutError, "--tfds_name=no_such_records"):
+      load_source(_config("voc", None, self.cache, "tfds", self.records,
+                          tfds_name="no_such_records"))
     empty = os.path.join(self.tmp, "empty")
     os.makedirs(empty)
     with self.assertRaisesRegex(DatasetLayoutError, "VOCtrainval_11-May-2012.tar"):

@@ -26,13 +26,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import flags  # noqa: E402
 
-from kdseg import config  # noqa: E402  (defines kdseg's flags: --backbone, --flagfile, ...)
+from kdseg import atomic, config, fs  # noqa: E402  (config defines kdseg's flags)
 from kdseg.engine import checkpoints  # noqa: E402
 from kdseg.models import resnet, torch_io, torch_weights  # noqa: E402
 from kdseg.models.segmenter import build_segmenter  # noqa: E402
@@ -69,10 +70,13 @@ def convert_backbone(path: str, source: str, backbone: str, norm: str, output: s
   model = resnet.build_resnet(backbone)
   converted = torch_weights.convert(read_state(path, source), backbone, source, norm, path)
   count = torch_weights.assign(torch_weights.backbone_layers(model), converted, path)
-  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-  temporary = output[:-len(".weights.h5")] + ".partial.weights.h5"
-  model.save_weights(temporary)
-  os.replace(temporary, output)
+  # h5py writes local files: save to a local temporary file, then copy it whole into place
+  # (any filesystem; kdseg.atomic renames it over `output` only once it is complete).
+  with tempfile.TemporaryDirectory(prefix="kdseg-convert-") as scratch:
+    local = os.path.join(scratch, "backbone.weights.h5")
+    model.save_weights(local)
+    with open(local, "rb") as handle:
+      atomic.write_bytes(fs.absolute(output), handle.read())
   return count
 
 

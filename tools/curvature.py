@@ -18,12 +18,11 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import json  # noqa: E402
 
 from absl import app, flags  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from kdseg import config  # noqa: E402  (--run_dir, --method, --step, --seed)
+from kdseg import config, fs  # noqa: E402  (config: --run_dir, --method, --step, --seed)
 from kdseg.config import EvaluationConfig  # noqa: E402
 from kdseg.data import pipeline  # noqa: E402
 from kdseg.losses.distillation import pixel_selection  # noqa: E402
@@ -87,11 +86,9 @@ def main(argv):
   run_dir = RunDir(FLAGS.run_dir)
   recorded = run_dir.require_run()
   method = run_dir.load_method(FLAGS.method[0])
-  with open(run_dir.method_json(method.name)) as handle:
-    record = json.load(handle)
+  record = fs.read_json(run_dir.method_json(method.name))
   learning_rate, momentum = record["lr_incremental"], record["momentum"]
-  with open(run_dir.experiment_json) as handle:
-    if "weak" in json.load(handle):
+  if "weak" in fs.read_json(run_dir.experiment_json):
       raise SystemExit("tools/curvature.py measures runs trained on full labels; this run trained "
                        "on weak labels (--supervision), whose loss and batches it does not build.")
   experiment = open_experiment(run_dir, recorded, method, EvaluationConfig(), verbose=0)

@@ -6,10 +6,10 @@ kdseg.train generates it on first use into --cache_dir; this tool writes it wher
 e.g. to look at it or to train another framework on the same images.
 """
 import dataclasses
-import os
 
 from absl import app, flags
 
+from kdseg import fs
 from kdseg.data import shapes
 
 flags.DEFINE_string("output_dir", None, "Folder to write (JPEGImages/, SegmentationClass/, "
@@ -25,7 +25,7 @@ def main(argv):
   del argv
   config = shapes.ShapesConfig(image_size=FLAGS.image_size, num_train=FLAGS.num_train,
                                num_val=FLAGS.num_val, seed=FLAGS.seed)
-  if os.path.exists(os.path.join(FLAGS.output_dir, "JPEGImages")):
+  if fs.exists(fs.join(FLAGS.output_dir, "JPEGImages")):
     raise SystemExit(f"{FLAGS.output_dir} already holds a dataset; choose an empty folder.")
   shapes.write_voc_tree(FLAGS.output_dir, config)
   print(f"wrote {config.num_train} + {config.num_val} images to {FLAGS.output_dir} "

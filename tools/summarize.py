@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 
 from absl import app, flags
 
-from kdseg import atomic, plot, report
+from kdseg import atomic, fs, plot, report
 from kdseg.run import seeds
 
 flags.DEFINE_list("methods", [], "Methods (rows) in this order; default: every method found.")
@@ -36,12 +35,11 @@ def run_label(run_dir: str) -> str:
   seed_dirs = seeds.seed_run_dirs(run_dir)
   if seed_dirs:
     return f"{run_label(next(iter(seed_dirs.values())))} ({len(seed_dirs)} seeds)"
-  path = os.path.join(run_dir, "experiment.json")
-  if not os.path.isfile(path):
+  path = fs.join(run_dir, "experiment.json")
+  if not fs.isfile(path):
     raise SummaryError(f"{path} is missing: {run_dir} is not a kdseg run directory "
                        "(python -m kdseg.train writes it).")
-  with open(path) as handle:
-    experiment = json.load(handle)
+  experiment = fs.read_json(path)
   return f"{experiment['dataset']} {experiment['task']} {experiment['setting']}"
 
 
@@ -55,9 +53,9 @@ def seed_records(run_dir: str) -> list[dict[str, list[dict]]]:
 def method_records(run_dir: str) -> dict[str, list[dict]]:
   """Every method of a run that has evaluated steps: name -> step records."""
   found = {}
-  for name in sorted(os.listdir(run_dir)):
-    if os.path.isdir(os.path.join(run_dir, name, "results")):
-      records = report.load_records(os.path.join(run_dir, name))
+  for name in sorted(fs.listdir(run_dir)):
+    if fs.isdir(fs.join(run_dir, name, "results")):
+      records = report.load_records(fs.join(run_dir, name))
       if records:
         found[name] = records
   return found
@@ -124,7 +122,7 @@ def main(argv):
   if not run_dirs:
     raise app.UsageError("name at least one run directory.")
   for run_dir in run_dirs:
-    if not os.path.isdir(run_dir):
+    if not fs.isdir(run_dir):
       raise SummaryError(f"{run_dir} does not exist.")
   table, rows, runs = summarize(run_dirs, FLAGS.methods)
   atomic.write_text(FLAGS.output + ".md", table)

@@ -84,7 +84,8 @@ def train_dataset(source: SegmentationSource, files: SplitFiles, label_table: np
                   batch_size: int, crop_size: int, min_scale: float, max_scale: float,
                   seed: int, augmentation: str = "resized_crop", epoch: int = 0,
                   skip_batches: int = 0, weak: WeakLabels | None = None,
-                  step: int = 0) -> tf.data.Dataset:
+                  step: int = 0,
+                  input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
   """Epoch `epoch` of learning step `step`'s training data: full batches only, in an order and
   with augmentation draws that depend only on (seed, step, epoch) and each image's position in
   the epoch -- the image's stateless seed is [seed, step] folded with the epoch, then with the
@@ -92,7 +93,14 @@ def train_dataset(source: SegmentationSource, files: SplitFiles, label_table: np
   skipped images are neither read nor augmented) and no two (seed, step) pairs share draws. `augmentation` is one of kdseg.data.augment.AUGMENTATIONS.
   Labels are remapped before augmentation, so padding (scale_crop) stays 255 whatever the step's
   table does with void pixels. With `weak`, files.label_paths are sparse maps and each label
-  comes with its image's U_x (WeakLabels)."""
+  comes with its image's U_x (WeakLabels).
+
+  `input_context` (tf.distribute's, one per input pipeline: a worker of a multi-worker cluster)
+  shards by image: pipeline i of P takes the positions i, i + P, ... of the epoch's order (of its
+  whole global batches only, so every pipeline yields the same number of batches, which the
+  collective step needs), reads and augments only those -- from folders it opens only its own
+  files -- and batches them per replica. Each image keeps the seed of its position in the
+  epoch, so an image is augmented alike whatever the cluster."""
   if len(files.ids) < batch_size:
     raise PipelineError(f"only {len(files.ids)} training images for a batch of {batch_size}; "
                         "lower --batch_size.")
@@ -115,12 +123,21 @@ def train_dataset(source: SegmentationSource, files: SplitFiles, label_table: np
   # images (--tfds_shuffle_buffer), the same order on every run of (seed, step, epoch).
   buffer = (len(files.ids) if source.records is None
             else min(len(files.ids), source.records.shuffle_buffer))
-  return (_files_dataset(source, files)
-          .shuffle(buffer, seed=order_seed, reshuffle_each_iteration=False)
-          .enumerate()
-          .skip(skip_batches * batch_size)
+  dataset = (_files_dataset(source, files)
+             .shuffle(buffer, seed=order_seed, reshuffle_each_iteration=False)
+             .enumerate())
+  pipelines, pipeline_batch, replica_batch = 1, batch_size, batch_size
+  if input_context is not None:
+    pipelines = input_context.num_input_pipelines
+    pipeline_batch = batch_size // pipelines
+    replica_batch = input_context.get_per_replica_batch_size(batch_size)
+  if pipelines > 1:
+    dataset = (dataset.take(len(files.ids) // batch_size * batch_size)
+               .shard(pipelines, input_context.input_pipeline_id))
+  return (dataset
+          .skip(skip_batches * pipeline_batch)
           .map(load_and_augment, num_parallel_calls=tf.data.AUTOTUNE)
-          .batch(batch_size, drop_remainder=True)
+          .batch(replica_batch, drop_remainder=True)
           .prefetch(tf.data.AUTOTUNE))
 
 

@@ -178,13 +178,21 @@ class StepTrainer:
     """Runs the remaining iterations (from `epoch` and the optimizer's iteration count); returns
     the last epoch's mean loss terms.
 
-    dataset: a tf.data.Dataset reused every epoch, or make(epoch, skip_batches) -> the epoch's
-    data without its first skip_batches batches (kdseg.data.pipeline.train_dataset), so a step
-    resumed from a checkpoint saved inside an epoch goes on with the batch after it.
+    dataset: a tf.data.Dataset of global batches reused every epoch, or
+    make(epoch, skip_batches, input_context) -> the epoch's data of one input pipeline, in
+    per-replica batches, without its first skip_batches (global) batches
+    (kdseg.data.pipeline.train_dataset), so a step resumed from a checkpoint saved inside an
+    epoch goes on with the batch after it; each worker of a cluster builds its own shard.
     on_checkpoint: called every `checkpoint_seconds` (> 0) between epoch ends; the saved state
     (epoch, optimizer iterations) says where to resume.
     """
-    make = dataset if callable(dataset) else (lambda _, skip: dataset.skip(skip))
+    if callable(dataset):
+      def distribute(epoch_index, skip):
+        return self.strategy.distribute_datasets_from_function(
+            lambda context: dataset(epoch_index, skip, context))
+    else:
+      def distribute(epoch_index, skip):
+        return self.strategy.experimental_distribute_dataset(dataset.skip(skip))
     means = {}
     # The live bar on a terminal; in a log (nohup, Slurm) a line with the iteration and an ETA
     # every PROGRESS_SECONDS, besides the line per epoch.
@@ -194,7 +202,7 @@ class StepTrainer:
     saved_at = time.time()
     for epoch_index in range(int(epoch.numpy()), schedule.num_epochs):
       skip = max(0, done - epoch_index * schedule.iterations_per_epoch)
-      distributed = self.strategy.experimental_distribute_dataset(make(epoch_index, skip))
+      distributed = distribute(epoch_index, skip)
       progress = keras.utils.Progbar(schedule.iterations_per_epoch, verbose=int(show_bar),
                                      stateful_metrics=["lr"])
       sums, count, start = {}, 0, time.time()

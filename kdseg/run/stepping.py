@@ -97,10 +97,11 @@ def train_step(experiment: Experiment, method: Method, step: int,
   weak = None if weak_labels is None else pipeline.WeakLabels(
       plan.num_classes(step), background_is_class=not experiment.source.scene_parsing)
 
-  def epoch_dataset(epoch_index: int, skip_batches: int):
+  def epoch_dataset(epoch_index: int, skip_batches: int, input_context=None):
     return pipeline.train_dataset(
         experiment.source, files, label_table, data.batch_size, data.crop_size, data.min_scale,
-        data.max_scale, config.seed, data.augment, epoch_index, skip_batches, weak, step)
+        data.max_scale, config.seed, data.augment, epoch_index, skip_batches, weak, step,
+        input_context)
 
   keras.utils.set_random_seed(config.seed + step)
   with strategy.scope():
