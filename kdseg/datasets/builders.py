@@ -81,6 +81,10 @@ class _FolderBuilder(tfds.core.GeneratorBasedBuilder):
   READ = staticmethod(lambda root: None)
   DOWNLOAD = ""
 
+  def __init_subclass__(cls, **kwargs):
+    super().__init_subclass__(**kwargs)
+    cls.MANUAL_DOWNLOAD_INSTRUCTIONS = cls.DOWNLOAD   # what TFDS prints for a missing folder
+
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(builder=self, description=self.__doc__, features=features(),
                                  homepage="https://github.com/kdseg (kdseg's builders)")
@@ -120,7 +124,6 @@ class KdsegVoc(_FolderBuilder):
   READ = staticmethod(read_voc_layout)
   DOWNLOAD = ("Put VOCtrainval_11-May-2012.tar there, or the extracted VOCdevkit/ (run "
               "tools/prepare_voc.py on it first for SBD's train_aug).")
-  MANUAL_DOWNLOAD_INSTRUCTIONS = DOWNLOAD
 
 
 class KdsegAde20k(_FolderBuilder):
@@ -129,7 +132,6 @@ class KdsegAde20k(_FolderBuilder):
   ARCHIVE = ("ADEChallengeData2016.zip", "ADEChallengeData2016")
   READ = staticmethod(read_ade20k)
   DOWNLOAD = "Put ADEChallengeData2016.zip there, or the extracted ADEChallengeData2016/."
-  MANUAL_DOWNLOAD_INSTRUCTIONS = DOWNLOAD
 
 
 class KdsegCityscapes(_FolderBuilder):
@@ -138,7 +140,6 @@ class KdsegCityscapes(_FolderBuilder):
   READ = staticmethod(read_cityscapes)
   DOWNLOAD = ("Unzip leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip into it (or build "
               "TFDS's cityscapes/semantic_segmentation from the zips and read that).")
-  MANUAL_DOWNLOAD_INSTRUCTIONS = DOWNLOAD
 
 
 class KdsegMsrc(_FolderBuilder):
@@ -147,7 +148,6 @@ class KdsegMsrc(_FolderBuilder):
   READ = staticmethod(read_msrc)
   DOWNLOAD = ("Unzip MSRC_ObjCategImageDatabase_v2.zip there and TextonBoostSplits.zip into "
               "its folder.")
-  MANUAL_DOWNLOAD_INSTRUCTIONS = DOWNLOAD
 
 
 @dataclasses.dataclass
