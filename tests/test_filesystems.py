@@ -10,6 +10,7 @@ import tensorflow as tf
 from absl import flags
 
 from kdseg import atomic, fs, train
+from kdseg.config import FlagValueError
 from kdseg.datasets.builders import prepare as build
 from kdseg.data.shapes import ShapesConfig
 from kdseg.rundir import LOCK_FILE, LockedError, lock
@@ -47,6 +48,11 @@ class PathsTest(tf.test.TestCase):
     self.assertAllEqual(fs.load_npz(f"{base}/d/y.npz")["counts"], np.arange(4))
     self.assertAllEqual(fs.load_npy(f"{base}/d/z.npy"), np.eye(2))
     self.assertEqual(sorted(fs.listdir(f"{base}/d")), ["x.json", "y.npz", "z.npy"])  # no temps
+    with fs.local_copy(f"{base}/d/y.npz") as local:   # for readers of local files (h5py, zip)
+      self.assertFalse(fs.is_url(local))
+      with open(local, "rb") as handle:
+        self.assertEqual(handle.read(), fs.read_bytes(f"{base}/d/y.npz"))
+    self.assertFalse(os.path.exists(local))
 
   def test_the_lock_on_ram_names_its_holder_and_is_released(self):
     directory = f"ram://{uuid.uuid4().hex}/step"
@@ -90,6 +96,10 @@ class RunAnywhereTest(tf.test.TestCase):
         self.assertEqual(tfds.read(), folder.read(), msg=name)
     with open(f"{tmp}/tfds/experiment.json") as handle:
       self.assertEqual(json.load(handle)["data_format"], "tfds")
+    with self.assertRaisesRegex(FlagValueError, "--data_format=folder"):
+      run_train(*common, f"--run_dir={tmp}/weak", "--data_format=tfds",
+                f"--tfds_data_dir={tmp}/records", "--supervision=points")
+    self.assertFalse(os.path.exists(f"{tmp}/weak/experiment.json"))   # refused before writing
     tables = []
     for run in ("folder", "tfds"):
       with open(f"{tmp}/{run}/ft/results/summary.md") as handle:
