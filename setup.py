@@ -24,7 +24,10 @@ setup(
     ],
     extras_require={"test": ["pytest>=8", "pytest-xdist>=3.5"],
                     # tools/compare_torch_forward.py (and benchmarks against PyTorch) only
-                    "torch": ["torch>=2.0", "torchvision>=0.15"]},
+                    "torch": ["torch>=2.0", "torchvision>=0.15"],
+                    # TFDS's own `tfds build` command imports these at start-up (python -m
+                    # kdseg.datasets builds the same records without them)
+                    "tfds-cli": ["apache-beam>=2.60", "mlcroissant>=1.0"]},
     entry_points={"console_scripts": ["kdseg-train=kdseg.train:run",
                                       "kdseg-evaluate=kdseg.evaluate:run",
                                       "kdseg-predict=kdseg.predict:run",
