@@ -153,10 +153,11 @@ def load_records_source(template: SegmentationSource, name: str, data_dir: str, 
   data_dir = fs.absolute(data_dir)
   records = Records(name, data_dir, FOREIGN.get(name, FeatureNames()),
                     shuffle_buffer=shuffle_buffer, shapes=shapes)
-  how = (f"build them with: python -m kdseg.datasets --dataset={template.name} "
-         f"--manual_dir=<the dataset's folder or archive> --tfds_data_dir={data_dir} (or tfds "
-         f"build {name.split('/')[0]} --imports=kdseg.datasets; README, 'Datasets as TFDS "
-         "records')")
+  source = ("the same --shapes_* flags" if shapes is not None
+            else "--manual_dir=<the dataset's folder or archive>")
+  how = (f"build them with: python -m kdseg.datasets --dataset={template.name} {source} "
+         f"--tfds_data_dir={data_dir} (or tfds build {name.split('/')[0]} "
+         "--imports=kdseg.datasets; README, 'Datasets as TFDS records')")
   try:
     builder = records.builder()
   except (tfds.core.registered.DatasetNotFoundError, ValueError) as error:
