@@ -370,9 +370,6 @@ class ToolConfig:
 def data_config() -> DataConfig:
   shapes = ShapesConfig(image_size=FLAGS.shapes_image_size, num_train=FLAGS.shapes_num_train,
                         num_val=FLAGS.shapes_num_val, seed=FLAGS.shapes_seed)
-  if FLAGS.data_format == "tfds" and not FLAGS.tfds_data_dir:
-    raise FlagValueError("--data_format=tfds needs --tfds_data_dir (where tfds build wrote the "
-                         "records).")
   return DataConfig(FLAGS.dataset, FLAGS.data_root, fs.absolute(FLAGS.cache_dir), shapes,
                     FLAGS.data_format,
                     fs.absolute(FLAGS.tfds_data_dir) if FLAGS.tfds_data_dir else None,

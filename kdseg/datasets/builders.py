@@ -86,28 +86,24 @@ class _FolderBuilder(tfds.core.GeneratorBasedBuilder):
     cls.MANUAL_DOWNLOAD_INSTRUCTIONS = cls.DOWNLOAD   # what TFDS prints for a missing folder
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(builder=self, description=self.__doc__, features=features(),
-                                 homepage="https://github.com/kdseg (kdseg's builders)")
+    return tfds.core.DatasetInfo(builder=self, description=self.__doc__, features=features())
 
-  def _root(self, dl_manager) -> str:
+  def _source(self, dl_manager) -> SegmentationSource:
+    """The dataset read from the first of ROOTS under --manual_dir that holds its layout, else
+    from the extracted ARCHIVE."""
     manual = str(dl_manager.manual_dir)
     for relative in self.ROOTS:
-      root = fs.join(manual, relative) if relative else manual
       try:
-        self.READ(root)
-        return root
+        return self.READ(fs.join(manual, relative) if relative else manual)
       except DatasetLayoutError:
         continue
     if self.ARCHIVE and fs.isfile(fs.join(manual, self.ARCHIVE[0])):
       extracted = str(dl_manager.extract(fs.join(manual, self.ARCHIVE[0])))
-      return fs.join(extracted, self.ARCHIVE[1])
+      return self.READ(fs.join(extracted, self.ARCHIVE[1]))
     places = ", ".join(fs.join(manual, r) if r else manual for r in self.ROOTS)
     archive = f" or the archive {fs.join(manual, self.ARCHIVE[0])}" if self.ARCHIVE else ""
     raise DatasetLayoutError(f"{self.name}: no dataset under --manual_dir ({places}{archive}). "
                              f"{self.DOWNLOAD}")
-
-  def _source(self, dl_manager) -> SegmentationSource:
-    return self.READ(self._root(dl_manager))
 
   def _split_generators(self, dl_manager):
     source = self._source(dl_manager)
