@@ -47,32 +47,40 @@ def native_dilated_gradients(dtype_name: str) -> bool:
 
 
 class AtrousConv2D(layers.Conv2D):
-  """keras Conv2D whose dilation runs as tf.nn.conv2d(dilations=...) where the machine has it.
+  """keras Conv2D whose convolutions run the fastest way this machine has, with the same sums.
 
-  Keras lowers dilated convolutions to space-to-batch + convolution, which pads small feature maps
-  to multiples of the rate: at rate 18 on a 4x4 map a train step of this layer took 32.6 ms
-  against 1.8 ms for oneDNN's native dilated kernel. The native kernel is used for a dtype when
-  `native_dilated_gradients` finds it (with its gradients) on this machine -- float32 with
-  oneDNN; bfloat16 / float16 where oneDNN has them -- and Keras' lowering otherwise. Grouped
-  kernels keep Keras' lowering: TensorFlow's CPU conv2d has no grouped input gradient.
-  Same variables, same results either way.
+  Dilation. Keras lowers dilated convolutions to space-to-batch + convolution, which pads small
+  feature maps to multiples of the rate: at rate 18 on a 4x4 map a train step of this layer took
+  32.6 ms against 1.8 ms for oneDNN's native dilated kernel. The native kernel is used for a
+  dtype when `native_dilated_gradients` finds it (with its gradients) on this machine -- float32
+  with oneDNN; bfloat16 / float16 where oneDNN has them -- and Keras' lowering otherwise.
+  Grouped kernels keep Keras' lowering: TensorFlow's CPU conv2d has no grouped input gradient.
 
-  Where the rate is large against the feature map (DeepLab's ASPP: rates 6-18 on the 21x21 map
-  of a 321 crop at output stride 16; 6-24 on 41x41 at 8), most taps of a dilated kernel read
-  the zero padding: at rate 18 on 21x21, 81 % of a 3x3 kernel's multiply-adds are with zeros,
-  in the forward pass and both gradients. When the map's size is known while tracing, the layer
-  then sums one 1x1 convolution per tap over only the rows and columns where that tap reads
-  the map (`tap_convolution`): the same sum without the zeros, used when it saves at least
-  `TAP_SAVING` of the work.
+  Stride-1 "same" convolutions with an odd kernel larger than 1x1 and a map size known while
+  tracing (every 3x3 of the ResNets but the strided ones, the ASPP, DeepLab-v2's classifier)
+  run as `tap_convolution`: the kernel gradient is one matrix product per kernel tap over the
+  rows and columns where that tap reads the map, which oneDNN's filter-gradient kernel was
+  slower than on every shape of these networks (profile of the MiB network's train step on an
+  AVX2 CPU: the filter gradients of the 3x3 convolutions took 2.7x their forward, of the dilated
+  ASPP branch at rate 6 4.8x); the forward and input gradient stay the native kernels. Where the
+  rate is large against the map (DeepLab's ASPP: rates 6-18 on the 21x21 map of a 321 crop at
+  output stride 16; 12-32 on 41x41 at 8), most taps read the zero padding -- at rate 18 on
+  21x21, 81 % of a 3x3 kernel's multiply-adds -- and when skipping them saves at least
+  `TAP_SAVING` of the work the forward and input gradient are per-tap products too.
+  Same variables and the same sums either way (tests compare all three with Keras' Conv2D).
   """
 
   def convolution_op(self, inputs, kernel):
-    if max(self.dilation_rate) == 1 or self.groups > 1:
+    if self.groups > 1:
       return super().convolution_op(inputs, kernel)
-    if tap_work_fraction(inputs.shape, kernel.shape, self.strides, self.padding,
-                         self.dilation_rate) <= 1 - TAP_SAVING:
-      return tap_convolution(inputs, kernel, self.dilation_rate)
-    if not native_dilated_gradients(inputs.dtype.name):
+    dilated = max(self.dilation_rate) > 1
+    native = not dilated or native_dilated_gradients(inputs.dtype.name)
+    fraction = tap_work_fraction(inputs.shape, kernel.shape, self.strides, self.padding,
+                                 self.dilation_rate)
+    if fraction <= 1 - TAP_SAVING or (native and fraction < 1.0):
+      return tap_convolution(inputs, kernel, self.dilation_rate,
+                             dense=fraction > 1 - TAP_SAVING)
+    if not dilated or not native:
       return super().convolution_op(inputs, kernel)
     return tf.nn.conv2d(inputs, kernel, strides=list(self.strides),
                         padding=self.padding.upper(), dilations=list(self.dilation_rate))
@@ -81,9 +89,10 @@ class AtrousConv2D(layers.Conv2D):
 TAP_SAVING = 0.4
 
 
-def _tap_ranges(size: int, kernel: int, rate: int) -> list[tuple[int, int, int]]:
-  """Per kernel tap along one axis: (offset, first output, last output + 1) of the outputs whose
-  input (output + offset) lies inside the map ("same" padding, stride 1); empty taps dropped."""
+def _tap_ranges(size: int, kernel: int, rate: int) -> list[tuple[int, int, int, int]]:
+  """Per kernel tap along one axis: (tap, offset, first output, last output + 1) of the outputs
+  whose input (output + offset) lies inside the map ("same" padding, stride 1); empty taps
+  dropped."""
   centre = (kernel - 1) // 2
   ranges = []
   for tap in range(kernel):
@@ -95,31 +104,85 @@ def _tap_ranges(size: int, kernel: int, rate: int) -> list[tuple[int, int, int]]
 
 
 def tap_work_fraction(input_shape, kernel_shape, strides, padding, dilation_rate) -> float:
-  """Multiply-adds of `tap_convolution` over those of the dense dilated convolution; 1.0 where
-  it does not apply (unknown map size, stride, "valid" padding, even kernels)."""
+  """Multiply-adds of `tap_convolution`'s per-tap products over those of the dense convolution;
+  1.0 where it does not apply (unknown map size, stride, "valid" padding, even or 1x1 kernels)."""
   height, width = input_shape[1], input_shape[2]
   kh, kw = kernel_shape[0], kernel_shape[1]
   if (height is None or width is None or tuple(strides) != (1, 1) or padding != "same"
-      or kh % 2 == 0 or kw % 2 == 0):
+      or kh % 2 == 0 or kw % 2 == 0 or kh * kw == 1):
     return 1.0
   rows = sum(last - first for _, _, first, last in _tap_ranges(height, kh, dilation_rate[0]))
   cols = sum(last - first for _, _, first, last in _tap_ranges(width, kw, dilation_rate[1]))
   return rows * cols / (kh * kw * height * width)
 
 
-def tap_convolution(inputs, kernel, dilation_rate):
-  """A stride-1 "same" dilated convolution as a sum of 1x1 convolutions, one per kernel tap,
-  each over the output window where its input lies inside the map (static height and width)."""
-  height, width = inputs.shape[1], inputs.shape[2]
-  output = None
-  for row_tap, dy, top, bottom in _tap_ranges(height, kernel.shape[0], dilation_rate[0]):
-    for col_tap, dx, left, right in _tap_ranges(width, kernel.shape[1], dilation_rate[1]):
-      window = inputs[:, top + dy:bottom + dy, left + dx:right + dx, :]
-      part = tf.nn.conv2d(window, kernel[row_tap:row_tap + 1, col_tap:col_tap + 1], 1, "VALID")
-      if (top, bottom, left, right) != (0, height, 0, width):
-        part = tf.pad(part, [[0, 0], [top, height - bottom], [left, width - right], [0, 0]])
-      output = part if output is None else output + part
-  return output
+def tap_convolution(inputs, kernel, dilation_rate, dense: bool):
+  """A stride-1 "same" convolution (dilated or not; static height and width) whose kernel
+  gradient is, per kernel tap, the product of the input window that tap reads with the output
+  gradient's window it writes: [rows * cols, in]^T [rows * cols, out]. With `dense` the forward
+  and input gradient are TensorFlow's convolution kernels; without, they are per-tap products
+  too, each over its window only (the taps' reads of the zero padding skipped)."""
+  kernel = tf.convert_to_tensor(kernel)   # a variable cannot cross tf.custom_gradient
+  _, height, width, channels_in = inputs.shape
+  kh, kw, _, channels_out = kernel.shape
+  rate = tuple(dilation_rate)
+  taps = [(row, col, dy, dx, top, bottom, left, right)
+          for row, dy, top, bottom in _tap_ranges(height, kh, rate[0])
+          for col, dx, left, right in _tap_ranges(width, kw, rate[1])]
+  strides, dilations = [1, 1, 1, 1], [1, rate[0], rate[1], 1]
+
+  def rows(tensor):
+    return tf.reshape(tensor, [-1, tensor.shape[-1]])
+
+  def read(tensor, tap, shifted):
+    """The window of `tensor` that `tap` reads (inputs: shifted) or writes (outputs)."""
+    _, _, dy, dx, top, bottom, left, right = tap
+    if not shifted:
+      dy = dx = 0
+    return tensor[:, top + dy:bottom + dy, left + dx:right + dx, :]
+
+  def place(part, tap, shifted):
+    """`part` zero-padded from its window to the whole map."""
+    _, _, dy, dx, top, bottom, left, right = tap
+    if not shifted:
+      dy = dx = 0
+    if (top + dy, bottom + dy, left + dx, right + dx) == (0, height, 0, width):
+      return part
+    return tf.pad(part, [[0, 0], [top + dy, height - bottom - dy],
+                         [left + dx, width - right - dx], [0, 0]])
+
+  def product(window, matrix):
+    return tf.reshape(tf.matmul(rows(window), matrix),
+                      [-1, window.shape[1], window.shape[2], matrix.shape[-1]])
+
+  @tf.custom_gradient
+  def convolution(inputs, kernel):
+    if dense:
+      outputs = tf.nn.conv2d(inputs, kernel, strides, "SAME", dilations=dilations)
+    else:
+      outputs = tf.add_n([place(product(read(inputs, tap, True), kernel[tap[0], tap[1]]),
+                                tap, False) for tap in taps])
+
+    def gradient(output_gradient):
+      if dense:
+        input_gradient = tf.raw_ops.Conv2DBackpropInput(
+            input_sizes=tf.shape(inputs), filter=kernel, out_backprop=output_gradient,
+            strides=strides, padding="SAME", dilations=dilations)
+      else:
+        input_gradient = tf.add_n([
+            place(product(read(output_gradient, tap, False),
+                          tf.transpose(kernel[tap[0], tap[1]])), tap, True) for tap in taps])
+      by_tap = {tap[:2]: tf.matmul(rows(read(inputs, tap, True)),
+                                   rows(read(output_gradient, tap, False)), transpose_a=True)
+                for tap in taps}
+      zero = tf.zeros([channels_in, channels_out], kernel.dtype)
+      kernel_gradient = tf.stack([tf.stack([by_tap.get((row, col), zero) for col in range(kw)])
+                                  for row in range(kh)])
+      return input_gradient, kernel_gradient
+
+    return outputs, gradient
+
+  return convolution(inputs, kernel)
 
 
 class TorchMaxPool2D(layers.Layer):
