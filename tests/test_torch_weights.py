@@ -89,6 +89,19 @@ class TorchReaderTest(tf.test.TestCase):
       self.assertEqual(int(loaded["n"]), 7)
 
 
+class ImportOrderTest(tf.test.TestCase):
+
+  def test_torch_comparison_tools_import_no_tensorflow_before_torch(self):
+    # In one process torch (torchvision) must come before TensorFlow, or triton's import
+    # crashes: the tools that run PyTorch must not import TensorFlow at module level.
+    for tool in ("benchmark", "compare_torch_forward"):
+      code = ("import sys; sys.path.insert(0, 'tools'); import " + tool +
+              "; print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+      result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                              text=True, check=True)
+      self.assertEqual(result.stdout.strip().splitlines()[-1], "[]", msg=tool)
+
+
 class MappingTest(tf.test.TestCase):
 
   def test_names_of_each_source(self):

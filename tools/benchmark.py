@@ -48,8 +48,6 @@ import time
 
 from absl import app, flags
 
-from kdseg import atomic
-
 flags.DEFINE_list("heads", ["v2", "v3"], "Heads: v2 (OS8) and/or v3 (OS16).")
 flags.DEFINE_list("backbones", ["resnet50", "resnet101"], "Backbones.")
 flags.DEFINE_list("sizes", ["321", "512"], "Square crop sides.")
@@ -87,6 +85,17 @@ FLAGS = flags.FLAGS
 
 OUTPUT_STRIDE = {"v2": 8, "v3": 16}
 NUM_CLASSES = 21
+
+
+def _write(path: str, document: dict | str) -> None:
+  """Writes a results file whole (a dict as JSON). kdseg is imported here, not at the top: it
+  imports TensorFlow, and a --compare=torch child must import torch (torchvision) first -- the
+  other order crashes in triton's import."""
+  from kdseg import atomic  # pylint: disable=g-import-not-at-top
+  if isinstance(document, str):
+    atomic.write_text(path, document)
+  else:
+    atomic.write_json(path, document)
 
 
 def _bool(text: str) -> bool:
@@ -570,7 +579,7 @@ def main(argv):
     print(f"benchmark: {label}", flush=True)
     result = _run_child(config)
     document.setdefault("comparisons" if FLAGS.compare else "results", []).append(result)
-    atomic.write_json(FLAGS.output, document)
+    _write(FLAGS.output, document)
     if result["status"] != "ok":
       print("  " + result["status"], flush=True)
     elif FLAGS.compare:
@@ -587,25 +596,25 @@ def main(argv):
     print("  " + (row["status"] if row["status"] != "ok" else
                   f"train {row['train_images_per_second']:.3f} images/s"), flush=True)
     document.setdefault("rates", []).append(row)
-    atomic.write_json(FLAGS.output, document)
+    _write(FLAGS.output, document)
   for size in FLAGS.crf_sizes:
     row = time_crf(int(size))
     print(f"benchmark: dense CRF {size}: {row['seconds_per_image']:.2f} s/image", flush=True)
     document.setdefault("crf", []).append(row)
-    atomic.write_json(FLAGS.output, document)
+    _write(FLAGS.output, document)
   if FLAGS.presence_images:
     row = time_presence(FLAGS.presence_images)
     print(f"benchmark: presence scan of {row['images']} labels: "
           f"{row['first_scan_labels_per_second']:.0f} labels/s", flush=True)
     document.setdefault("presence", []).append(row)
-    atomic.write_json(FLAGS.output, document)
+    _write(FLAGS.output, document)
   if FLAGS.records_images:
     row = time_records(FLAGS.records_images, FLAGS.records_pipeline_images)
     print(f"benchmark: records of {row['images']} images built in {row['build_seconds']:.0f} s; "
           f"input {row['folder_images_per_second']:.1f} images/s from folders, "
           f"{row['tfds_images_per_second']:.1f} from records", flush=True)
     document.setdefault("records", []).append(row)
-    atomic.write_json(FLAGS.output, document)
+    _write(FLAGS.output, document)
   table = format_table(document["results"]) if document.get("results") else ""
   if document.get("comparisons"):
     table += "\n\n" + format_compare_table(document["comparisons"])
@@ -617,8 +626,8 @@ def main(argv):
     table += "\n\n" + format_presence_table(document["presence"])
   if document.get("records"):
     table += "\n\n" + format_records_table(document["records"])
-  atomic.write_text(os.path.splitext(FLAGS.output)[0] + ".md",
-                    f"{json.dumps(document['machine'])}\n\n{table}\n")
+  _write(os.path.splitext(FLAGS.output)[0] + ".md",
+         f"{json.dumps(document['machine'])}\n\n{table}\n")
   print(table)
 
 
