@@ -59,13 +59,13 @@ class AtrousConv2D(layers.Conv2D):
   Stride-1 "same" convolutions with an odd kernel larger than 1x1 and a map size known while
   tracing (every 3x3 of the ResNets but the strided ones, the ASPP, DeepLab-v2's classifier)
   run as `tap_convolution`: the kernel gradient is one matrix product per kernel tap over the
-  rows and columns where that tap reads the map, which oneDNN's filter-gradient kernel was
-  slower than on every shape of these networks (profile of the MiB network's train step on an
-  AVX2 CPU: the filter gradients of the 3x3 convolutions took 2.7x their forward, of the dilated
-  ASPP branch at rate 6 4.8x); the forward and input gradient stay the native kernels. Where the
-  rate is large against the map (DeepLab's ASPP: rates 6-18 on the 21x21 map of a 321 crop at
-  output stride 16; 12-32 on 41x41 at 8), most taps read the zero padding -- at rate 18 on
-  21x21, 81 % of a 3x3 kernel's multiply-adds -- and when skipping them saves at least
+  rows and columns where that tap reads the map, faster than oneDNN's filter-gradient kernel on
+  all but one shape of these networks (profile of the MiB network's train step on an AVX2 CPU:
+  oneDNN's filter gradients of the 3x3 convolutions took 2.7x their forward, of the dilated
+  ASPP branch at rate 6 4.8x); the forward and input gradient stay the native kernels. Where a
+  dilation rate is large against the map (DeepLab's ASPP: rates 6-18 on the 21x21 map of a 321
+  crop at output stride 16; 12-32 on 41x41 at 8), most taps read the zero padding -- at rate 18
+  on 21x21, 81 % of a 3x3 kernel's multiply-adds -- and when skipping them saves at least
   `TAP_SAVING` of the work the forward and input gradient are per-tap products too.
   Same variables and the same sums either way (tests compare all three with Keras' Conv2D).
   """
@@ -77,9 +77,12 @@ class AtrousConv2D(layers.Conv2D):
     native = not dilated or native_dilated_gradients(inputs.dtype.name)
     fraction = tap_work_fraction(inputs.shape, kernel.shape, self.strides, self.padding,
                                  self.dilation_rate)
-    if fraction <= 1 - TAP_SAVING or (native and fraction < 1.0):
-      return tap_convolution(inputs, kernel, self.dilation_rate,
-                             dense=fraction > 1 - TAP_SAVING)
+    # Undilated forwards stay TensorFlow's kernel even on maps small enough for padding taps
+    # to matter (only in toy sizes): ImageNet backbones then reproduce keras.applications
+    # bit for bit.
+    skip_padding = dilated and fraction <= 1 - TAP_SAVING
+    if skip_padding or (native and fraction < 1.0):
+      return tap_convolution(inputs, kernel, self.dilation_rate, dense=not skip_padding)
     if not dilated or not native:
       return super().convolution_op(inputs, kernel)
     return tf.nn.conv2d(inputs, kernel, strides=list(self.strides),
@@ -122,7 +125,7 @@ def tap_convolution(inputs, kernel, dilation_rate, dense: bool):
   gradient's window it writes: [rows * cols, in]^T [rows * cols, out]. With `dense` the forward
   and input gradient are TensorFlow's convolution kernels; without, they are per-tap products
   too, each over its window only (the taps' reads of the zero padding skipped)."""
-  kernel = tf.convert_to_tensor(kernel)   # a variable cannot cross tf.custom_gradient
+  kernel = tf.convert_to_tensor(kernel)   # a custom-gradient input, not a captured variable
   _, height, width, channels_in = inputs.shape
   kh, kw, _, channels_out = kernel.shape
   rate = tuple(dilation_rate)
