@@ -129,7 +129,9 @@ def tap_convolution(inputs, kernel, dilation_rate, dense: bool):
   _, height, width, channels_in = inputs.shape
   kh, kw, _, channels_out = kernel.shape
   rate = tuple(dilation_rate)
-  taps = [(row, col, dy, dx, top, bottom, left, right)
+  # Per tap: its kernel position and the boxes (top, bottom, left, right) of the input it reads
+  # and of the output it writes.
+  taps = [(row, col, (top + dy, bottom + dy, left + dx, right + dx), (top, bottom, left, right))
           for row, dy, top, bottom in _tap_ranges(height, kh, rate[0])
           for col, dx, left, right in _tap_ranges(width, kw, rate[1])]
   strides, dilations = [1, 1, 1, 1], [1, rate[0], rate[1], 1]
@@ -137,22 +139,16 @@ def tap_convolution(inputs, kernel, dilation_rate, dense: bool):
   def rows(tensor):
     return tf.reshape(tensor, [-1, tensor.shape[-1]])
 
-  def read(tensor, tap, shifted):
-    """The window of `tensor` that `tap` reads (inputs: shifted) or writes (outputs)."""
-    _, _, dy, dx, top, bottom, left, right = tap
-    if not shifted:
-      dy = dx = 0
-    return tensor[:, top + dy:bottom + dy, left + dx:right + dx, :]
+  def read(tensor, box):
+    top, bottom, left, right = box
+    return tensor[:, top:bottom, left:right, :]
 
-  def place(part, tap, shifted):
-    """`part` zero-padded from its window to the whole map."""
-    _, _, dy, dx, top, bottom, left, right = tap
-    if not shifted:
-      dy = dx = 0
-    if (top + dy, bottom + dy, left + dx, right + dx) == (0, height, 0, width):
+  def place(part, box):
+    """`part`, the values of `box`, zero-padded to the whole map."""
+    top, bottom, left, right = box
+    if box == (0, height, 0, width):
       return part
-    return tf.pad(part, [[0, 0], [top + dy, height - bottom - dy],
-                         [left + dx, width - right - dx], [0, 0]])
+    return tf.pad(part, [[0, 0], [top, height - bottom], [left, width - right], [0, 0]])
 
   def product(window, matrix):
     return tf.reshape(tf.matmul(rows(window), matrix),
@@ -163,8 +159,8 @@ def tap_convolution(inputs, kernel, dilation_rate, dense: bool):
     if dense:
       outputs = tf.nn.conv2d(inputs, kernel, strides, "SAME", dilations=dilations)
     else:
-      outputs = tf.add_n([place(product(read(inputs, tap, True), kernel[tap[0], tap[1]]),
-                                tap, False) for tap in taps])
+      outputs = tf.add_n([place(product(read(inputs, reads), kernel[row, col]), writes)
+                          for row, col, reads, writes in taps])
 
     def gradient(output_gradient):
       if dense:
@@ -173,14 +169,15 @@ def tap_convolution(inputs, kernel, dilation_rate, dense: bool):
             strides=strides, padding="SAME", dilations=dilations)
       else:
         input_gradient = tf.add_n([
-            place(product(read(output_gradient, tap, False),
-                          tf.transpose(kernel[tap[0], tap[1]])), tap, True) for tap in taps])
-      by_tap = {tap[:2]: tf.matmul(rows(read(inputs, tap, True)),
-                                   rows(read(output_gradient, tap, False)), transpose_a=True)
-                for tap in taps}
-      zero = tf.zeros([channels_in, channels_out], kernel.dtype)
-      kernel_gradient = tf.stack([tf.stack([by_tap.get((row, col), zero) for col in range(kw)])
-                                  for row in range(kh)])
+            place(product(read(output_gradient, writes), tf.transpose(kernel[row, col])), reads)
+            for row, col, reads, writes in taps])
+      by_tap = {(row, col): tf.matmul(rows(read(inputs, reads)),
+                                      rows(read(output_gradient, writes)), transpose_a=True)
+                for row, col, reads, writes in taps}
+      kernel_gradient = tf.stack([   # taps that read only padding: zero
+          tf.stack([by_tap[row, col] if (row, col) in by_tap
+                    else tf.zeros([channels_in, channels_out], kernel.dtype) for col in range(kw)])
+          for row in range(kh)])
       return input_gradient, kernel_gradient
 
     return outputs, gradient
