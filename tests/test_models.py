@@ -6,6 +6,7 @@ import tensorflow as tf
 from kdseg.models.classifier import (AsppClassifier, IncrementalClassifier,
                                      init_new_head_from_background)
 from kdseg.models import layers as model_layers
+from kdseg.models.freezing import freeze_statistics
 from kdseg.models.layers import AtrousConv2D
 from kdseg.models.segmenter import ModelConfig, build_segmenter, copy_matching_weights
 
@@ -247,6 +248,76 @@ class RecomputeTest(tf.test.TestCase):
         ModelConfig("resnet18", 16, 16), [3]).non_trainable_variables])
     for s, s_r in zip(statistics, statistics_r):
       self.assertAllClose(s, s_r, rtol=1e-5, atol=1e-6)
+
+
+class FrozenStatisticsTest(tf.test.TestCase):
+  """--batch_norm=frozen: BN normalises with its moving statistics in training and keeps them;
+  gamma and beta train (the KD code's is_training=False with gamma/beta in the optimizer)."""
+
+  def tearDown(self):
+    keras.config.set_dtype_policy("float32")
+    super().tearDown()
+
+  def _step(self, config, policy="float32"):
+    keras.config.set_dtype_policy(policy)
+    keras.utils.set_random_seed(3)
+    model = build_segmenter(config, [3])
+    # Statistics as a trained network has them, not the initial 0 / 1.
+    for layer in model._flatten_layers():
+      if isinstance(layer, keras.layers.BatchNormalization):
+        layer.moving_mean.assign(tf.random.stateless_normal(layer.moving_mean.shape, [1, 2]))
+        layer.moving_variance.assign(
+            tf.random.stateless_uniform(layer.moving_variance.shape, [1, 3], 0.5, 2.0))
+    self.assertEqual(freeze_statistics(model), 15)   # tiny: 12 in the backbone, 3 in the head
+    images = tf.random.stateless_normal([2, 32, 32, 3], seed=[0, 1])
+    before = {v.path: v.numpy() for v in model.variables}
+    inference = model(images, training=False)["logits"]
+    with tf.GradientTape() as tape:
+      training = model(images, training=True)["logits"]
+      loss = tf.reduce_mean(tf.square(training))
+    gradients = tape.gradient(loss, model.trainable_variables)
+    keras.optimizers.SGD(0.1).apply_gradients(zip(gradients, model.trainable_variables))
+    return model, before, inference, training, gradients
+
+  def test_training_normalises_like_inference_and_keeps_the_statistics(self):
+    model, before, inference, training, _ = self._step(ModelConfig("tiny", 16, 16, "v3"))
+    self.assertAllClose(training, inference, atol=1e-5)
+    moved = {v.path for v in model.variables if not np.array_equal(v.numpy(), before[v.path])}
+    statistics = {v.path for v in model.non_trainable_variables}
+    self.assertTrue(statistics)
+    self.assertEmpty(moved & statistics)
+    self.assertTrue({p for p in moved if p.endswith(("gamma", "beta"))})   # gamma/beta train
+
+  def test_with_recompute_and_mixed_precision(self):
+    _, _, _, training, gradients = self._step(ModelConfig("tiny", 16, 16, "v3"))
+    _, _, _, recomputed, recomputed_gradients = self._step(
+        ModelConfig("tiny", 16, 16, "v3", recompute=True))
+    self.assertAllClose(recomputed, training, atol=1e-5)
+    scale = max(float(tf.reduce_max(tf.abs(g))) for g in gradients)
+    for g, g_r in zip(gradients, recomputed_gradients):
+      self.assertAllClose(g, g_r, rtol=1e-4, atol=1e-6 * scale)
+    model, before, inference, mixed, _ = self._step(ModelConfig("tiny", 16, 16, "v3"),
+                                                     "mixed_bfloat16")
+    self.assertAllClose(mixed, inference, atol=0.05 * float(tf.reduce_max(tf.abs(inference))))
+    for variable in model.non_trainable_variables:
+      self.assertAllEqual(variable.numpy(), before[variable.path])
+
+
+class FullClassifierTest(tf.test.TestCase):
+
+  def test_every_head_from_step_0_with_full_width_glorot_kernels_and_biases(self):
+    keras.utils.set_random_seed(0)
+    model = build_segmenter(ModelConfig("tiny", 8, 96, head="v2", classifier="full"), [18, 3])
+    kernels = np.concatenate([h.kernel.numpy() for h in model.classifier.branches[0].heads], -1)
+    biases = np.concatenate([h.bias.numpy() for h in model.classifier.branches[0].heads])
+    # TF1's glorot_uniform on [3, 3, 96, 21] and on a vector of 21: U(-l, l), variance l^2 / 3.
+    kernel_limit = np.sqrt(6.0 / (9 * 96 + 9 * 21))
+    self.assertLessEqual(np.abs(kernels).max(), kernel_limit)
+    self.assertAllClose(kernels.std(), kernel_limit / np.sqrt(3), rtol=0.05)
+    bias_limit = np.sqrt(6.0 / 42)
+    self.assertLessEqual(np.abs(biases).max(), bias_limit)
+    self.assertGreater(np.abs(biases).max(), 0.3 * bias_limit)   # not zero-initialised
+    self.assertEqual(model(tf.zeros([1, 32, 32, 3]))["logits"].shape[-1], 21)
 
 
 class MixedPrecisionTest(tf.test.TestCase):

@@ -62,7 +62,7 @@ class PretrainedWeightsTest(tf.test.TestCase):
       pretrained.read_weights("resnet101", os.path.join(self.get_temp_dir(), "absent.h5"))
     with self.assertRaisesRegex(pretrained.PretrainedWeightsError, "ResNet101 weights"):
       pretrained.read_weights("resnet101", self.weights_file)   # a ResNet50 file
-    with self.assertRaisesRegex(pretrained.PretrainedWeightsError, "--backbone=tiny has no ImageNet weights"):
+    with self.assertRaisesRegex(pretrained.PretrainedWeightsError, "--backbone=tiny has no released weights"):
       pretrained.check_weights_file("tiny", self.weights_file)
     corrupt = os.path.join(self.get_temp_dir(), "corrupt.weights.h5")
     with open(corrupt, "wb") as out:

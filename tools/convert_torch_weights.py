@@ -23,7 +23,6 @@ plain BN (torchvision, or a reference run with --norm_act=abn/std).
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import tempfile
@@ -34,12 +33,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import flags  # noqa: E402
 
 from kdseg import atomic, config, fs  # noqa: E402  (config defines kdseg's flags)
-from kdseg.engine import checkpoints  # noqa: E402
 from kdseg.models import resnet, torch_io, torch_weights  # noqa: E402
-from kdseg.models.segmenter import build_segmenter  # noqa: E402
-from kdseg.rundir import RunDir, lock  # noqa: E402
-from kdseg.run import cli  # noqa: E402
-from kdseg.run.experiment import build_experiment, joint_plan, resolve_data  # noqa: E402
+from kdseg.run import cli, imports  # noqa: E402
 
 flags.DEFINE_string("torch_file", None, "The PyTorch checkpoint (.pth / .pth.tar, zip or legacy "
                     "format).")
@@ -54,8 +49,7 @@ flags.DEFINE_string("weights_output", None, "Backbone weights to write (.weights
 FLAGS = flags.FLAGS
 
 
-class ConvertError(ValueError):
-  pass
+ConvertError = imports.StepImportError
 
 
 def read_state(path: str, source: str) -> dict:
@@ -92,44 +86,19 @@ def heads_of(tensors: dict) -> list[int]:
 
 def import_step(run_config: config.RunConfig, path: str, source: str, norm: str) -> str:
   """Writes a MiB/PLOP step checkpoint as step --step of the run; returns the step folder."""
-  if len(run_config.methods) != 1:
-    raise ConvertError(f"--method names {len(run_config.methods)} methods; name the one the "
-                       "checkpoint was trained with.")
-  method, step = run_config.methods[0], run_config.step
-  if step < 0:
-    raise ConvertError("--step: name the step the checkpoint finished (0 for a step-0 model).")
-  if method.regularizer is not None:
-    raise ConvertError(f"--method={method.name} hands its {method.regularizer} importance state "
-                       "to the next step; a MiB checkpoint keeps it in 'trainer_state', which "
-                       "kdseg does not convert. Import the step under a method without a "
-                       "regulariser (step 0 is shared by every method with the same recipe).")
-  # Everything is checked before anything is written: a wrong file leaves no run directory.
-  tensors = read_state(path, source)
-  _, _, _, plan = resolve_data(run_config)
-  plan = joint_plan(plan) if method.offline else plan
-  if step >= plan.num_steps:
-    raise ConvertError(f"--step={step}, but {method.name} on task {run_config.protocol.task} "
-                       f"has steps 0..{plan.num_steps - 1}.")
-  expected, found = plan.classes_per_step(step), heads_of(tensors)
-  if found != list(expected):
-    raise ConvertError(
-        f"{path} has classifier heads for {found} classes per step; step {step} of task "
-        f"{run_config.protocol.task} ({method.name}) has {list(expected)}. Is it the "
-        "checkpoint of that task and step?")
-  directory = RunDir(run_config.run_dir).step_dir(method, step)
-  if checkpoints.is_complete(directory):
-    raise ConvertError(f"{directory} already holds a finished step {step}; kdseg never "
-                       "replaces one. Remove that folder first, or use another --run_dir.")
-  model = build_segmenter(run_config.model, list(expected))
-  converted = torch_weights.convert(tensors, run_config.model.backbone, source, norm, path)
-  torch_weights.assign(torch_weights.segmenter_layers(model), converted, path)
-  experiment = build_experiment(dataclasses.replace(run_config, step=0))   # records the run
-  with lock(directory, f"step {step} ({directory})", wait=False):
-    checkpoints.save_final(model, directory)
-  names = experiment.source.class_names
-  for index, classes in enumerate(plan.steps[:step + 1]):
-    print(f"  head {index}: {', '.join(names[c] for c in classes)}")
-  return directory
+  tensors = read_state(path, source)   # a file that is no checkpoint fails before the dataset
+
+  def load(model, plan, step):
+    expected, found = plan.classes_per_step(step), heads_of(tensors)
+    if found != list(expected):
+      raise ConvertError(
+          f"{path} has classifier heads for {found} classes per step; step {step} of task "
+          f"{run_config.protocol.task} ({run_config.methods[0].name}) has {list(expected)}. Is "
+          "it the checkpoint of that task and step?")
+    converted = torch_weights.convert(tensors, run_config.model.backbone, source, norm, path)
+    torch_weights.assign(torch_weights.segmenter_layers(model), converted, path)
+
+  return imports.import_step(run_config, path, load)
 
 
 def main(argv):

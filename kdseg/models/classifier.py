@@ -4,6 +4,11 @@ Head 0 predicts background + the step-0 classes; head t predicts the classes new
 DeepLab-v3 (MiB) classifies with one 1x1 `IncrementalClassifier`; DeepLab-v2 (KD paper) with
 `AsppClassifier`: four dilated 3x3 `IncrementalClassifier` branches whose scores are summed.
 Both expose `branches` (the IncrementalClassifiers) and `classes_per_step`.
+
+With `full_width` (--classifier=full: every step's head exists from step 0) the heads start as
+the column blocks of one full-width convolution initialised the way TF1's tf.get_variable does
+(the KD paper's code): Glorot-uniform kernels with the full width's fans, and Glorot-uniform
+biases, whose fans TF1 takes as the vector's length.
 """
 from __future__ import annotations
 
@@ -16,17 +21,45 @@ import tensorflow as tf
 from kdseg.models.layers import AtrousConv2D
 
 
+class FullWidthGlorotUniform(keras.initializers.Initializer):
+  """Glorot-uniform draws with the fans of a convolution `full_width` outputs wide, for a head
+  holding some of those outputs: kernels [k, k, in, n] use fan_in k*k*in and fan_out
+  k*k*full_width; biases [n] use full_width for both fans, as TF1's glorot_uniform_initializer
+  on a vector of length full_width."""
+
+  def __init__(self, full_width: int, seed=None):
+    self.full_width = int(full_width)
+    self.seed = seed
+
+  def __call__(self, shape, dtype=None):
+    if len(shape) == 4:
+      receptive = shape[0] * shape[1]
+      fan_in, fan_out = receptive * shape[2], receptive * self.full_width
+    else:
+      fan_in = fan_out = self.full_width
+    limit = math.sqrt(6.0 / (fan_in + fan_out))
+    return keras.initializers.RandomUniform(-limit, limit, seed=self.seed)(shape, dtype)
+
+  def get_config(self):
+    return {"full_width": self.full_width, "seed": self.seed}
+
+
 class IncrementalClassifier(keras.layers.Layer):
   """[B, h, w, F] features -> [B, h, w, sum(classes_per_step)] logits."""
 
   def __init__(self, classes_per_step: list[int], kernel_size: int = 1, dilation_rate: int = 1,
-               **kwargs):
+               full_width: int | None = None, **kwargs):
     super().__init__(**kwargs)
     self.classes_per_step = list(classes_per_step)
+    initializers = {}
+    if full_width:
+      initializers = {"kernel_initializer": FullWidthGlorotUniform(full_width),
+                      "bias_initializer": FullWidthGlorotUniform(full_width)}
     # Named attributes, not a list: tf.train.Checkpoint does not see Keras 3 layers in lists.
     for step, count in enumerate(self.classes_per_step):
       setattr(self, f"head_{step}", AtrousConv2D(count, kernel_size, padding="same",
-                                                 dilation_rate=dilation_rate, name=f"head_{step}"))
+                                                 dilation_rate=dilation_rate, name=f"head_{step}",
+                                                 **initializers))
 
   @property
   def heads(self) -> list[layers.Conv2D]:
@@ -50,13 +83,15 @@ class AsppClassifier(keras.layers.Layer):
   output, summed into the logits. `call` returns (logits, branches stacked on axis -2) so that
   L_dec (KD paper Eq. 7) can compare the four branch outputs."""
 
-  def __init__(self, classes_per_step: list[int], output_stride: int = 8, **kwargs):
+  def __init__(self, classes_per_step: list[int], output_stride: int = 8,
+               full_width: int | None = None, **kwargs):
     super().__init__(**kwargs)
     self.classes_per_step = list(classes_per_step)
     self.rates = v2_aspp_rates(output_stride)
     for index, rate in enumerate(self.rates):
       setattr(self, f"branch_{index}", IncrementalClassifier(
-          classes_per_step, kernel_size=3, dilation_rate=rate, name=f"branch_{index}"))
+          classes_per_step, kernel_size=3, dilation_rate=rate, full_width=full_width,
+          name=f"branch_{index}"))
 
   @property
   def branches(self) -> list[IncrementalClassifier]:

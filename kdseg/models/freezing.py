@@ -1,4 +1,5 @@
-"""Encoder freezing of the KD paper (§4.3, Fig. 2), applied from step 1 on.
+"""Encoder freezing of the KD paper (§4.3, Fig. 2), applied from step 1 on, and frozen BN
+statistics (--batch_norm=frozen).
 
   none       everything trains;
   encoder    EF: the whole backbone is frozen;
@@ -13,6 +14,8 @@ mode (Keras 3 uses batch statistics only when training and trainable), so statis
 from __future__ import annotations
 
 import keras
+
+from kdseg.models.recompute import BatchNormalization
 
 FREEZE_MODES = ("none", "encoder", "first-two")
 FIRST_TWO_PREFIXES = ("conv1_", "conv2_")
@@ -35,3 +38,18 @@ def freeze(model, mode: str) -> list[str]:
     layer.trainable = False
     paths.extend(v.path for v in layer.variables)
   return sorted(paths)
+
+
+BATCH_NORM_MODES = ("train", "frozen")
+
+
+def freeze_statistics(layer: keras.layers.Layer) -> int:
+  """Every BN layer inside `layer` normalises with its moving statistics, in training too, and
+  keeps them; gamma and beta still train (the KD paper's code: every BN with is_training=False,
+  gamma/beta in the optimizer's variables). Returns the number of BN layers."""
+  count = 0
+  for sublayer in layer._flatten_layers(include_self=True):   # pylint: disable=protected-access
+    if isinstance(sublayer, BatchNormalization):
+      sublayer.moving_statistics_only = True
+      count += 1
+  return count

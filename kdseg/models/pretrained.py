@@ -19,6 +19,13 @@ The PyTorch-layout backbones (resnet*_tv, resnet*_iabn, resnext101_*: kdseg.mode
 the file tools/convert_torch_weights.py writes from torchvision's or the In-place ABN release's
 ImageNet checkpoint: the backbone's own Keras weights (.weights.h5). Those networks were trained
 on RGB input normalised with the ImageNet mean and std, kdseg's default input convention.
+
+resnet101_deeplab (the KD paper's DeepLab-v2) loads the TF1 checkpoint its code starts from,
+deeplab_resnet_init.ckpt (DeepLab-v2 ResNet-101 pretrained on MS-COCO, converted from Caffe by
+DrSleep/tensorflow-deeplab-resnet), by its variable names (kdseg/models/tf1_weights.py): the
+backbone only, as that code restores it (its classifier there is randomly initialised). Those
+weights were trained on Caffe's BGR input minus DeepLab's mean (input convention "deeplab"); the
+KD code feeds them RGB minus that mean ("deeplab-rgb", flags/recipe_kd.cfg).
 """
 from __future__ import annotations
 
@@ -28,7 +35,9 @@ import keras
 import numpy as np
 
 from kdseg import fs
-from kdseg.models.resnet import TORCH_BACKBONES, build_resnet
+from kdseg.models import tf1_weights
+from kdseg.models.conversion import ConversionError
+from kdseg.models.resnet import TF1_BACKBONES, TORCH_BACKBONES, build_resnet
 
 WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
 APPLICATIONS = {
@@ -61,7 +70,27 @@ TORCH_RELEASES = {
 }
 
 
+DEEPLAB_INIT = "deeplab_resnet_init.ckpt"
+DEEPLAB_INIT_SOURCE = ("https://drive.google.com/drive/folders/0B_rootXHuswsZ0E4Mjh1ZU5xZVU (the "
+                       "link of DrSleep/tensorflow-deeplab-resnet's README and of "
+                       "LTTM/IL-SemSegm's pretrained/README.md)")
+# Backbones with released weights: a run on a real dataset needs them (or --backbone_weights=none).
+RELEASED = tuple(APPLICATIONS) + TORCH_BACKBONES + TF1_BACKBONES
+
+
+def starting_point(depth: str) -> str:
+  """What the papers' recipes start `depth` from, in one sentence."""
+  if depth in TF1_BACKBONES:
+    return ("the KD paper starts from DeepLab-v2 ResNet-101 pretrained on MS-COCO "
+            f"({DEEPLAB_INIT}).")
+  return "the papers start from ImageNet weights."
+
+
 def how_to_get(depth: str) -> str:
+  if depth in TF1_BACKBONES:
+    return (f"Download {DEEPLAB_INIT} (its .index and .data-* files, or the one V1 file) from "
+            f"{DEEPLAB_INIT_SOURCE}, and pass its path (without .index) as "
+            "--backbone_weights=PATH.")
   if depth in TORCH_BACKBONES:
     return (f"Convert {TORCH_RELEASES[depth]}: python tools/convert_torch_weights.py "
             f"--backbone={depth} --torch_file=<that file> --weights_output=<{depth}.weights.h5>, then "
@@ -74,12 +103,18 @@ def how_to_get(depth: str) -> str:
 
 def check_weights_file(depth: str, path: str) -> str:
   """The absolute path of an existing weight file for `depth`, or a PretrainedWeightsError."""
-  if depth not in APPLICATIONS and depth not in TORCH_BACKBONES:
+  if depth not in RELEASED:
     raise PretrainedWeightsError(
-        f"--backbone_weights is given, but --backbone={depth} has no ImageNet weights; use one "
-        f"of {', '.join(APPLICATIONS)} (keras.applications files) or "
-        f"{', '.join(TORCH_BACKBONES)} (converted PyTorch files).")
+        f"--backbone_weights is given, but --backbone={depth} has no released weights; use one "
+        f"of {', '.join(APPLICATIONS)} (keras.applications files), "
+        f"{', '.join(TORCH_BACKBONES)} (converted PyTorch files) or {', '.join(TF1_BACKBONES)} "
+        "(the KD paper's TF1 checkpoint).")
   path = fs.absolute(path)
+  if depth in TF1_BACKBONES:
+    if not tf1_weights.exists(path):
+      raise PretrainedWeightsError(f"--backbone_weights={path}: no such checkpoint (neither the "
+                                   f"file nor {path}.index). {how_to_get(depth)}")
+    return path
   if not fs.isfile(path):
     raise PretrainedWeightsError(f"--backbone_weights={path} does not exist. {how_to_get(depth)}")
   return path
@@ -119,11 +154,25 @@ def _converted_backbone(depth: str, path: str) -> keras.Model:
   return backbone
 
 
+def _tf1_backbone(depth: str, path: str) -> keras.Model:
+  """kdseg's `depth` backbone holding the backbone weights of a TF1 checkpoint."""
+  backbone = build_resnet(depth)
+  try:
+    tf1_weights.load_backbone(backbone, path)
+  except (ConversionError, tf1_weights.Tf1CheckpointError) as error:
+    raise PretrainedWeightsError(f"{error} {how_to_get(depth)}") from None
+  return backbone
+
+
 def read_weights(depth: str, path: str) -> dict[str, list[np.ndarray]]:
   """The weights in `path` per backbone layer name (weighted layers only)."""
   path = check_weights_file(depth, path)
-  model = (_converted_backbone(depth, path) if depth in TORCH_BACKBONES
-           else _reference_model(depth, path))
+  if depth in TF1_BACKBONES:
+    model = _tf1_backbone(depth, path)
+  elif depth in TORCH_BACKBONES:
+    model = _converted_backbone(depth, path)
+  else:
+    model = _reference_model(depth, path)
   return {layer.name: layer.get_weights() for layer in model.layers if layer.weights}
 
 

@@ -45,7 +45,15 @@ class BatchNormalization(layers.BatchNormalization):
   normalisation itself uses the biased batch variance either way. Inference keeps Keras' ops:
   the fused kernel with given statistics (is_training=False) made that forward 11x slower on
   this CPU (6.5 s against 0.59 s).
+
+  `moving_statistics_only` (set by kdseg.models.freezing.freeze_statistics, --batch_norm=frozen)
+  makes the layer normalise with its moving statistics in training too, and leave them as they
+  are, while gamma and beta still train: the KD paper's code runs every BN with
+  is_training=False and trains gamma/beta (LTTM/IL-SemSegm codes/LD1/network.py: _batch_norm).
+  It is not saved: each step sets it again.
   """
+
+  moving_statistics_only = False
 
   def _fusable(self, inputs, mask) -> bool:
     return (mask is None and not self.renorm and not self.synchronized
@@ -53,6 +61,8 @@ class BatchNormalization(layers.BatchNormalization):
             and tuple(self._reduction_axes) == (0, 1, 2) and self.scale and self.center)
 
   def call(self, inputs, training=None, mask=None):
+    if self.moving_statistics_only:
+      training = False
     if training and self.trainable and self._fusable(inputs, mask):
       outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
           inputs, self.gamma, self.beta, epsilon=self.epsilon, is_training=True)

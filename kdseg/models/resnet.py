@@ -16,6 +16,13 @@ Three layouts, each named so that weights map onto it by layer name:
            blocks (BN + leaky ReLU before each block, stride on the first 1x1 convolution, 64
            groups, 3x3 widths 128..1024, outputs 256..2048), a stem of three 3x3 convolutions,
            and a final BN + leaky ReLU.
+  deeplab  resnet101_deeplab: DeepLab-v2's ResNet-101 as the KD paper's code builds it
+           (LTTM/IL-SemSegm codes/LD1/network.py, on DrSleep/tensorflow-deeplab-resnet's
+           checkpoint of the Caffe model pretrained on MS-COCO): stride on the first 1x1
+           convolution, convolutions without bias, TensorFlow "SAME" padding everywhere (the 7x7
+           stem and the max pool pad one pixel less on the top/left than on the bottom/right
+           when a side is even), BN epsilon 1e-3 (TF1's batch_norm default), ReLU. Its weights
+           load from that TF1 checkpoint (kdseg/models/tf1_weights.py).
 Layer names are shared (conv1_*, conv<stage>_block<i>_<k>_conv/_bn, ..._out at the end of each
 block), so freezing (conv1_/conv2_ prefixes), recompute segments and weight conversion
 (kdseg/models/torch_weights.py) work on every layout. Strides are replaced by dilation in the
@@ -35,6 +42,7 @@ from kdseg.models.recompute import BatchNormalization
 
 BN_EPSILON = 1.001e-5            # keras.applications
 TORCH_BN_EPSILON = 1e-5          # PyTorch BatchNorm2d and in-place ABN
+TF1_BN_EPSILON = 1e-3            # tf.contrib.layers.batch_norm / slim (the KD paper's code)
 LEAKY_SLOPE = 0.01               # in-place ABN's activation_param in the references
 # PyTorch BatchNorm momentum 0.1 (the references) is Keras momentum 0.9; Keras defaults to 0.99.
 BN_MOMENTUM = 0.9
@@ -47,7 +55,7 @@ class ResNetSpec:
   widths: tuple[int, int, int, int]       # channels inside a block (its 3x3 convolution)
   stem_width: int
   stem_kernel: int                # 7, or 3 (one 3x3 convolution; three with layout "preact")
-  layout: str = "keras"           # "keras", "torch" or "preact" (module docstring)
+  layout: str = "keras"           # "keras", "torch", "preact" or "deeplab" (module docstring)
   activation: str = "relu"        # or "leaky" (slope 0.01)
   groups: int = 1                 # of the 3x3 convolutions (ResNeXt)
   outputs: tuple[int, int, int, int] | None = None   # block outputs (default: 4 x widths)
@@ -76,9 +84,13 @@ SPECS = {
     "resnext101_iabn": ResNetSpec("bottleneck", _R101, (128, 256, 512, 1024), 64, 3,
                                   layout="preact", activation="leaky", groups=64,
                                   outputs=(256, 512, 1024, 2048)),
+    "resnet101_deeplab": ResNetSpec("bottleneck", _R101, _WIDTHS, 64, 7, layout="deeplab"),
 }
 # Backbones whose ImageNet weights come from PyTorch files (tools/convert_torch_weights.py).
-TORCH_BACKBONES = tuple(name for name, spec in SPECS.items() if spec.layout != "keras")
+TORCH_BACKBONES = tuple(name for name, spec in SPECS.items()
+                        if spec.layout in ("torch", "preact"))
+# Backbones whose weights come from a TF1 checkpoint (kdseg/models/tf1_weights.py).
+TF1_BACKBONES = tuple(name for name, spec in SPECS.items() if spec.layout == "deeplab")
 
 
 class _Builder:
@@ -86,8 +98,11 @@ class _Builder:
 
   def __init__(self, spec: ResNetSpec):
     self.spec = spec
-    self.torch = spec.layout != "keras"
-    self.epsilon = TORCH_BN_EPSILON if self.torch else BN_EPSILON
+    self.torch = spec.layout in ("torch", "preact")
+    self.deeplab = spec.layout == "deeplab"
+    self.epsilon = (TORCH_BN_EPSILON if self.torch else
+                    TF1_BN_EPSILON if self.deeplab else BN_EPSILON)
+    self.biased = spec.layout == "keras"
 
   def act(self, x, name):
     if self.spec.activation == "leaky":
@@ -103,7 +118,7 @@ class _Builder:
       x = layers.ZeroPadding2D(dilation * (kernel - 1) // 2, name=f"{name}_pad")(x)
       padding = "valid"
     return AtrousConv2D(filters, kernel, strides=stride, dilation_rate=dilation, padding=padding,
-                        groups=groups, use_bias=not self.torch, name=name)(x)
+                        groups=groups, use_bias=self.biased, name=name)(x)
 
   def conv_bn(self, x, filters, kernel, stride, dilation, name, relu=True, groups=1):
     x = self.conv(x, filters, kernel, stride, dilation, f"{name}_conv", groups)
@@ -153,6 +168,11 @@ def _stem(b: _Builder, inputs):
     x = b.conv_bn(x, spec.stem_width, 3, 1, 1, "conv1_2")
     x = b.conv(x, spec.stem_width, 3, 1, 1, "conv1_3_conv")
     return TorchMaxPool2D(3, 2, 1, name="pool1_pool")(x)
+  if b.deeplab:   # TensorFlow "SAME" padding, as the reference's tf.nn.conv2d / max_pool
+    x = layers.Conv2D(spec.stem_width, 7, strides=2, padding="same", use_bias=False,
+                      name="conv1_conv")(inputs)
+    x = b.act(b.bn(x, "conv1_bn"), "conv1_relu")
+    return layers.MaxPooling2D(3, strides=2, padding="same", name="pool1_pool")(x)
   if spec.stem_kernel == 7:
     x = layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
     x = layers.Conv2D(spec.stem_width, 7, strides=2, use_bias=not b.torch, name="conv1_conv")(x)

@@ -12,9 +12,17 @@ incremental classifier and bilinear upsampling, no ASPP; it has no "aspp" endpoi
            their BN; v2: the four branches' class scores, F = C_t), for L_dec
 Every endpoint is float32, also under a mixed-precision policy (losses are computed in float32).
 
-Images arrive normalised with ImageNet mean/std (kdseg.data.pipeline). With
-input_convention="caffe" the model first turns them into the Caffe convention the
-keras.applications ImageNet weights were trained on (BGR, mean subtracted, 0-255 scale).
+Images arrive normalised with ImageNet mean/std (kdseg.data.pipeline). Other input conventions
+turn them back into 0-255 RGB and then into what the weights were trained on (INPUT_CONVENTIONS):
+"caffe" (keras.applications: BGR minus its mean), "deeplab" (DeepLab-v2's Caffe model: BGR minus
+(104.008, 116.669, 122.679)) and "deeplab-rgb" (that BGR-ordered mean subtracted from RGB, no
+channel swap: what the KD paper's code feeds the DeepLab weights, LTTM/IL-SemSegm
+codes/LD1/utils/image_utils.py: convert2float).
+
+classifier="full" builds every step's head at once (the classes of the whole task, whatever the
+step): the KD paper's network has all its outputs from step 0, initialised Glorot-uniform as one
+full-width convolution, biases included. upsampling="legacy" resizes the logits on TF1's
+resize_bilinear grid (half_pixel_centers=False), as that code does.
 With recompute=True the backbone runs as gradient-checkpointed segments (the stem and each
 residual block, kdseg.models.recompute): less memory, about one more backbone forward per step.
 """
@@ -31,7 +39,8 @@ from kdseg.models.deeplab import DeepLabV3Head
 from kdseg.models.recompute import checkpointed
 from kdseg.models.resnet import build_resnet, segment_ends
 
-CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
+CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)   # keras.applications' Caffe ResNets
+DEEPLAB_BGR_MEAN = (104.00698793, 116.66876762, 122.67891434)   # DeepLab-v2's Caffe model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,23 +49,53 @@ class ModelConfig:
   output_stride: int = 16
   head_channels: int = 256
   head: str = "v3"
-  input_convention: str = "imagenet"   # or "caffe" (keras.applications ResNet weights)
+  input_convention: str = "imagenet"   # INPUT_CONVENTIONS
   recompute: bool = False              # gradient checkpointing of the backbone
+  classifier: str = "per_step"         # CLASSIFIERS
+  upsampling: str = "half_pixel"       # UPSAMPLINGS
 
 
 HEADS = ("v3", "v2", "classifier")
-INPUT_CONVENTIONS = ("imagenet", "caffe")
+INPUT_CONVENTIONS = ("imagenet", "caffe", "deeplab", "deeplab-rgb")
+CLASSIFIERS = ("per_step", "full")
+UPSAMPLINGS = ("half_pixel", "legacy")
+# Fields recorded only when they differ from these defaults, so run directories written before
+# the fields existed stay valid.
+_RECORDED_IF_CHANGED = {"input_convention": "imagenet", "classifier": "per_step",
+                        "upsampling": "half_pixel"}
 
 
 def config_record(config: ModelConfig) -> dict:
   """What a run directory records of the model: the fields that change its checkpoints or
-  outputs (recompute does not), and input_convention only when it is not the default, so run
-  directories written before it existed stay valid."""
+  outputs (recompute does not); _RECORDED_IF_CHANGED only when not at their defaults."""
   record = dataclasses.asdict(config)
   del record["recompute"]
-  if record["input_convention"] == "imagenet":
-    del record["input_convention"]
+  for name, default in _RECORDED_IF_CHANGED.items():
+    if record[name] == default:
+      del record[name]
   return record
+
+
+def convert_input(images: tf.Tensor, convention: str) -> tf.Tensor:
+  """[B, H, W, 3] images normalised with ImageNet mean/std -> the input `convention` wants."""
+  if convention == "imagenet":
+    return images
+  rgb = images * tf.constant(IMAGENET_STD) + tf.constant(IMAGENET_MEAN)
+  if convention == "deeplab-rgb":
+    return rgb - tf.constant(DEEPLAB_BGR_MEAN)
+  bgr = tf.reverse(rgb, axis=[-1])
+  return bgr - tf.constant(CAFFE_BGR_MEAN if convention == "caffe" else DEEPLAB_BGR_MEAN)
+
+
+def output_order(plan, model: "Segmenter") -> tuple[int, ...]:
+  """The original class id of each of `model`'s outputs (a model of `plan`, any step)."""
+  return plan.order(len(model.classifier.classes_per_step) - 1)
+
+
+def step_heads(config: ModelConfig, plan, step: int) -> list[int]:
+  """Classes per classifier head of the model of `step` of `plan` (a kdseg.data.tasks.TaskPlan):
+  the heads of the steps so far, or with classifier="full" every step's from the start."""
+  return plan.classes_per_step(plan.num_steps - 1 if config.classifier == "full" else step)
 
 
 class _Segments:
@@ -76,30 +115,34 @@ class Segmenter(keras.Model):
     self.config = config
     if config.head not in HEADS:
       raise ValueError(f"--head={config.head!r} is unknown; choose one of {', '.join(HEADS)}.")
-    if config.input_convention not in INPUT_CONVENTIONS:
-      raise ValueError(f"--input_convention={config.input_convention!r} is unknown; choose one "
-                       f"of {', '.join(INPUT_CONVENTIONS)}.")
+    for flag, value, choices in (("input_convention", config.input_convention, INPUT_CONVENTIONS),
+                                 ("classifier", config.classifier, CLASSIFIERS),
+                                 ("upsampling", config.upsampling, UPSAMPLINGS)):
+      if value not in choices:
+        raise ValueError(f"--{flag}={value!r} is unknown; choose one of {', '.join(choices)}.")
+    full_width = sum(classes_per_step) if config.classifier == "full" else None
     self.backbone = build_resnet(config.backbone, config.output_stride)
     self._segments = _Segments(self.backbone) if config.recompute else None
     if config.head == "v3":
       self.head = DeepLabV3Head(config.head_channels, config.head_channels, config.output_stride,
                                 name="deeplabv3")
-      self.classifier = IncrementalClassifier(classes_per_step, name="classifier")
+      self.classifier = IncrementalClassifier(classes_per_step, full_width=full_width,
+                                              name="classifier")
     elif config.head == "classifier":
       self.head = None
-      self.classifier = IncrementalClassifier(classes_per_step, name="classifier")
+      self.classifier = IncrementalClassifier(classes_per_step, full_width=full_width,
+                                              name="classifier")
     else:
       self.head = None
-      self.classifier = AsppClassifier(classes_per_step, config.output_stride, name="classifier")
+      self.classifier = AsppClassifier(classes_per_step, config.output_stride,
+                                       full_width=full_width, name="classifier")
 
   @property
   def num_classes(self) -> int:
     return sum(self.classifier.classes_per_step)
 
   def _encode(self, images, training):
-    if self.config.input_convention == "caffe":
-      rgb = images * tf.constant(IMAGENET_STD) + tf.constant(IMAGENET_MEAN)
-      images = tf.reverse(rgb, axis=[-1]) - tf.constant(CAFFE_BGR_MEAN)
+    images = convert_input(images, self.config.input_convention)
     if self._segments is None or not training:
       return self.backbone(images, training=training)
     x = images
@@ -119,8 +162,13 @@ class Segmenter(keras.Model):
     else:
       decoder = encoder
       logits, aspp = self.classifier(encoder)
-    logits = tf.image.resize(tf.cast(logits, tf.float32), tf.shape(images)[1:3],
-                             method="bilinear")
+    size = tf.shape(images)[1:3]
+    logits = tf.cast(logits, tf.float32)
+    if self.config.upsampling == "legacy":
+      logits = tf.compat.v1.image.resize_bilinear(logits, size, align_corners=False,
+                                                  half_pixel_centers=False)
+    else:
+      logits = tf.image.resize(logits, size, method="bilinear")
     outputs = {"logits": logits, "encoder": tf.cast(encoder, tf.float32),
                "decoder": tf.cast(decoder, tf.float32)}
     if aspp is not None:
