@@ -14,13 +14,16 @@ from absl import flags
 
 from kdseg import fs
 from kdseg.data.datasets import DataConfig
+from kdseg.data.splits import EVAL_IMAGES
 from kdseg.data.weak import WeakConfig
 from kdseg.data.shapes import ShapesConfig
 from kdseg.engine.crf import DenseCRF
 from kdseg.engine.evaluation import TestTime
-from kdseg.methods import LOSS_TERMS, Method, customize, get_method
+from kdseg.engine.loop import WEIGHT_DECAY_ON
+from kdseg.methods import INCREMENTAL_DECAYS, LOSS_TERMS, Method, customize, get_method
+from kdseg.models.freezing import BATCH_NORM_MODES
 from kdseg.models import resnet
-from kdseg.models.segmenter import ModelConfig
+from kdseg.models.segmenter import (CLASSIFIERS, INPUT_CONVENTIONS, UPSAMPLINGS, ModelConfig)
 
 # Data.
 flags.DEFINE_string("dataset", "shapes", "Dataset reader: shapes (procedural, VOC layout), voc "
@@ -117,6 +120,11 @@ flags.DEFINE_enum("feature_normalisation", None, ["mean", "frobenius"],
                   "size: give it a much smaller --distill weight).")
 flags.DEFINE_enum("spkd_divide_by", None, ["batch", "batch_squared"],
                   "SPKD normalisation: 1/B as printed (Eq. 8) or 1/B^2 as in the original SPKD.")
+flags.DEFINE_enum("incremental_decay", None, list(INCREMENTAL_DECAYS),
+                  "Steps >= 1: the poly decay runs over the step (step: MiB, the KD paper's text, "
+                  "its L_enc code) or over as many iterations as step 0 ran (first_step: the KD "
+                  "code's FT, L_cls and EF scripts, whose rate stays near --lr_incremental). "
+                  "Default: the method's.")
 
 # Model.
 flags.DEFINE_enum("backbone", "tiny", list(resnet.SPECS),
@@ -136,15 +144,28 @@ flags.DEFINE_enum("head", "v3", ["v3", "v2", "classifier"],
                   "compares ASPP branches: v2 or v3.")
 flags.DEFINE_integer("head_channels", 256, "Channels of the DeepLab-v3 head.")
 flags.DEFINE_string("backbone_weights", None,
-                    "Local ImageNet weight file loaded into the backbone before step 0: "
-                    "keras.applications' ResNet50/ResNet101 file (e.g. resnet101_weights_tf_dim_"
-                    "ordering_tf_kernels_notop.h5) for resnet50/101, the .weights.h5 "
-                    "tools/convert_torch_weights.py writes for the *_tv / *_iabn backbones. "
-                    "Never downloaded; see kdseg/models/pretrained.py.")
-flags.DEFINE_enum("input_convention", "auto", ["auto", "imagenet", "caffe"],
-                  "Input the backbone expects: imagenet (RGB, mean/std) or caffe (BGR, mean "
-                  "subtracted; keras.applications weights). auto: caffe with keras.applications "
-                  "--backbone_weights, imagenet otherwise (PyTorch weights use it).")
+                    "Local weight file loaded into the backbone before step 0: keras.applications' "
+                    "ResNet50/ResNet101 ImageNet file (e.g. resnet101_weights_tf_dim_ordering_tf_"
+                    "kernels_notop.h5) for resnet50/101, the .weights.h5 "
+                    "tools/convert_torch_weights.py writes for the *_tv / *_iabn backbones, the "
+                    "TF1 checkpoint deeplab_resnet_init.ckpt (DeepLab-v2 on MS-COCO, the KD "
+                    "paper's start) for resnet101_deeplab. 'none': train from random weights "
+                    "(required explicitly on a real dataset). Never downloaded; see "
+                    "kdseg/models/pretrained.py.")
+flags.DEFINE_enum("input_convention", "auto", ["auto"] + list(INPUT_CONVENTIONS),
+                  "Input the backbone expects: imagenet (RGB, mean/std), caffe (BGR, mean "
+                  "subtracted; keras.applications weights), deeplab (BGR minus DeepLab's Caffe "
+                  "mean: DrSleep's reader of the COCO weights) or deeplab-rgb (RGB minus that "
+                  "BGR-ordered mean, no channel swap: what the KD paper's code feeds them). auto: "
+                  "caffe with keras.applications --backbone_weights, deeplab with "
+                  "resnet101_deeplab, imagenet otherwise (PyTorch weights use it).")
+flags.DEFINE_enum("classifier", "per_step", list(CLASSIFIERS),
+                  "per_step: one zero-bias head per step, added when its classes arrive; full: "
+                  "every class's output from step 0 (the future ones train as never present), "
+                  "Glorot kernels and biases of the full width, as the KD paper's code.")
+flags.DEFINE_enum("upsampling", "half_pixel", list(UPSAMPLINGS),
+                  "Bilinear upsampling of the logits: half_pixel (tf.image.resize) or legacy "
+                  "(TF1's resize_bilinear grid, as the KD paper's code).")
 flags.DEFINE_bool("recompute", False, "Gradient checkpointing of the backbone (recompute each "
                   "residual block in the backward pass): less memory, slower steps.")
 flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
@@ -206,7 +227,20 @@ flags.DEFINE_integer("iterations_per_class", 0,
 flags.DEFINE_float("end_lr", 0.0, "Learning rate at the end of each step's poly decay (KD paper "
                    "1e-6, MiB 0).")
 flags.DEFINE_float("momentum", 0.9, "SGD momentum.")
+flags.DEFINE_bool("nesterov", True, "Nesterov momentum, as the MiB and PLOP references' SGD; "
+                  "--nonesterov: plain momentum, as the KD paper's TF1 MomentumOptimizer. Either "
+                  "way the momentum buffer holds raw gradients and the current rate applies "
+                  "(kdseg/engine/optimizer.py).")
 flags.DEFINE_float("weight_decay", 1e-4, "Coupled L2 weight decay (PyTorch SGD semantics).")
+flags.DEFINE_enum("weight_decay_on", "all", list(WEIGHT_DECAY_ON),
+                  "Variables --weight_decay applies to: all trainable ones (the MiB reference) or "
+                  "the convolution kernels only (the KD paper's code).")
+flags.DEFINE_enum("batch_norm", "train", list(BATCH_NORM_MODES),
+                  "train: BN normalises with batch statistics and updates its moving averages; "
+                  "frozen: BN layers with trained statistics (the loaded backbone at step 0, "
+                  "every layer from step 1 on) normalise with them and keep them, gamma/beta "
+                  "still train (the KD paper's code). Without --backbone_weights step 0 trains "
+                  "its statistics.")
 flags.DEFINE_float("poly_power", 0.9, "Power of the polynomial learning-rate decay.")
 
 # Run.
@@ -256,6 +290,10 @@ flags.DEFINE_integer("log_every", 10, "TensorBoard scalars every N iterations.",
 flags.DEFINE_integer("summary_images", 4, "Validation images shown (input | ground truth | "
                      "prediction) in TensorBoard after each step; 0 for none.")
 flags.DEFINE_bool("background_in_old", True, "Count background among the old classes in mIoU old.")
+flags.DEFINE_enum("eval_images", "seen", list(EVAL_IMAGES),
+                  "Validation images of a step: seen (every image holding a class seen so far) "
+                  "or no_future (every image holding no class of a later step: the KD paper's "
+                  "val_1_<x> lists). The last step is the same either way on VOC.")
 flags.DEFINE_integer("verbose", 1, "0 silent, 1 progress bar and per-epoch lines.")
 
 # Tools (kdseg.evaluate, kdseg.predict, kdseg.export): a finished run is read from --run_dir alone.
@@ -306,13 +344,21 @@ class ScheduleConfig:
   momentum: float = 0.9
   weight_decay: float = 1e-4
   poly_power: float = 0.9
+  nesterov: bool = True
+  weight_decay_on: str = "all"
+  batch_norm: str = "train"
 
   def shared_record(self) -> dict:
     """What the run records of the schedule shared by all steps. Options added later are
-    recorded only when set, so run directories written before them stay valid."""
-    optional = {"end_lr": self.end_lr, "iterations_per_class": self.iterations_per_class}
+    recorded only when set, so run directories written before them stay valid; the optimizer is
+    always recorded (it changed with parity round 3: directories without it trained with
+    Keras' SGD, whose velocity holds the learning rate)."""
+    optional = {"end_lr": self.end_lr, "iterations_per_class": self.iterations_per_class,
+                "weight_decay_on": self.weight_decay_on != "all" and self.weight_decay_on,
+                "batch_norm": self.batch_norm != "train" and self.batch_norm}
     return {"batch_size": self.batch_size, "augment": self.augment, "crop_size": self.crop_size,
             "min_scale": self.min_scale, "max_scale": self.max_scale, "momentum": self.momentum,
+            "optimizer": "sgd-nesterov" if self.nesterov else "sgd",
             "weight_decay": self.weight_decay, "poly_power": self.poly_power,
             **{k: v for k, v in optional.items() if v}}
 
@@ -325,6 +371,7 @@ class EvaluationConfig:
   test_time: TestTime = TestTime()
   background_in_old: bool = True
   summary_images: int = 4
+  images: str = "seen"     # validation images of a step (kdseg.data.splits.EVAL_IMAGES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -337,7 +384,7 @@ class RunConfig:
   evaluation: EvaluationConfig
   methods: tuple[Method, ...]
   run_dir: str
-  backbone_weights: str | None = None
+  backbone_weights: str | None = None   # None: random weights
   step: int = -1
   seed: int = 0
   strategy: str = "auto"
@@ -350,6 +397,9 @@ class RunConfig:
   weak: WeakConfig = WeakConfig()     # full or weak (points, scribbles) training labels
   deterministic: bool = False         # TensorFlow op determinism (--deterministic)
   seeds: tuple[int, ...] = ()         # --seeds: one run per seed in <run_dir>/seed_<s>
+  # --backbone_weights=none: random weights on purpose (on a real dataset, a step 0 without
+  # weights is otherwise refused: kdseg.run.experiment.check_starting_weights).
+  from_scratch: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -384,7 +434,8 @@ def resolve_methods() -> tuple[Method, ...]:
                          temperature=FLAGS.temperature, kd_alpha=FLAGS.kd_alpha,
                          distill_pixels=FLAGS.distill_pixels,
                          spkd_divide_by=FLAGS.spkd_divide_by, ce_pixels=FLAGS.ce_pixels,
-                         feature_normalisation=FLAGS.feature_normalisation)
+                         feature_normalisation=FLAGS.feature_normalisation,
+                         incremental_decay=FLAGS.incremental_decay)
                for name in FLAGS.method)
 
 
@@ -399,7 +450,45 @@ def evaluation_config() -> EvaluationConfig:
   except ValueError as error:
     raise FlagValueError(str(error)) from None
   return EvaluationConfig(FLAGS.eval_batch_size, FLAGS.eval_crop, test_time,
-                          FLAGS.background_in_old, FLAGS.summary_images)
+                          FLAGS.background_in_old, FLAGS.summary_images, FLAGS.eval_images)
+
+
+def backbone_weights_flag() -> str | None:
+  """--backbone_weights: a file, or None for random weights (not given, or 'none')."""
+  value = FLAGS.backbone_weights
+  return None if not value or value.lower() == "none" else value
+
+
+def input_convention(backbone_weights: str | None) -> str:
+  """--input_convention, with auto resolved: what the weights were trained on."""
+  if FLAGS.input_convention != "auto":
+    return FLAGS.input_convention
+  if FLAGS.backbone in resnet.TF1_BACKBONES:
+    return "deeplab"
+  keras_weights = backbone_weights and FLAGS.backbone not in resnet.TORCH_BACKBONES
+  return "caffe" if keras_weights else "imagenet"
+
+
+def check_classifier(model: ModelConfig, methods: tuple[Method, ...]) -> None:
+  """--classifier=full has every class's output from step 0: supervised and distillation terms
+  that treat the channels beyond the old classes as the step's new ones (MiB's unbiased CE and
+  KD, LwF's KD, LwF-MC's BCE) and the background-based init of a new head do not apply."""
+  if model.classifier != "full":
+    return
+  for method in methods:
+    unsuited = [t.loss for t in method.distillation if t.loss not in FULL_CLASSIFIER_TERMS]
+    if method.classification != "ce" or unsuited or method.init != "random":
+      what = (f"its {method.classification} loss" if method.classification != "ce" else
+              f"its {unsuited[0]} term" if unsuited else f"--init={method.init}")
+      raise FlagValueError(
+          f"--classifier=full (every output from step 0, the KD paper's network) does not suit "
+          f"--method={method.name}: {what} reads the channels after the old classes as the "
+          "step's new ones. Use it with CE and the KD paper's terms (cls, enc, dec, spkd, "
+          "spkd_avg), or --classifier=per_step.")
+
+
+# Distillation terms that compare the old and new models' outputs whatever their widths.
+FULL_CLASSIFIER_TERMS = ("cls", "enc", "dec", "spkd", "spkd_avg", "feature_mse")
 
 
 def from_flags() -> RunConfig:
@@ -408,17 +497,17 @@ def from_flags() -> RunConfig:
     raise FlagValueError("--method is empty: name at least one method "
                          "(python -m kdseg.methods lists them).")
   methods = resolve_methods()
-  convention = FLAGS.input_convention
-  if convention == "auto":
-    keras_weights = FLAGS.backbone_weights and FLAGS.backbone not in resnet.TORCH_BACKBONES
-    convention = "caffe" if keras_weights else "imagenet"
+  backbone_weights = backbone_weights_flag()
   model = ModelConfig(FLAGS.backbone, FLAGS.output_stride, FLAGS.head_channels, FLAGS.head,
-                      input_convention=convention, recompute=FLAGS.recompute)
+                      input_convention=input_convention(backbone_weights),
+                      recompute=FLAGS.recompute, classifier=FLAGS.classifier,
+                      upsampling=FLAGS.upsampling)
+  check_classifier(model, methods)
   schedule = ScheduleConfig(
       FLAGS.lr, FLAGS.lr_incremental, FLAGS.epochs, FLAGS.epochs_incremental, FLAGS.batch_size,
       FLAGS.augment, FLAGS.crop_size, FLAGS.min_scale, FLAGS.max_scale,
       FLAGS.iterations_per_class, FLAGS.end_lr, FLAGS.momentum, FLAGS.weight_decay,
-      FLAGS.poly_power)
+      FLAGS.poly_power, FLAGS.nesterov, FLAGS.weight_decay_on, FLAGS.batch_norm)
   if not 0 < schedule.min_scale <= schedule.max_scale:
     raise FlagValueError(f"--min_scale={schedule.min_scale} and --max_scale={schedule.max_scale}:"
                          " need 0 < min_scale <= max_scale.")
@@ -456,15 +545,16 @@ def from_flags() -> RunConfig:
   if len(set(seeds)) < len(seeds):
     raise FlagValueError(f"--seeds={','.join(FLAGS.seeds)} repeats a seed.")
   return RunConfig(data_config(), protocol, model, schedule, evaluation_config(), methods,
-                   run_dir, FLAGS.backbone_weights, FLAGS.step, FLAGS.seed, FLAGS.strategy,
+                   run_dir, backbone_weights, FLAGS.step, FLAGS.seed, FLAGS.strategy,
                    FLAGS.precision, FLAGS.jit_compile, FLAGS.log_every, FLAGS.verbose,
                    60.0 * FLAGS.checkpoint_minutes, FLAGS.flags_into_string(), weak,
-                   FLAGS.deterministic, seeds)
+                   FLAGS.deterministic, seeds,
+                   from_scratch=(FLAGS.backbone_weights or "").lower() == "none")
 
 
 # Evaluation fields a tool may override, by the flag that sets each.
 _EVALUATION_FLAGS = {"batch_size": "eval_batch_size", "crop": "eval_crop",
-                     "background_in_old": "background_in_old"}
+                     "background_in_old": "background_in_old", "images": "eval_images"}
 
 
 def tool_from_flags(command: str) -> ToolConfig:

@@ -21,6 +21,7 @@ import tensorflow as tf  # noqa: E402
 
 from kdseg import atomic, config, fs  # noqa: E402
 from kdseg.data.pipeline import normalize  # noqa: E402
+from kdseg.models.segmenter import output_order  # noqa: E402
 from kdseg.run import cli  # noqa: E402
 from kdseg.run.scoring import finished_model  # noqa: E402
 from kdseg.rundir import RunDir  # noqa: E402
@@ -65,7 +66,8 @@ def main(argv):
   recorded = run_dir.require_run()
   method = run_dir.load_method(tool.method)
   model, plan, step = finished_model(run_dir, recorded, method, tool.step)
-  export(model, plan.order(step), recorded.class_names, recorded.palette, FLAGS.export_dir)
+  export(model, output_order(plan, model), recorded.class_names, recorded.palette,
+         FLAGS.export_dir)
   print(f"kdseg.export: {method.name} step {step} ({plan.num_classes(step)} classes) -> "
         f"{FLAGS.export_dir}")
 

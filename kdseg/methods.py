@@ -60,6 +60,7 @@ class Method:
   spkd_divide_by: str = "batch"            # SPKD: "batch" (Eq. 8 as printed) | "batch_squared"
   feature_normalisation: str = "mean"      # L_enc/L_dec: "mean" (KD code) | "frobenius" (Eq. 6-7)
   offline: bool = False                    # joint training on all classes at once
+  incremental_decay: str = "step"          # steps >= 1 decay over: the "step" | "first_step"
 
   @property
   def shares_step0(self) -> bool:
@@ -116,6 +117,11 @@ LOSS_TERMS: dict[str, LossTerm] = {
 }
 
 INITS = ("random", "background")
+# Steps >= 1: the poly decay runs over the step itself (MiB; the KD paper's §5.2 and its LD2
+# script) or over as many iterations as step 0 ran (the KD code's LD1 and encoderfixed_LD1
+# scripts: --decay_steps 20000, the global step restored at 20000, 1000 iterations run, so the
+# rate falls only from 5e-5 to 4.78e-5).
+INCREMENTAL_DECAYS = ("step", "first_step")
 # KD paper code options restricting the CE of steps >= 1 (spec §6): new-class pixels only, or
 # old + new object classes without background.
 CE_PIXEL_SELECTIONS = ("new", "objects")
@@ -132,13 +138,15 @@ KD_PAPER_WEIGHTS = {"cls": 1.0, "enc": 50.0, "dec": 50.0, "spkd": 1.0, "spkd_avg
 KD_PAPER_TEMPERATURE = 2.0
 
 
-def _kd(name, description, *terms, freeze="none", temperature=1.0):
+def _kd(name, description, *terms, freeze="none", temperature=1.0, decay="step"):
   """A KD-paper record: CE over valid pixels (Eq. 2) + the given terms at the default weights
-  (L_cls-T: T^2)."""
+  (L_cls-T: T^2); `decay`: its steps' learning-rate horizon (INCREMENTAL_DECAYS) -- first_step
+  for the methods the LD1 / encoderfixed_LD1 scripts run, step (the paper's text) otherwise."""
   scale = {"cls": temperature ** 2}
   return Method(name, description, "ce",
                 tuple(Term(t, KD_PAPER_WEIGHTS[t] * scale.get(t, 1.0)) for t in terms),
-                freeze=freeze, pixel_mean="valid", temperature=temperature)
+                freeze=freeze, pixel_mean="valid", temperature=temperature,
+                incremental_decay=decay)
 
 
 T = KD_PAPER_TEMPERATURE
@@ -167,14 +175,20 @@ METHODS = {m.name: m for m in (
     Method("mib-ce-kd", "MiB ablation: unbiased CE + unbiased KD (x10), random init of new heads",
            "unce", (Term("ukd", 10.0),)),
     # KD paper (spec §6): CE over valid pixels + lambda_D * L_D, optional encoder freezing.
+    _kd("kd-ft", "KD paper fine-tuning: CE over valid pixels only (LD1 with lambda 0)",
+        decay="first_step"),
     _kd("kd-cls", "KD paper L_cls: CE + output distillation over all current classes (Eq. 3)",
-        "cls"),
+        "cls", decay="first_step"),
     _kd("kd-cls-t", f"KD paper L_cls-T: L_cls with temperature (Eq. 5; T={T:g})", "cls",
-        temperature=T),
-    _kd("ef", "KD paper EF: encoder frozen from step 1 on, CE only", freeze="encoder"),
+        temperature=T, decay="first_step"),
+    _kd("ef", "KD paper EF: encoder frozen from step 1 on, CE only", freeze="encoder",
+        decay="first_step"),
     _kd("e2lf", "KD paper E2LF: first two ResNet layers (conv1, conv2_x) frozen, CE only",
         freeze="first-two"),
-    _kd("ef+kd-cls-t", "KD paper EF + L_cls-T", "cls", freeze="encoder", temperature=T),
+    _kd("ef+kd-cls", "KD paper EF + L_cls at T = 1 (the released encoderfixed_LD1 code)", "cls",
+        freeze="encoder", decay="first_step"),
+    _kd("ef+kd-cls-t", "KD paper EF + L_cls-T", "cls", freeze="encoder", temperature=T,
+        decay="first_step"),
     _kd("e2lf+kd-cls-t", "KD paper E2LF + L_cls-T", "cls", freeze="first-two", temperature=T),
     _kd("kd-enc", "KD paper L_enc: squared Frobenius distance of encoder outputs (Eq. 6)", "enc"),
     _kd("kd-dec", "KD paper L_dec: the same on the four DeepLab-v2 ASPP branches, /4 (Eq. 7)",
@@ -238,6 +252,9 @@ def validate(method: Method) -> Method:
   if method.feature_normalisation not in FEATURE_NORMALISATIONS:
     problems.append(f"feature_normalisation {method.feature_normalisation!r} "
                     f"({', '.join(FEATURE_NORMALISATIONS)})")
+  if method.incremental_decay not in INCREMENTAL_DECAYS:
+    problems.append(f"incremental_decay {method.incremental_decay!r} (--incremental_decay: "
+                    f"{', '.join(INCREMENTAL_DECAYS)})")
   if method.spkd_divide_by not in SPKD_DIVISORS:
     problems.append(f"spkd_divide_by {method.spkd_divide_by!r} ({', '.join(SPKD_DIVISORS)})")
   if problems:
@@ -283,7 +300,8 @@ def customize(method: Method, *, classification: str | None = None,
               pixel_mean: str | None = None, temperature: float | None = None,
               kd_alpha: float | None = None, distill_pixels: str | None = None,
               spkd_divide_by: str | None = None, ce_pixels: str | None = None,
-              feature_normalisation: str | None = None) -> Method:
+              feature_normalisation: str | None = None,
+              incremental_decay: str | None = None) -> Method:
   """`method` changed by flags; the name records each change (e.g. mib+freeze=first-two+enc=100).
 
   distill: "name:weight" entries add a term or re-weight the method's own (weight 0 removes it;
@@ -308,6 +326,7 @@ def customize(method: Method, *, classification: str | None = None,
   change("kd_alpha", kd_alpha, "alpha")
   change("spkd_divide_by", spkd_divide_by, "spkd")
   change("feature_normalisation", feature_normalisation, "features")
+  change("incremental_decay", incremental_decay, "decay")
   if regularizer is not None:
     (kind, weight), = parse_weighted([regularizer], "regularizer")
     kind = None if kind == "none" else kind

@@ -27,6 +27,7 @@ import tensorflow as tf  # noqa: E402
 from kdseg import atomic, config, fs  # noqa: E402
 from kdseg.data.pipeline import normalize  # noqa: E402
 from kdseg.engine.evaluation import predict_probabilities  # noqa: E402
+from kdseg.models.segmenter import output_order  # noqa: E402
 from kdseg.run import cli  # noqa: E402
 from kdseg.run.scoring import finished_model  # noqa: E402
 from kdseg.rundir import RunDir  # noqa: E402
@@ -80,7 +81,7 @@ def main(argv):
   method = run_dir.load_method(tool.method)
   model, plan, step = finished_model(run_dir, recorded, method, tool.step)
   test_time = tool.evaluation.test_time
-  to_original = np.asarray(plan.order(step), np.uint8)
+  to_original = np.asarray(output_order(plan, model), np.uint8)
   palette = np.asarray(recorded.palette, np.uint8)
 
   @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])

@@ -39,7 +39,7 @@ def step_manifests(run_config: config.RunConfig) -> list[dict]:
     entry = {"step": step, "classes": [source.class_names[c] for c in plan.new_classes(step)],
              "kdseg": splits.manifest(own, train_counts[rows], source.class_names)}
     if protocol.split_files:
-      chosen = reference_rows(protocol, source, step)
+      chosen = reference_rows(protocol, source, plan, step)
       reference = tuple(ids[r] for r in chosen)
       entry["reference"] = splits.manifest(reference, train_counts[chosen],
                                            source.class_names)

@@ -24,7 +24,7 @@ from kdseg.engine.loop import Schedule, StepTrainer, make_optimizer  # noqa: E40
 from kdseg.losses.regularizers import ImportanceRegularizer  # noqa: E402
 from kdseg.methods import build_objective, customize, get_method  # noqa: E402
 from kdseg.models.classifier import HEAD_INITIALIZERS  # noqa: E402
-from kdseg.models.freezing import freeze  # noqa: E402
+from kdseg.models.freezing import freeze, freeze_statistics  # noqa: E402
 from kdseg.models.segmenter import ModelConfig, build_segmenter, copy_matching_weights  # noqa: E402
 
 from kdseg.engine.distribute import make_strategy  # noqa: E402
@@ -32,8 +32,15 @@ from kdseg.engine.distribute import make_strategy  # noqa: E402
 strategy = make_strategy({"one": "default"}.get(mode, mode))
 # EF freezes the backbone (its BN then uses moving statistics) and DeepLab-v2 has no BN, so the
 # step is a function of the global batch alone; per-replica BN statistics would differ.
-method = customize(get_method(method_name), freeze="encoder")
-config = ModelConfig("tiny", 8, 8, head="v2")
+# "frozen-bn:<method>": no EF, DeepLab-v3 (BN in the head too), every BN with frozen statistics
+# (--batch_norm=frozen) -- again a function of the global batch.
+frozen_statistics = method_name.startswith("frozen-bn:")
+if frozen_statistics:
+  method = get_method(method_name.split(":", 1)[1])
+  config = ModelConfig("tiny", 8, 8, head="v3")
+else:
+  method = customize(get_method(method_name), freeze="encoder")
+  config = ModelConfig("tiny", 8, 8, head="v2")
 rng = np.random.default_rng(0)
 images = rng.uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32)
 labels = rng.integers(0, 4, (4, 32, 32)).astype(np.int32)   # no 255: equal counts per replica
@@ -47,6 +54,8 @@ with strategy.scope():
   HEAD_INITIALIZERS[method.init](model.classifier)
   objective = build_objective(method, 3)
   freeze(model, objective.freeze)
+  if frozen_statistics:
+    freeze_statistics(model)
   regularizer = None
   if method.regularizer:
     previous = {f"{k}/{v.path}": rng.uniform(0, 1, v.shape).astype(np.float32)

@@ -10,7 +10,7 @@ import tensorflow as tf
 from kdseg.engine import progress
 from kdseg.engine.progress import Eta
 
-from kdseg.engine.loop import (Schedule, StepTrainer, TrainingDivergedError,
+from kdseg.engine.loop import (Schedule, StepTrainer, TrainingDivergedError, decayed_variables,
                                learning_rate_schedule, make_optimizer)
 from kdseg.losses.regularizers import ImportanceRegularizer
 from kdseg.methods import build_objective, get_method
@@ -56,6 +56,27 @@ class ScheduleTest(tf.test.TestCase):
     self.assertAllClose(means["kd"], 100.0 * kd, rtol=1e-4)
     self.assertAllClose(means["weight_decay"], decay, rtol=1e-4)
     self.assertAllClose(means["total"], float(ce) + 100.0 * float(kd) + decay, rtol=1e-4)
+
+  def test_weight_decay_on_convolution_kernels_only(self):
+    # The KD code: 1e-4 * tf.nn.l2_loss on the variables named 'weights' (LD1/network.py:53-55):
+    # the term is 0.5 * wd * sum over kernels, and biases and BN's gamma / beta get no decay.
+    model = build_segmenter(ModelConfig("tiny", 16, 8, head="v2"), [3])
+    kernels = [v for v in model.trainable_variables if v.name == "kernel"]
+    others = [v for v in model.trainable_variables if v.name != "kernel"]
+    self.assertTrue(kernels and {v.name for v in others} >= {"bias", "gamma", "beta"})
+    self.assertEqual(decayed_variables(model.trainable_variables, "kernels"), kernels)
+    images = tf.random.stateless_uniform([2, 32, 32, 3], seed=[4, 1])
+    labels = tf.random.stateless_uniform([2, 32, 32], seed=[4, 2], maxval=3, dtype=tf.int32)
+    weight_decay = 1e-2
+    expected = 0.5 * weight_decay * sum(float(tf.reduce_sum(v ** 2)) for v in kernels)
+    schedule = Schedule(0.0001, epochs=1, iterations_per_epoch=1)
+    trainer = StepTrainer(tf.distribute.get_strategy(), model, None,
+                          build_objective(get_method("kd-ft"), 0), make_optimizer(schedule),
+                          weight_decay, weight_decay_on="kernels")
+    means = trainer.train(tf.data.Dataset.from_tensors((images, labels)), schedule,
+                          tf.Variable(0, dtype=tf.int64), on_epoch_end=lambda: None,
+                          writer=None, log_every=1, verbose=0)
+    self.assertAllClose(means["weight_decay"], expected, rtol=1e-5)
 
   def test_training_stops_at_the_iteration_budget_inside_a_pass(self):
     model = build_segmenter(ModelConfig("tiny", 16, 8), [3])

@@ -9,7 +9,8 @@ from kdseg.methods import (KD_PAPER_TEMPERATURE, METHODS, Method, MethodError, T
 
 # Every named method the issue lists: both papers' methods and the MiB ablation rows.
 NAMED = ["ft", "joint", "lwf", "lwf-mc", "ilt", "ewc", "pi", "rw", "mib", "mib-ce-only",
-         "mib-ce-kd", "kd-cls", "kd-cls-t", "ef", "e2lf", "ef+kd-cls-t", "e2lf+kd-cls-t",
+         "mib-ce-kd", "kd-ft", "kd-cls", "kd-cls-t", "ef", "e2lf", "ef+kd-cls", "ef+kd-cls-t",
+         "e2lf+kd-cls-t",
          "kd-enc", "kd-dec", "ef+kd-dec", "kd-spkd", "kd-spkd-avg"]
 
 
@@ -52,6 +53,24 @@ class ObjectiveTest(tf.test.TestCase):
       self.assertEqual((objective.regularizer, objective.regularizer_weight), (name, weight))
       self.assertFalse(get_method(name).shares_step0)   # their state starts at step 0
     self.assertTrue(get_method("joint").offline)
+
+  def test_kd_paper_released_methods_and_their_schedules(self):
+    # The released code: LD1/script.job runs FT (lambda 0) and L_cls (lambda 1), and
+    # encoderfixed_LD1/script.job EF with lambda 0 and 1, all with --decay_steps 20000 (step 0's
+    # length) at step 1; LD2/script.job (L_enc) with --decay_steps 1000 (the step).
+    first_step = {"kd-ft", "kd-cls", "kd-cls-t", "ef", "ef+kd-cls", "ef+kd-cls-t"}
+    for name, method in METHODS.items():
+      self.assertEqual(method.incremental_decay, "first_step" if name in first_step else "step",
+                       msg=name)
+    self.assertEqual(_terms("kd-ft"), [])
+    self.assertEqual(_terms("ef+kd-cls"), [("cls", 1.0, "logits", "old+bg")])
+    method = get_method("ef+kd-cls")
+    self.assertEqual((method.freeze, method.temperature, method.pixel_mean),
+                     ("encoder", 1.0, "valid"))
+    self.assertEqual(customize(get_method("kd-cls"), incremental_decay="step").name,
+                     "kd-cls+decay=step")
+    with self.assertRaisesRegex(MethodError, "incremental_decay"):
+      customize(get_method("kd-cls"), incremental_decay="linear")
 
   def test_kd_paper_terms_freezing_and_valid_pixel_ce(self):
     # L_cls on background + old-class pixels at weight 1 (the scripts: old_bgr, lambda 1).

@@ -54,8 +54,10 @@ class ReplicaInvarianceTest(tf.test.TestCase):
 
   def test_mirrored_losses_gradients_and_regulariser_state_match(self):
     # Two steps on the same global batch: losses, updated weights and (RW) the regulariser's
-    # statistics, which need the gradient summed over replicas, agree.
-    for method in ("kd-cls-t", "rw"):
+    # statistics, which need the gradient summed over replicas, agree; with frozen BN
+    # statistics (--batch_norm=frozen) also on a network whose BN would otherwise see each
+    # replica's half batch.
+    for method in ("kd-cls-t", "rw", "frozen-bn:kd-cls"):
       one = _run("one", method, self.get_temp_dir())[0]
       self.assertSameStep(one, _run("mirrored", method, self.get_temp_dir())[0],
                           f"mirrored {method}")

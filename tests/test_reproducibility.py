@@ -105,6 +105,29 @@ class SplitFilesTest(tf.test.TestCase):
     self.assertEqual((difference["only_reference"], difference["only_kdseg"],
                       difference["common"], difference["same"]), (1, 1, 2, False))
 
+  def test_kd_paper_split_lists(self):
+    # LTTM/IL-SemSegm sample_dataset/: lists named by the step's class ids, lines of image and
+    # label paths. 2-1-1 over ids 1..4: step 0 = train_1_2, step 1 = train_3 or
+    # train_3_3_notin_following (preferred: no image with a later class), step 2 = train_4_4.
+    folder = os.path.join(self.get_temp_dir(), "sample_dataset")
+    os.makedirs(folder)
+    lines = {"train_1_2.txt": ["a", "b"], "train_3.txt": ["c", "d"],
+             "train_3_3_notin_following.txt": ["c"], "train_4_4.txt": ["e"]}
+    for name, ids in lines.items():
+      with open(os.path.join(folder, name), "w") as out:
+        out.write("".join(f"/JPEGImages/{i}.jpg /SegmentationClassAug/{i}.png\n" for i in ids))
+    plan = make_plan("2-1-1", [1, 2, 3, 4])
+    self.assertEqual([splits.read_reference_split(folder, step, (), plan) for step in range(3)],
+                     [("a", "b"), ("c",), ("e",)])
+    os.remove(os.path.join(folder, "train_3_3_notin_following.txt"))
+    self.assertEqual(splits.read_reference_split(folder, 1, (), plan), ("c", "d"))
+    with self.assertRaisesRegex(splits.SplitError, "consecutive class ids"):
+      splits.read_reference_split(folder, 1, (), make_plan("2-2", [1, 3, 2, 4]))
+    os.remove(os.path.join(folder, "train_4_4.txt"))
+    with self.assertRaisesRegex(splits.SplitError, "train_4_4_notin_following.txt, train_4_4.txt, "
+                                "train_4.txt"):
+      splits.read_reference_split(folder, 2, (), plan)
+
   def test_splits_command_and_training_on_reference_split_files(self):
     base = os.path.join(os.environ.get("TEST_TMPDIR", "/tmp"), f"kdseg_splits_{os.getpid()}")
     common = [f"--cache_dir={base}/cache", "--dataset=shapes", "--shapes_image_size=32",

@@ -17,9 +17,10 @@ from kdseg.data.shapes import ShapesConfig
 from kdseg.engine import checkpoints
 from kdseg.methods import get_method
 from kdseg.models.segmenter import ModelConfig
-from kdseg.run.experiment import build_experiment, open_experiment
+from kdseg.run.experiment import build_experiment, open_experiment, step_images
+from tests import helpers
 from kdseg.run.scoring import finished_model, score_step
-from kdseg.run.stepping import initial_model, run_method, train_step
+from kdseg.run.stepping import initial_model, run_method, step_schedule, train_step
 from kdseg.rundir import RunDir
 
 
@@ -91,6 +92,59 @@ class RunLayerTest(tf.test.TestCase):
     with self.assertRaisesRegex(FlagValueError, "fewer than --batch_size=100"):
       build_experiment(big)
     self.assertFalse(os.path.exists(big.run_dir))
+
+  def test_step_0_on_a_real_dataset_needs_its_starting_weights(self):
+    # The KD recipe without --backbone_weights: refused, naming the checkpoint the paper starts
+    # from and where to get it; nothing written. --backbone_weights=none is the explicit way.
+    labels = {"train": {f"t{i}": np.full((8, 8), (1, 2, 20)[i % 3], np.uint8) for i in range(6)},
+              "val": {"v0": np.full((8, 8), 1, np.uint8)}}
+    root = helpers.write_voc_tree(os.path.join(self.base, "voc"), labels)
+    config = _config(self.base, data=DataConfig("voc", root, os.path.join(self.base, "cache"),
+                                                ShapesConfig()),
+                     protocol=ProtocolConfig(task="19-1", setting="incremental-learning"),
+                     model=ModelConfig("resnet101_deeplab", 8, head="v2"),
+                     schedule=ScheduleConfig(batch_size=2),
+                     methods=(get_method("kd-ft"),), run_dir=os.path.join(self.base, "kd"))
+    with self.assertRaisesRegex(FlagValueError, "deeplab_resnet_init.ckpt.*--backbone_weights="
+                                "none"):
+      build_experiment(config)
+    self.assertFalse(os.path.exists(config.run_dir))
+    self.assertTrue(os.path.isdir(build_experiment(
+        dataclasses.replace(config, from_scratch=True)).run_dir.path))
+
+  def test_kd_recipe_pieces_in_the_run_layer(self):
+    # --classifier=full: the step-0 model has the future class's output, and a pixel predicted
+    # as that class counts as an error (the KD code's argmax over all 21 outputs);
+    # --incremental_decay: step 1 of kd-cls decays over step 0's length, kd-enc over its own.
+    config = _config(self.base, run_dir=os.path.join(self.base, "kd_pieces"),
+                     protocol=ProtocolConfig(task="19-1", setting="incremental-learning"),
+                     model=ModelConfig("tiny", 16, 16, head="v2", classifier="full"),
+                     methods=(get_method("kd-ft"),))
+    experiment = build_experiment(config)
+    kd_ft = get_method("kd-ft")
+    train_step(experiment, kd_ft, 0)
+    directory = experiment.run_dir.step_dir(kd_ft, 0)
+    model = checkpoints.load_final(directory, config.model, [20, 1])
+    record, _, _ = score_step(experiment, kd_ft, 0)
+    self.assertGreater(record["overall_accuracy"], 0.0)
+    for branch in model.classifier.branches:   # every pixel now predicts the future class
+      branch.heads[1].bias.assign([100.0])
+    forced = os.path.join(self.base, "kd_pieces_forced")
+    checkpoints.save_final(model, forced)
+    record, _, _ = score_step(experiment, kd_ft, 0, checkpoint_dir=forced)
+    self.assertEqual((record["overall_accuracy"], record["miou_all"]), (0.0, 0.0))
+    confusion = np.array(record["confusion"])   # each pixel in its true class's row, column 20
+    self.assertEqual(confusion.shape, (21, 21))
+    self.assertEqual(confusion[:, :20].sum(), 0)
+    self.assertGreater(confusion[:20, 20].sum(), 0)
+    self.assertLen(record["class_iou"], 20)   # the step's classes only
+
+    plan, step0_images = experiment.plan, len(step_images(experiment, experiment.plan, 0)["train"])
+    step0 = step_schedule(experiment, plan, 0, step0_images)
+    self.assertEqual(step_schedule(experiment, plan, 1, 8, get_method("kd-cls")).decay_iterations,
+                     step0.total_iterations)
+    self.assertEqual(step_schedule(experiment, plan, 1, 8, get_method("kd-enc")).decay_iterations,
+                     0)
 
   def test_initial_model_of_a_step_is_chained_from_the_previous_one(self):
     config = _config(self.base, run_dir=os.path.join(self.base, "chain"))

@@ -59,6 +59,20 @@ class MembershipTest(tf.test.TestCase):
     self.assertEqual(_ids(splits.eval_rows(present, PLAN, 1)),
                      {"old_only", "new_3", "old_and_3", "3_and_future_4"})
 
+  def test_no_future_keeps_every_image_without_a_later_class(self):
+    # The KD code's val_1_<x>: images whose later classes (columns x+1.. of its presence
+    # matrix) are all absent, background-only images included.
+    present = _presence()
+    self.assertEqual(_ids(splits.eval_rows(present, PLAN, 0, "no_future")),
+                     {"only_bg", "old_only", "only_ignore"})
+    self.assertEqual(_ids(splits.eval_rows(present, PLAN, 1, "no_future")),
+                     {"only_bg", "old_only", "new_3", "old_and_3", "only_ignore"})
+    self.assertEqual(_ids(splits.eval_rows(present, PLAN, 2, "no_future")), set(IDS))
+    self.assertEqual((splits.eval_kind("seen"), splits.eval_kind("no_future")),
+                     ("val", "val_no_future"))
+    with self.assertRaisesRegex(splits.SplitError, "--eval_images"):
+      splits.eval_rows(present, PLAN, 0, "unseen")
+
   def test_unknown_setting(self):
     with self.assertRaisesRegex(splits.SplitError, "--setting"):
       splits.train_rows(_presence(), PLAN, 1, "overlaped")

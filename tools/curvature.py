@@ -7,8 +7,10 @@ Builds the model at the start of --step as training would (chained from the fini
 each weighted term of the method's objective, the largest eigenvalue h of its Hessian with
 respect to the trainable weights (power iteration on Hessian-vector products by central
 differences of the gradient). SGD with momentum
-beta on a quadratic of curvature h is stable only while lr * h < 2 (1 + beta): a term above that
-bound makes the weights oscillate with growing amplitude in its stiffest direction. The prior-
+beta on a quadratic of curvature h is stable only while lr * h < 2 (1 + beta), with Nesterov
+momentum while lr * h < 2 (1 + beta) / (1 + 2 beta) (kdseg.engine.optimizer.stability_bound): a
+term above that bound makes the weights oscillate with growing amplitude in its stiffest
+direction. The prior-
 focused penalties need no estimate: EWC/PI/RW's curvature is 2 x weight x the largest normalised
 importance (1 per tensor, 2 for RW's Fisher + score).
 """
@@ -25,6 +27,7 @@ import tensorflow as tf  # noqa: E402
 from kdseg import config, fs  # noqa: E402  (config: --run_dir, --method, --step, --seed)
 from kdseg.config import EvaluationConfig  # noqa: E402
 from kdseg.data import pipeline  # noqa: E402
+from kdseg.engine.optimizer import stability_bound  # noqa: E402
 from kdseg.losses.distillation import pixel_selection  # noqa: E402
 from kdseg.methods import build_objective  # noqa: E402
 from kdseg.run.experiment import open_experiment, step_images, train_labels  # noqa: E402
@@ -117,9 +120,12 @@ def main(argv):
                                      model(images, training=True)[term.endpoint],
                                      sample_weight=weight)
     terms[f"{term.weight:g} x {term.name}"] = distillation
-  bound = 2 * (1 + momentum)
-  print(f"{method.name}, start of step {step}, lr {learning_rate:g}, momentum {momentum:g}: "
-        f"stable while lr x h < {bound:g}")
+  # Run directories from before parity round 3 trained with Keras' (plain-momentum) SGD.
+  nesterov = record.get("optimizer", "sgd") == "sgd-nesterov"
+  bound = stability_bound(momentum, nesterov)
+  print(f"{method.name}, start of step {step}, lr {learning_rate:g}, "
+        f"{'Nesterov ' if nesterov else ''}momentum {momentum:g}: stable while lr x h < "
+        f"{bound:.3g}")
   for name, loss_fn in terms.items():
     curvature = largest_eigenvalue(loss_fn, variables, FLAGS.iterations, FLAGS.seed)
     product = learning_rate * curvature

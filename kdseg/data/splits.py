@@ -12,8 +12,11 @@ Image selection of step t (new = classes first learned at t, old = learned befor
                holds, seeded.
 Training labels of step t: new classes keep their (renumbered) id, future classes become
 background 0, 255 stays 255 or becomes background (--void_label); old classes become background, except in the KD paper's
-incremental-learning setting where they keep their ids. Validation at step t: images with at least
-one pixel of a class seen so far; unseen classes become 255 (ignored), seen ones are renumbered.
+incremental-learning setting where they keep their ids. Validation at step t (EVAL_IMAGES): images
+with at least one pixel of a class seen so far ("seen"), or every image with no pixel of a later
+step's class ("no_future": the KD paper's val_1_<x> lists, LTTM/IL-SemSegm
+sample_dataset/divide_dataset_1_to_x.m); unseen classes become 255 (ignored), seen ones are
+renumbered.
 
 Settings (--setting):  selection   old classes in new images
   overlapped           overlapped  background
@@ -123,10 +126,23 @@ def partition(present: np.ndarray, plan: TaskPlan, min_images_per_class: int, se
   return assigned
 
 
-def eval_rows(present: np.ndarray, plan: TaskPlan, step: int) -> np.ndarray:
-  """Row indices of validation images holding at least one class seen up to `step`."""
+EVAL_IMAGES = ("seen", "no_future")
+
+
+def eval_rows(present: np.ndarray, plan: TaskPlan, step: int, images: str = "seen") -> np.ndarray:
+  """Row indices of the validation images of `step`: holding at least one class seen up to
+  `step` ("seen"), or holding no class of a later step ("no_future")."""
+  if images not in EVAL_IMAGES:
+    raise SplitError(f"--eval_images={images!r}; choose one of {', '.join(EVAL_IMAGES)}.")
+  if images == "no_future":
+    return np.flatnonzero(~present[:, _class_mask(plan.future_classes(step))].any(axis=1))
   seen = _class_mask(plan.old_classes(step) + plan.new_classes(step))
   return np.flatnonzero(present[:, seen].any(axis=1))
+
+
+def eval_kind(images: str) -> str:
+  """The name of a step's validation list in the run's splits folder (written once)."""
+  return "val" if images == "seen" else f"val_{images}"
 
 
 def holdout_rows(rows: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -220,13 +236,39 @@ def read_list_file(path: str) -> tuple[str, ...]:
   return tuple(os.path.splitext(fs.basename(parts[0]))[0] for parts in lines)
 
 
-def read_reference_split(directory: str, step: int, listed: tuple[str, ...]) -> tuple[str, ...]:
-  """The image ids of `step` in a MiB / PLOP split folder (data/<dataset>/<task>[-ov]/):
-  train-<step>.npy holds integer indices into the reference's ordered image list `listed`."""
+def kd_list_names(plan: TaskPlan, step: int) -> list[str]:
+  """The KD paper's list files that may hold `step`'s training images, most specific first
+  (LTTM/IL-SemSegm sample_dataset/: train_1_19.txt for step 0 of 19-1, train_20.txt or
+  train_16_20.txt for a later step, train_16_16_notin_following.txt for a one-class step that
+  excludes images with later classes). Class ids are the dataset's: the step's new classes must
+  be a run of consecutive ids (the dataset's class order)."""
+  new = sorted(plan.new_classes(step))
+  if not new or new != list(range(new[0], new[-1] + 1)):
+    raise SplitError(f"step {step} learns classes {new}: the KD paper's split lists are named by "
+                     "runs of consecutive class ids; use --class_order=dataset with them.")
+  first, last = (1 if step == 0 else new[0]), new[-1]
+  names = [f"train_{first}_{last}_notin_following.txt", f"train_{first}_{last}.txt"]
+  if first == last:
+    names.append(f"train_{first}.txt")
+  return names
+
+
+def read_reference_split(directory: str, step: int, listed: tuple[str, ...],
+                         plan: TaskPlan | None = None) -> tuple[str, ...]:
+  """The image ids of `step` in a reference's split folder: a MiB / PLOP task folder
+  (data/<dataset>/<task>[-ov]/), where train-<step>.npy holds integer indices into the
+  reference's ordered image list `listed`, or the KD paper's sample_dataset/ folder of list files
+  (kd_list_names, lines '/JPEGImages/<id>.jpg /SegmentationClassAug/<id>.png')."""
   path = fs.join(directory, f"train-{step}.npy")
   if not fs.isfile(path):
+    for name in (kd_list_names(plan, step) if plan is not None else []):
+      if fs.isfile(fs.join(directory, name)):
+        return read_list_file(fs.join(directory, name))
+    kd = (f", or the KD paper's sample_dataset folder with one of "
+          f"{', '.join(kd_list_names(plan, step))}" if plan is not None else "")
     raise SplitError(f"{path} is missing: --split_files must name a MiB/PLOP task folder "
-                     f"(e.g. MiB's data/voc/15-5s-ov) with train-0.npy ... train-<last step>.npy.")
+                     f"(e.g. MiB's data/voc/15-5s-ov) with train-0.npy ... train-<last step>.npy"
+                     f"{kd}.")
   try:
     indices = fs.load_npy(path)
   except (OSError, ValueError, tf.errors.OpError) as error:

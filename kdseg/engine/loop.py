@@ -5,8 +5,11 @@ an *epoch* is one pass over a step's images. StepTrainer trains one learning ste
 
 The loop reads an Objective (kdseg.methods) and never a method's name. Losses come from Keras
 Loss objects, which already divide by the number of replicas, so per-replica values are summed.
-Weight decay is the reference's coupled L2 (PyTorch SGD weight_decay): 0.5 * wd * ||theta||^2 added
-to the loss over trainable variables, i.e. wd * theta added to each gradient.
+Weight decay is the references' coupled L2 (PyTorch SGD weight_decay; the KD code's explicit
+1e-4 * tf.nn.l2_loss): 0.5 * wd * ||theta||^2 added to the loss over the decayed trainable
+variables (every one, or the convolution kernels only as the KD code), i.e. wd * theta added to
+each gradient. The optimizer is kdseg.engine.optimizer.ReferenceSGD (the references' momentum
+buffer of raw gradients; Nesterov for the MiB recipe).
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import time
 import keras
 import tensorflow as tf
 
+from kdseg.engine.optimizer import ReferenceSGD
 from kdseg.engine.progress import Eta
 from kdseg.losses.distillation import pixel_selection
 from kdseg.losses.regularizers import ImportanceRegularizer
@@ -30,7 +34,9 @@ class Schedule:
 
   By default the step runs `epochs` passes over its images (MiB). With `iterations` > 0 it runs
   exactly that many iterations instead (KD paper: |classes of the step| x 1000), the last pass
-  cut short. The learning rate decays polynomially to `end_learning_rate` over the step.
+  cut short. The learning rate decays polynomially to `end_learning_rate` over the step, or over
+  `decay_iterations` if > 0 (the KD code's FT / L_cls / EF steps >= 1 decay over step 0's 20000
+  iterations while running 1000: their rate stays near its start).
   """
   learning_rate: float
   epochs: int
@@ -40,6 +46,9 @@ class Schedule:
   poly_power: float = 0.9
   end_learning_rate: float = 0.0
   iterations: int = 0
+  nesterov: bool = True
+  decay_iterations: int = 0
+  weight_decay_on: str = "all"     # "all" trainable variables or the convolution "kernels"
 
   @property
   def total_iterations(self) -> int:
@@ -55,16 +64,30 @@ class Schedule:
 
 def learning_rate_schedule(schedule: Schedule) -> keras.optimizers.schedules.LearningRateSchedule:
   """Polynomial decay over the step (MiB/DeepLab 'poly' policy)."""
+  horizon = schedule.decay_iterations or schedule.total_iterations
   return keras.optimizers.schedules.PolynomialDecay(
-      schedule.learning_rate, decay_steps=max(1, schedule.total_iterations),
+      schedule.learning_rate, decay_steps=max(1, horizon),
       end_learning_rate=schedule.end_learning_rate, power=schedule.poly_power)
 
 
 def make_optimizer(schedule: Schedule, loss_scaling: bool = False) -> keras.optimizers.Optimizer:
-  """SGD with momentum on the step's poly schedule; with dynamic loss scaling for float16."""
-  optimizer = keras.optimizers.SGD(learning_rate=learning_rate_schedule(schedule),
-                                   momentum=schedule.momentum)
+  """The references' SGD with momentum (Nesterov or not) on the step's poly schedule; with
+  dynamic loss scaling for float16."""
+  optimizer = ReferenceSGD(learning_rate=learning_rate_schedule(schedule),
+                           momentum=schedule.momentum, nesterov=schedule.nesterov)
   return keras.optimizers.LossScaleOptimizer(optimizer) if loss_scaling else optimizer
+
+
+WEIGHT_DECAY_ON = ("all", "kernels")
+
+
+def decayed_variables(variables, on: str) -> list:
+  """The variables weight decay applies to: all, or the convolution kernels only (the KD code
+  decays the variables named 'weights': every convolution, the classifier's too; not biases nor
+  BN's gamma / beta: LTTM/IL-SemSegm codes/LD1/network.py:53-55)."""
+  if on not in WEIGHT_DECAY_ON:
+    raise ValueError(f"--weight_decay_on={on!r}; choose one of {', '.join(WEIGHT_DECAY_ON)}.")
+  return list(variables) if on == "all" else [v for v in variables if v.name == "kernel"]
 
 
 class TrainingDivergedError(ArithmeticError):
@@ -81,7 +104,8 @@ class StepTrainer:
 
   def __init__(self, strategy: tf.distribute.Strategy, model, old_model, objective: Objective,
                optimizer: keras.optimizers.Optimizer, weight_decay: float,
-               jit_compile: bool = False, regularizer: ImportanceRegularizer | None = None):
+               jit_compile: bool = False, regularizer: ImportanceRegularizer | None = None,
+               weight_decay_on: str = "all"):
     self.strategy = strategy
     self.model = model
     self.old_model = old_model
@@ -90,6 +114,7 @@ class StepTrainer:
     self.weight_decay = weight_decay
     self.regularizer = regularizer
     self.variables = model.trainable_variables
+    self.decayed = decayed_variables(self.variables, weight_decay_on)
     if not optimizer.built:
       # Slots created inside the first tf.function call are initialised under a tf.cond that
       # MirroredStrategy cannot run ("You must feed a value for placeholder tensor"): create
@@ -152,7 +177,8 @@ class StepTrainer:
       else:
         self.regularizer.update(gradients)
     with tf.GradientTape() as penalty_tape:
-      squared_norm = tf.add_n([tf.reduce_sum(tf.square(v)) for v in self.variables])
+      squared_norm = tf.add_n([tf.constant(0.0)] +
+                              [tf.reduce_sum(tf.square(v)) for v in self.decayed])
       terms["weight_decay"] = 0.5 * self.weight_decay * squared_norm / replicas
       penalty = terms["weight_decay"]
       if self.regularizer is not None:
@@ -161,7 +187,8 @@ class StepTrainer:
         penalty = penalty + terms[objective.regularizer]
     penalty_gradients = penalty_tape.gradient(penalty, self.variables)
     self.optimizer.apply_gradients(zip(
-        [g + scale * p for g, p in zip(scaled_gradients, penalty_gradients)], self.variables))
+        [g if p is None else g + scale * p   # None: a variable weight decay leaves out
+         for g, p in zip(scaled_gradients, penalty_gradients)], self.variables))
     return terms
 
   def _distributed_iteration(self, batch):

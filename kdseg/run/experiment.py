@@ -60,12 +60,12 @@ def own_rows(protocol: ProtocolConfig, seed: int, source: SegmentationSource,
                            protocol.min_images_per_class, seed, source.class_names)
 
 
-def reference_rows(protocol: ProtocolConfig, source: SegmentationSource,
+def reference_rows(protocol: ProtocolConfig, source: SegmentationSource, plan: TaskPlan,
                    step: int) -> np.ndarray:
   """Rows of the training split the reference's split file of `step` lists (--split_files)."""
   train_ids = source.split("train").ids
   listed = splits.read_list_file(protocol.split_list) if protocol.split_list else train_ids
-  ids = splits.read_reference_split(protocol.split_files, step, listed)
+  ids = splits.read_reference_split(protocol.split_files, step, listed, plan)
   position = {image_id: row for row, image_id in enumerate(train_ids)}
   missing = [image_id for image_id in ids if image_id not in position]
   if missing:
@@ -81,7 +81,7 @@ def training_rows(experiment: Experiment, plan: TaskPlan, step: int) -> np.ndarr
   split files when given (--split_files; not for the offline joint plan), else kdseg's own."""
   protocol = experiment.config.protocol
   if protocol.split_files and plan is experiment.plan:
-    return reference_rows(protocol, experiment.source, step)
+    return reference_rows(protocol, experiment.source, plan, step)
   return own_rows(protocol, experiment.config.seed, experiment.source,
                   experiment.train_presence, plan, step)
 
@@ -126,9 +126,28 @@ def how_to_train(step: int, method: Method) -> str:
           f"--step={step} (or omit --step to train all steps in order).")
 
 
+def check_starting_weights(experiment: Experiment) -> None:
+  """A step 0 still to train on a real dataset, on a backbone with released weights, needs them
+  (--backbone_weights) or an explicit --backbone_weights=none: every recipe of both papers
+  starts from pretrained weights, and a network trained from scratch there is rarely what was
+  meant. Runs that only continue from a finished (e.g. imported) step 0 need none."""
+  config = experiment.config
+  if (config.backbone_weights or config.from_scratch or config.data.dataset == "shapes"
+      or config.model.backbone not in pretrained.RELEASED or 0 not in experiment_steps(experiment)):
+    return
+  if all(checkpoints.is_complete(experiment.run_dir.step_dir(m, 0)) for m in config.methods):
+    return
+  backbone = config.model.backbone
+  raise FlagValueError(
+      f"--dataset={config.data.dataset} on --backbone={backbone} without --backbone_weights: "
+      f"{pretrained.starting_point(backbone)} {pretrained.how_to_get(backbone)} To train step 0 "
+      "from random weights on purpose, pass --backbone_weights=none.")
+
+
 def check_can_start(experiment: Experiment) -> None:
-  """Fails before anything is written if a previous step is missing or a step cannot fill a
-  batch."""
+  """Fails before anything is written if a previous step is missing, step 0 lacks its starting
+  weights, or a step cannot fill a batch."""
+  check_starting_weights(experiment)
   steps, methods = experiment_steps(experiment), experiment.config.methods
   first = steps[0]
   if first > 0:
@@ -252,7 +271,9 @@ def record_experiment(experiment: Experiment) -> None:
         config.protocol.void_label, config.protocol.holdout_fraction, config.seed,
         config.protocol.min_images_per_class,
         {"eval_batch_size": config.evaluation.batch_size, "eval_crop": config.evaluation.crop,
-         "background_in_old": config.evaluation.background_in_old}))
+         "background_in_old": config.evaluation.background_in_old,
+         **({"eval_images": config.evaluation.images}
+            if config.evaluation.images != "seen" else {})}))
 
 
 def open_experiment(run_dir: RunDir, recorded: RecordedRun, method: Method,

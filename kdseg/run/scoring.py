@@ -18,7 +18,7 @@ from kdseg.data.tasks import TaskPlan
 from kdseg.engine import checkpoints, summaries
 from kdseg.engine.evaluation import confusion_matrix, predict_probabilities
 from kdseg.methods import Method
-from kdseg.models.segmenter import Segmenter, config_record
+from kdseg.models.segmenter import Segmenter, config_record, output_order, step_heads
 from kdseg.run.experiment import (Experiment, how_to_train, joint_plan, step_images,
                                   train_labels)
 from kdseg.rundir import RecordedRun, RunDir
@@ -40,7 +40,8 @@ def finished_model(run_dir: RunDir, recorded: RecordedRun, method: Method,
   plan = joint_plan(recorded.plan) if method.offline else recorded.plan
   step = 0 if method.offline else (step if step >= 0 else plan.num_steps - 1)
   directory = require_finished(run_dir, method, step)
-  return checkpoints.load_final(directory, recorded.model, plan.classes_per_step(step)), plan, step
+  return (checkpoints.load_final(directory, recorded.model, step_heads(recorded.model, plan, step)),
+          plan, step)
 
 
 def score_step(experiment: Experiment, method: Method, step: int, plan: TaskPlan | None = None,
@@ -57,7 +58,8 @@ def score_step(experiment: Experiment, method: Method, step: int, plan: TaskPlan
   report_plan = experiment.plan
   report_step = step if plan is experiment.plan else report_plan.num_steps - 1
   directory = checkpoint_dir or require_finished(experiment.run_dir, method, step)
-  model = checkpoints.load_final(directory, experiment.config.model, plan.classes_per_step(step))
+  model = checkpoints.load_final(directory, experiment.config.model,
+                                 step_heads(experiment.config.model, plan, step))
   if split == "holdout":  # the step's held-out training images, labelled as in training
     files = experiment.source.split("train")
     ids = step_images(experiment, plan, step)["holdout"]
@@ -65,10 +67,10 @@ def score_step(experiment: Experiment, method: Method, step: int, plan: TaskPlan
   else:
     files = experiment.source.split(split)
     present = experiment.val_presence if split == "val" else experiment.train_presence
-    rows = splits.eval_rows(present, plan, step)
+    rows = splits.eval_rows(present, plan, step, evaluation.images)
     if split == "val":  # the validation list of a step is recorded with the run's splits
       ids = splits.step_ids(experiment.run_dir.splits_dir(joint=plan is not experiment.plan),
-                            step, "val", files.ids, rows)
+                            step, splits.eval_kind(evaluation.images), files.ids, rows)
     else:
       ids = tuple(files.ids[r] for r in rows)
     label_table = splits.eval_label_table(plan, step)
@@ -79,13 +81,16 @@ def score_step(experiment: Experiment, method: Method, step: int, plan: TaskPlan
   # shared by several methods, or a re-run, is scored once per split and test-time setting, and
   # replaced weights are scored again.
   weights = checkpoints.digest(directory)
+  images = "" if evaluation.images == "seen" or split == "holdout" else f"_{evaluation.images}"
   cache = checkpoints.final_file(
-      directory, f"confusion_{split}_{test_time.tag}_crop{evaluation.crop}_{weights}.npy")
+      directory, f"confusion_{split}{images}_{test_time.tag}_crop{evaluation.crop}_{weights}.npy")
   if fs.isfile(cache):
     confusion = fs.load_npy(cache)
   else:
     verbose = bool(experiment.config.verbose)
-    confusion = confusion_matrix(model, dataset, plan.num_classes(step), test_time,
+    # Every output of the model: with --classifier=full a step's model also scores the classes
+    # of later steps, and a pixel predicted as one of them is an error, as in the KD code.
+    confusion = confusion_matrix(model, dataset, model.num_classes, test_time,
                                  progress=verbose and sys.stdout.isatty(),
                                  log=verbose and not sys.stdout.isatty())
     if checkpoint_dir is None and experiment.chief:
@@ -93,6 +98,7 @@ def score_step(experiment: Experiment, method: Method, step: int, plan: TaskPlan
   record = report.step_record(report_plan, report_step, metrics.scores(confusion),
                               experiment.source.class_names, evaluation.background_in_old)
   record.update({"split": split, "num_images": len(ids), "test_time": test_time.tag,
+                 **({"eval_images": evaluation.images} if images else {}),
                  "eval_crop": evaluation.crop, "checkpoint": directory,
                  "checkpoint_digest": weights,
                  "confusion": confusion.tolist()})
@@ -115,7 +121,8 @@ def evaluate_step(experiment: Experiment, method: Method, step: int,
   run_dir.write_json(path, record)
   writer = tf.summary.create_file_writer(run_dir.tensorboard(method.name, "eval"))
   summaries.write_step(writer, report_step, record, report.format_step_table(record, method.name),
-                       _panels(model, dataset, experiment.plan.order(report_step), experiment))
+                       _panels(model, dataset, output_order(plan or experiment.plan, model),
+                               experiment))
   summaries.write_hparams(writer, method, {
       "dataset": config.data.dataset, "task": config.protocol.task,
       "setting": config.protocol.setting, "class_order": config.protocol.class_order,
@@ -151,6 +158,7 @@ def tool_evaluation(recorded: RecordedRun, evaluation: EvaluationConfig,
   command line gave them; test-time options always from the command line."""
   defaults = recorded.evaluation
   recorded_values = {"batch_size": defaults["eval_batch_size"], "crop": defaults["eval_crop"],
-                     "background_in_old": defaults["background_in_old"]}
+                     "background_in_old": defaults["background_in_old"],
+                     "images": defaults.get("eval_images", "seen")}
   return dataclasses.replace(evaluation, **{k: v for k, v in recorded_values.items()
                                             if k not in given})

@@ -23,8 +23,8 @@ from kdseg.losses.regularizers import ImportanceRegularizer
 from kdseg.methods import Method, build_objective
 from kdseg.models import pretrained
 from kdseg.models.classifier import HEAD_INITIALIZERS
-from kdseg.models.freezing import freeze
-from kdseg.models.segmenter import build_segmenter, copy_matching_weights
+from kdseg.models.freezing import freeze, freeze_statistics
+from kdseg.models.segmenter import build_segmenter, copy_matching_weights, step_heads
 from kdseg.run.experiment import (Experiment, barrier, experiment_steps, joint_plan, step_images,
                                   train_labels)
 from kdseg.run.scoring import evaluate_step, require_finished
@@ -47,36 +47,52 @@ def _regularizer(method: Method, model, old_model, previous_dir: str | None):
 
 def initial_model(experiment: Experiment, method: Method, step: int,
                   plan: TaskPlan | None = None):
-  """(model, old_model) at the start of `step`: step 0 from scratch (or the ImageNet weights),
+  """(model, old_model) at the start of `step`: step 0 from scratch (or the pretrained weights),
   step t from the finished step t-1 -- every matching weight copied, the new head initialised as
-  the method says -- with that finished model, frozen, as the old model (None at step 0)."""
+  the method says -- with that finished model, frozen, as the old model (None at step 0).
+  With --batch_norm=frozen the BN layers whose statistics were loaded keep them (the backbone's
+  at step 0 if weights were loaded; every layer from step 1 on)."""
   plan, config = plan or experiment.plan, experiment.config
-  model = build_segmenter(config.model, plan.classes_per_step(step))
+  model = build_segmenter(config.model, step_heads(config.model, plan, step))
+  frozen_statistics = config.schedule.batch_norm == "frozen"
   if step == 0:
     if experiment.pretrained_weights:
       count = pretrained.assign_weights(model.backbone, experiment.pretrained_weights,
                                         config.backbone_weights)
       print(f"  backbone: {count} layers from {config.backbone_weights}")
+      if frozen_statistics:
+        freeze_statistics(model.backbone)
     return model, None
   previous_dir = require_finished(experiment.run_dir, method, step - 1)
-  old_model = checkpoints.load_final(previous_dir, config.model, plan.classes_per_step(step - 1))
+  old_model = checkpoints.load_final(previous_dir, config.model,
+                                     step_heads(config.model, plan, step - 1))
   old_model.trainable = False
   copy_matching_weights(old_model, model)
   HEAD_INITIALIZERS[method.init](model.classifier)
+  if frozen_statistics:
+    freeze_statistics(model)
   return model, old_model
 
 
-def step_schedule(experiment: Experiment, plan: TaskPlan, step: int, num_images: int) -> Schedule:
+def step_schedule(experiment: Experiment, plan: TaskPlan, step: int, num_images: int,
+                  method: Method | None = None) -> Schedule:
+  """The schedule of `step`: its length, rate and decay horizon (the method's
+  incremental_decay: over the step, or over as many iterations as step 0 ran)."""
   schedule = experiment.config.schedule
   first = step == 0
-  return Schedule(
+  length = Schedule(
       learning_rate=schedule.lr if first else schedule.lr_incremental,
       epochs=schedule.epochs if first else schedule.epochs_incremental,
       iterations_per_epoch=num_images // schedule.batch_size, momentum=schedule.momentum,
       weight_decay=schedule.weight_decay, poly_power=schedule.poly_power,
-      end_learning_rate=schedule.end_lr,
+      end_learning_rate=schedule.end_lr, nesterov=schedule.nesterov,
+      weight_decay_on=schedule.weight_decay_on,
       # KD paper §5.2: |S_0| x 1000 iterations at step 0 (background counts), |U_k| x 1000 later.
       iterations=schedule.iterations_per_class * len(plan.steps[step]))
+  if first or method is None or method.incremental_decay == "step":
+    return length
+  step0 = step_schedule(experiment, plan, 0, len(step_images(experiment, plan, 0)["train"]))
+  return dataclasses.replace(length, decay_iterations=step0.total_iterations)
 
 
 def train_step(experiment: Experiment, method: Method, step: int,
@@ -89,7 +105,7 @@ def train_step(experiment: Experiment, method: Method, step: int,
   save_dir = directory if experiment.chief else checkpoints.worker_dir(
       directory, worker_id(strategy))
   ids = step_images(experiment, plan, step)["train"]
-  schedule = step_schedule(experiment, plan, step, len(ids))
+  schedule = step_schedule(experiment, plan, step, len(ids), method)
   weak_labels = experiment.weak_labels
   data = config.schedule
   files = (weak_labels.files if weak_labels else experiment.source.split("train")).select(ids)
@@ -121,7 +137,8 @@ def train_step(experiment: Experiment, method: Method, step: int,
       print(f"  resuming step {step} from {manager.latest_checkpoint} (epoch "
             f"{int(epoch.numpy()) + 1}, after iteration {int(optimizer.iterations.numpy())})")
     trainer = StepTrainer(strategy, model, old_model, objective, optimizer,
-                          schedule.weight_decay, config.jit_compile, regularizer)
+                          schedule.weight_decay, config.jit_compile, regularizer,
+                          schedule.weight_decay_on)
   writer = None
   if experiment.chief:
     events = run_dir.train_tensorboard(directory)
@@ -130,7 +147,9 @@ def train_step(experiment: Experiment, method: Method, step: int,
     writer = tf.summary.create_file_writer(events)
   print(f"[{method.name}] step {step}: classes {list(plan.new_classes(step))}, {len(ids)} "
         f"training images, {schedule.total_iterations} iterations ({schedule.num_epochs} x "
-        f"{schedule.iterations_per_epoch} per pass), "
+        f"{schedule.iterations_per_epoch} per pass"
+        + (f"; lr decay over {schedule.decay_iterations}" if schedule.decay_iterations else "")
+        + "), "
         f"terms {trainer.term_names}" + (f", {len(frozen)} frozen variables" if frozen else ""),
         flush=True)
   start = time.time()
