@@ -5,9 +5,11 @@ from __future__ import annotations
 import collections
 import importlib.util
 import os
+import pickle
 import re
 import subprocess
 import sys
+import zipfile
 
 from absl import flags
 import numpy as np
@@ -32,7 +34,7 @@ def _checkpoint_object():
       ("module.head.red_bn.running_var", rng.uniform(0.5, 2, size=5).astype(np.float16)),
   ])
   return {"epoch": 29, "best_score": 0.61, "model_state": state, "name": "MiB",
-          "steps": [1, 2], "opts": torch_files.Global("argparse", "Namespace", (3, "x"))}
+          "steps": [1, 2], "opts": torch_files.Global("argparse", "Namespace", {"lr": 0.01, "task": "15-1"})}
 
 
 class TorchReaderTest(tf.test.TestCase):
@@ -51,9 +53,57 @@ class TorchReaderTest(tf.test.TestCase):
       for key, value in expected["model_state"].items():
         self.assertEqual(loaded["model_state"][key].dtype, value.dtype, msg=key)
         self.assertAllEqual(loaded["model_state"][key], value, msg=key)
-      opts = loaded["opts"]   # never constructed: an inert record of what the file named
+      opts = loaded["opts"]   # never imported nor called: an inert record of what the file named
       self.assertIsInstance(opts, torch_io.Opaque)
-      self.assertEqual((opts.name, opts.args), ("argparse.Namespace", (3, "x")))
+      self.assertEqual((opts.name, opts.state), ("argparse.Namespace", {"lr": 0.01, "task": "15-1"}))
+
+  def test_a_file_that_calls_code_is_refused_and_nothing_runs(self):
+    # Each pickle a reader unpickles (the zip's data.pkl; the legacy format's headers, object
+    # and key list) asks to create a folder: a plain pickle.Unpickler would create it.
+    marker = os.path.join(self.get_temp_dir(), "ran")
+
+    class Payload:
+      def __reduce__(self):
+        return (os.mkdir, (marker,))
+
+    attack = torch_files.Call("os", "mkdir", (marker,))
+    files = {"data.pth": lambda path: torch_files.save_zip({"model_state": attack}, path),
+             "object.pth": lambda path: torch_files.save_legacy({"model_state": attack}, path)}
+
+    def legacy_header(path):
+      with open(path, "wb") as handle:
+        pickle.dump(Payload(), handle, protocol=2)
+    files["header.pth"] = legacy_header
+
+    def legacy_keys(path):
+      torch_files.save_legacy({"w": np.zeros(2, np.float32)}, path)
+      with open(path, "rb") as handle:
+        data = handle.read()
+      keys = pickle.dumps(["0"], protocol=2)
+      head = data[:data.rindex(keys)]
+      with open(path, "wb") as handle:
+        handle.write(head + pickle.dumps(Payload(), protocol=2) + data[len(head) + len(keys):])
+    files["keys.pth"] = legacy_keys
+    for name, write in files.items():
+      path = os.path.join(self.get_temp_dir(), name)
+      write(path)
+      with self.assertRaisesRegex(torch_io.TorchFileError,
+                                  f"{name}: .*call (os|posix).mkdir.*never runs code"):
+        torch_io.load(path)
+      self.assertFalse(os.path.exists(marker), msg=name)
+    self.assertFalse(os.path.exists(marker))
+    # The same pickle, unrestricted, does run (the test would catch a reader that ran it).
+    with open(os.path.join(self.get_temp_dir(), "header.pth"), "rb") as handle:
+      pickle.Unpickler(handle).load()
+    self.assertTrue(os.path.exists(marker))
+
+  def test_compressed_archive_members_are_refused(self):
+    path = os.path.join(self.get_temp_dir(), "deflated.pth")
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+      archive.writestr("archive/data.pkl", pickle.dumps({}, protocol=2))
+      archive.writestr("archive/data/0", bytes(1 << 20))   # 1 MiB of zeros in a few bytes
+    with self.assertRaisesRegex(torch_io.TorchFileError, "deflated.pth: compressed"):
+      torch_io.load(path)
 
   def test_files_that_are_not_checkpoints_are_named(self):
     text = os.path.join(self.get_temp_dir(), "notes.pth")

@@ -1,9 +1,11 @@
 """Writes PyTorch checkpoint files by hand (no torch): the pickle opcodes torch.save emits.
 
 Only what state dicts need: dicts / OrderedDicts of str keys, lists, tuples, ints, floats,
-str, bool, None, numpy arrays (as tensors with contiguous strides), and `Global(module, name,
-args)` for arbitrary other objects (an argparse Namespace, say). Used to test
-kdseg.models.torch_io on both formats.
+str, bool, None, numpy arrays (as tensors with contiguous strides), `Global(module, name,
+state)` for other objects as pickle protocol 2 saves an instance (an argparse Namespace, say:
+NEWOBJ, then BUILD with its state), and `Call(module, name, args)` for a call of a global (the
+REDUCE opcode a malicious file uses to run code). Used to test kdseg.models.torch_io on both
+formats.
 """
 from __future__ import annotations
 
@@ -24,6 +26,13 @@ _STORAGE_NAMES = {np.dtype(np.float32): "FloatStorage", np.dtype(np.float64): "D
 
 @dataclasses.dataclass
 class Global:
+  module: str
+  name: str
+  state: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class Call:
   module: str
   name: str
   args: tuple = ()
@@ -87,6 +96,12 @@ class _Pickler:
     elif isinstance(obj, np.ndarray):
       self.tensor(obj)
     elif isinstance(obj, Global):
+      self.glob(obj.module, obj.name)
+      self.op(b")")
+      self.op(b"\x81")                                # NEWOBJ: cls.__new__(cls)
+      self.dump(obj.state)
+      self.op(b"b")                                   # BUILD
+    elif isinstance(obj, Call):
       self.glob(obj.module, obj.name)
       self.dump(tuple(obj.args))
       self.op(b"R")

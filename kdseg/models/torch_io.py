@@ -9,12 +9,16 @@ Two formats, told apart by their first bytes:
           protocol version (1001), system info, the object (persistent ids ("storage", type,
           key, location, numel, view)), the list of storage keys -- then, per key in that
           order, an int64 element count and the storage's bytes.
-The unpickler is restricted: it rebuilds tensors (torch._utils._rebuild_tensor_v2 /
-_rebuild_tensor / _rebuild_parameter), OrderedDicts and numpy scalars, and turns every other
-global the file names (an argparse Namespace, an optimizer class...) into an inert `Opaque`
-record holding its name and arguments. Nothing in the file is ever called or imported, so a
-checkpoint cannot run code here, and the parts of it kdseg does not need do not block reading
-the parts it does.
+Every pickle of both formats (the legacy headers too) goes through one restricted unpickler.
+It resolves only the globals a state dict needs -- the tensor rebuilders
+(torch._utils._rebuild_tensor_v2 / _rebuild_tensor / _rebuild_parameter), OrderedDict, numpy
+scalars and dtypes -- and imports nothing. Any other global the file names becomes an inert
+`Opaque` class: an object the file *reconstructs* from it (an argparse Namespace saved with the
+options: NEWOBJ + state) is kept as a record of its name and state, while a *call* of it (the
+REDUCE opcode, how a malicious pickle runs os.system) is refused with TorchFileError naming the
+global. So nothing in a file is ever called or imported, and the parts of a checkpoint kdseg
+does not need do not block reading the parts it does. Archive members must be stored
+uncompressed, as torch.save writes them, so a file cannot expand beyond its own size.
 """
 from __future__ import annotations
 
@@ -44,12 +48,22 @@ class TorchFileError(ValueError):
 
 
 class Opaque:
-  """A global of the checkpoint that is not a tensor (kept inert: name, arguments, state)."""
+  """A global of the checkpoint that is not a tensor: reconstructing it keeps an inert record
+  (name, arguments, state); calling it (pickle's REDUCE) is refused."""
 
   name = "?"
 
-  def __init__(self, *args, **kwargs):
-    self.args, self.kwargs, self.state = args, kwargs, None
+  def __new__(cls, *args):   # pickle's NEWOBJ: object reconstruction, nothing runs
+    record = super().__new__(cls)
+    record.args, record.state = args, None
+    return record
+
+  def __init__(self, *args, **kwargs):   # pickle's REDUCE: a call of the global
+    del args, kwargs
+    raise TorchFileError(
+        f"the file asks to call {self.name}(...), which no state dict needs; kdseg never runs "
+        "code from a file. Load it with PyTorch only if you trust its source, and re-save the "
+        "state dict alone (torch.save(model.state_dict(), path)).")
 
   def __setstate__(self, state):
     self.state = state
@@ -160,8 +174,16 @@ class _Unpickler(pickle.Unpickler):
     return self._load_storage(key, STORAGE_DTYPES[type_name], pid)
 
 
+def _refuse_persistent_ids(key, dtype, pid):
+  raise TorchFileError(f"a header pickle refers to storage {key}: not a PyTorch file")
+
+
 def _read_zip(path: str):
   with zipfile.ZipFile(path) as archive:
+    compressed = [i.filename for i in archive.infolist() if i.compress_type != zipfile.ZIP_STORED]
+    if compressed:
+      raise TorchFileError(f"{path}: compressed archive members ({compressed[0]}...); torch.save "
+                           "stores them uncompressed: re-save the checkpoint with torch.save.")
     names = archive.namelist()
     pickles = [n for n in names if n.endswith("/data.pkl") or n == "data.pkl"]
     if len(pickles) != 1:
@@ -189,7 +211,7 @@ def _read_zip(path: str):
 def _read_legacy(path: str):
   with fs.open(path, "rb") as handle:
     def header():
-      return pickle.Unpickler(handle, encoding="latin1").load()
+      return _Unpickler(handle, _refuse_persistent_ids).load()
     if header() != LEGACY_MAGIC:
       raise TorchFileError(f"{path}: not a PyTorch file (no magic number)")
     protocol = header()
@@ -209,7 +231,7 @@ def _read_legacy(path: str):
       return root
 
     obj = _Unpickler(handle, load_storage).load()
-    keys = pickle.Unpickler(handle, encoding="latin1").load()
+    keys = header()
     for key in keys:
       count = int(np.frombuffer(handle.read(8), dtype="<i8")[0])
       storage = storages.get(str(key))
@@ -245,9 +267,11 @@ def load(path: str):
   try:
     with fs.local_copy(path) as local:   # zipfile and the legacy reader seek in a local file
       return _materialise(_read_zip(local) if zipfile.is_zipfile(local) else _read_legacy(local))
-  except TorchFileError:
-    raise
-  except (pickle.UnpicklingError, EOFError, ValueError, KeyError, IndexError,
-          zipfile.BadZipFile) as error:
+  except TorchFileError as error:
+    if str(error).startswith(path):
+      raise
+    raise TorchFileError(f"{path}: {error}") from error
+  except (pickle.UnpicklingError, EOFError, ValueError, KeyError, IndexError, TypeError,
+          AttributeError, zipfile.BadZipFile) as error:
     raise TorchFileError(f"{path} could not be read as a PyTorch checkpoint: "
                          f"{type(error).__name__}: {str(error)[:200]}") from error
