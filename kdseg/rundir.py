@@ -35,6 +35,12 @@ from kdseg.methods import Method, method_from_record
 from kdseg.models.segmenter import ModelConfig, config_record
 
 
+# The evaluation convention of a run's results (run.json "evaluation"), with the value a record
+# without the key means; eval_batch_size changes no result and is not compared.
+EVALUATION_DEFAULTS = {"eval_crop": 0, "background_in_old": True, "eval_images": "seen",
+                       "test_time": "single"}
+
+
 class ConfigMismatchError(ValueError):
   """The run directory holds results of an experiment with other settings."""
 
@@ -141,7 +147,7 @@ class RecordedRun:
   holdout_fraction: float
   seed: int
   min_images_per_class: int
-  evaluation: dict   # eval_batch_size, eval_crop, background_in_old of the training run
+  evaluation: dict   # eval_batch_size and the convention of its results (EVALUATION_DEFAULTS)
 
   def to_json(self) -> dict:
     return {"task": self.plan.name, "steps": [list(s) for s in self.plan.steps],
@@ -279,6 +285,24 @@ class RunDir:
       return RecordedRun.from_json(json.load(handle))
 
   def record_run(self, recorded: RecordedRun) -> None:
+    """Writes run.json; ConfigMismatchError (nothing written) if it records another evaluation
+    convention: the results of one run directory are all scored under one."""
+    if fs.isfile(self.run_json):
+      before = self.require_run().evaluation
+      changed = sorted(key for key in set(before) | set(recorded.evaluation)
+                       if key in EVALUATION_DEFAULTS and
+                       before.get(key, EVALUATION_DEFAULTS[key]) !=
+                       recorded.evaluation.get(key, EVALUATION_DEFAULTS[key]))
+      if changed:
+        details = "; ".join(f"{key}: was {before.get(key, EVALUATION_DEFAULTS[key])!r}, now "
+                            f"{recorded.evaluation.get(key, EVALUATION_DEFAULTS[key])!r}"
+                            for key in changed)
+        raise ConfigMismatchError(
+            f"{self.run_json} records how this run's results are scored ({details}): results "
+            "under two conventions would mix in summary.md, the comparison and TensorBoard. "
+            "Drop those flags to train with the recorded ones, score finished steps under other "
+            f"options with python -m kdseg.evaluate --run_dir={self.path} (each convention in "
+            "its own files), or train in a new --run_dir. Nothing was changed.")
     self.write_json(self.run_json, recorded.to_json())
 
   def method_names(self) -> list[str]:

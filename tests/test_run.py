@@ -15,13 +15,14 @@ from kdseg.config import (EvaluationConfig, FlagValueError, ProtocolConfig, RunC
 from kdseg.data.datasets import DataConfig
 from kdseg.data.shapes import ShapesConfig
 from kdseg.engine import checkpoints
+from kdseg.engine.evaluation import TestTime
 from kdseg.methods import get_method
 from kdseg.models.segmenter import ModelConfig
 from kdseg.run.experiment import build_experiment, open_experiment, step_images
 from tests import helpers
 from kdseg.run.scoring import finished_model, score_step
 from kdseg.run.stepping import initial_model, run_method, step_schedule, train_step
-from kdseg.rundir import RunDir
+from kdseg.rundir import ConfigMismatchError, RunDir
 
 
 def _config(base: str, **changes) -> RunConfig:
@@ -92,6 +93,29 @@ class RunLayerTest(tf.test.TestCase):
     with self.assertRaisesRegex(FlagValueError, "fewer than --batch_size=100"):
       build_experiment(big)
     self.assertFalse(os.path.exists(big.run_dir))
+
+  def test_evaluation_convention_of_a_run_directory_is_kept(self):
+    # A run directory's results share one evaluation convention: a later run with another crop,
+    # mIoU convention, image set or test-time option is refused before anything is written
+    # (run.json keeps its bytes); the same convention is accepted.
+    config = _config(self.base, run_dir=os.path.join(self.base, "convention"))
+    build_experiment(config)
+    run_json = RunDir(config.run_dir).run_json
+    with open(run_json, "rb") as handle:
+      before = handle.read()
+    others = {"eval_crop": dataclasses.replace(config.evaluation, crop=24),
+              "background_in_old": dataclasses.replace(config.evaluation,
+                                                       background_in_old=False),
+              "eval_images": dataclasses.replace(config.evaluation, images="no_future"),
+              "test_time": dataclasses.replace(config.evaluation,
+                                               test_time=TestTime(flip=True))}
+    for name, evaluation in others.items():
+      with self.assertRaisesRegex(ConfigMismatchError, f"{name}: was .*kdseg.evaluate"):
+        build_experiment(dataclasses.replace(config, evaluation=evaluation))
+      with open(run_json, "rb") as handle:
+        self.assertEqual(handle.read(), before, msg=name)
+    build_experiment(dataclasses.replace(
+        config, evaluation=dataclasses.replace(config.evaluation, batch_size=3)))
 
   def test_step_0_on_a_real_dataset_needs_its_starting_weights(self):
     # The KD recipe without --backbone_weights: refused, naming the checkpoint the paper starts

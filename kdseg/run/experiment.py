@@ -273,7 +273,9 @@ def record_experiment(experiment: Experiment) -> None:
         {"eval_batch_size": config.evaluation.batch_size, "eval_crop": config.evaluation.crop,
          "background_in_old": config.evaluation.background_in_old,
          **({"eval_images": config.evaluation.images}
-            if config.evaluation.images != "seen" else {})}))
+            if config.evaluation.images != "seen" else {}),
+         **({"test_time": config.evaluation.test_time.tag}
+            if config.evaluation.test_time.tag != "single" else {})}))
 
 
 def open_experiment(run_dir: RunDir, recorded: RecordedRun, method: Method,
