@@ -86,17 +86,31 @@ def final_columns(record: dict) -> tuple[str, str, float | None, float | None]:
           _present_mean(ious[base:]))
 
 
-def format_comparison(records: dict[str, dict], plan: TaskPlan) -> str:
-  """Final-step table across methods: classes of step 0 (background included) vs added classes."""
-  del plan  # the records name their task
+def last_step_of(record: dict) -> int:
+  """The last step of a record's task (records from before num_steps: their own step)."""
+  return record.get("num_steps", record["step"] + 1) - 1
+
+
+def format_comparison(records: dict[str, dict]) -> str:
+  """Table across methods of each one's latest record: classes of step 0 (background included)
+  vs added classes. The header says after which step; a column does when the methods differ."""
+  steps = sorted({record["step"] for record in records.values()})
+  last = max((last_step_of(record) for record in records.values()), default=0)
+  with_step = len(steps) > 1
+  if all(record["step"] == last_step_of(record) for record in records.values()):
+    when = "after the last step"
+  else:
+    when = (f"after step {steps[0]}" if not with_step else "after the step shown") + \
+        f" of steps 0-{last}"
   lines = []
   for method, record in records.items():
     base_label, added_label, base_miou, added_miou = final_columns(record)
     if not lines:
-      lines.append(f"{'method':<12} {base_label:>6} {added_label:>6} {'all':>6}   "
-                   "(mIoU after the last step, classes present in the ground truth)")
+      lines.append(f"{'method':<12} {base_label:>6} {added_label:>6} {'all':>6}"
+                   f"{' step' if with_step else ''}   "
+                   f"(mIoU {when}, classes present in the ground truth)")
     lines.append(f"{method:<12} {_fmt(base_miou):>6} {_fmt(added_miou):>6} "
-                 f"{_fmt(record['miou_all']):>6}")
+                 f"{_fmt(record['miou_all']):>6}" + (f" {record['step']:>4}" if with_step else ""))
   return "\n".join(lines)
 
 
@@ -167,6 +181,22 @@ def load_records(method_dir: str) -> list[dict]:
     with fs.open(path) as handle:
       records.append(json.load(handle))
   return sorted(records, key=lambda record: record["step"])
+
+
+def method_records(run_dir: str) -> dict[str, list[dict]]:
+  """Every method of a run directory that has evaluated steps: name -> its step records."""
+  found = {}
+  for name in sorted(fs.listdir(run_dir)) if fs.isdir(run_dir) else []:
+    if fs.isdir(fs.join(run_dir, name, "results")):
+      records = load_records(fs.join(run_dir, name))
+      if records:
+        found[name] = records
+  return found
+
+
+def latest_records(run_dir: str) -> dict[str, dict]:
+  """Each method's record of its latest evaluated step in a run directory."""
+  return {method: records[-1] for method, records in method_records(run_dir).items()}
 
 
 def _summary_rows(records: list[dict]) -> list[dict]:

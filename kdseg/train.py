@@ -32,12 +32,12 @@ def main(argv):
   if not run_config.seeds:
     train(run_config)
     return
-  finals = {}
+  chief = True
   for seed_config in seeds.seed_configs(run_config):
     print(f"\n=== seed {seed_config.seed}: {seed_config.run_dir}", flush=True)
-    finals[seed_config.seed] = train(seed_config)
-  if finals[run_config.seeds[-1]] is not None:   # (None: a non-chief worker)
-    table = seeds.write_seed_summary(run_config.run_dir, finals)
+    chief = train(seed_config) is not None   # (None: a non-chief worker)
+  if chief:   # every seed of the directory, those of earlier --seeds runs too
+    table = seeds.write_seed_summary(run_config.run_dir)
     print(f"\n{table}\n(also in {run_config.run_dir}/seeds.md)")
 
 
@@ -54,7 +54,7 @@ def train(run_config: config.RunConfig) -> dict | None:
   if not experiment.chief:
     print(f"worker {worker_id(experiment.strategy)} done; the chief wrote the results.")
     return None
-  print(f"\n{report.format_comparison(finals, experiment.plan)}\n"
+  print(f"\n{report.format_comparison(finals)}\n"
         f"(total wall time {time.time() - start:.0f}s)")
   print(f"per-method summaries in {experiment.run_dir.path}/<method>/results/summary.md, plot "
         f"{experiment.run_dir.miou_plot}")

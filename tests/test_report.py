@@ -68,6 +68,29 @@ class SummaryTest(tf.test.TestCase):
     del final["classes_per_step"]   # records from before the field: recomputed from the task
     self.assertEqual(report.final_columns(final)[:2], ("0-2", "3-3"))
 
+  def test_comparison_names_the_step_it_compares(self):
+    step0, step1 = _records()
+    self.assertIn("after the last step", report.format_comparison({"ft": step1, "mib": step1}))
+    three = make_plan("1-1", [1, 2, 3])   # steps 0, 1, 2: after --step=1, not the last one
+    middle = report.step_record(three, 1, scores(np.eye(3) + 1), NAMES)
+    table = report.format_comparison({"ft": middle})
+    self.assertIn("after step 1 of steps 0-2", table)
+    self.assertNotIn("last", table)
+    mixed = report.format_comparison({"ft": step1, "mib": step0})
+    self.assertIn("after the step shown of steps 0-1", mixed)
+    self.assertRegex(mixed, r"\nmib .* 0\Z")
+
+  def test_method_records_cover_every_evaluated_method_of_the_directory(self):
+    run_dir = os.path.join(self.get_temp_dir(), "union")
+    _write_run(run_dir, {"ft": _records(), "mib": _records()[:1]})
+    os.makedirs(os.path.join(run_dir, "lwf", "results"))   # started, nothing evaluated
+    found = report.method_records(run_dir)
+    self.assertEqual({m: [r["step"] for r in rs] for m, rs in found.items()},
+                     {"ft": [0, 1], "mib": [0]})
+    self.assertEqual({m: r["step"] for m, r in report.latest_records(run_dir).items()},
+                     {"ft": 1, "mib": 0})
+    self.assertEqual(report.method_records(os.path.join(run_dir, "missing")), {})
+
   def test_plot_is_a_png(self):
     path = plot.plot_miou_per_step({"mib": _records(), "joint": _records()[1:]},
                                    os.path.join(self.get_temp_dir(), "plot.png"), "fake 2-1")

@@ -71,6 +71,26 @@ class SeedTableTest(tf.test.TestCase):
     self.assertIn("(n=2)", table)
 
 
+  def test_seed_summary_covers_every_seed_directory(self):
+    # --seeds=1 after --seeds=0,1: seeds.md still has n=2; a seed short of the latest step
+    # (seed 2 only at step 0) is left out of that method's cells.
+    base = os.path.join(self.get_temp_dir(), "union")
+    for seed, diagonal in ((0, [8, 6, 4, 2]), (1, [6, 8, 4, 3])):
+      write_json(os.path.join(seeds.seed_dir(base, seed), "experiment.json"), {"task": "2-1"})
+      write_json(os.path.join(seeds.seed_dir(base, seed), "ft", "results", "step_1.json"),
+                 _final(diagonal))
+    write_json(os.path.join(seeds.seed_dir(base, 2), "experiment.json"), {"task": "2-1"})
+    step0 = report.step_record(PLAN, 0, scores(np.eye(3) + 1), NAMES)
+    write_json(os.path.join(seeds.seed_dir(base, 2), "ft", "results", "step_0.json"), step0)
+    table = seeds.write_seed_summary(base)
+    self.assertIn("(n=2)", table)
+    with open(os.path.join(base, "seeds.json")) as handle:
+      stored = json.load(handle)
+    values = [report.final_values(_final(d))["all"] for d in ([8, 6, 4, 2], [6, 8, 4, 3])]
+    self.assertAllClose(stored["cells"]["ft"]["all"]["values"], values)
+    self.assertEqual(stored["seeds"], [0, 1, 2])
+
+
 class SplitFilesTest(tf.test.TestCase):
 
   def test_digest_ignores_order_and_manifest_counts_pixels(self):

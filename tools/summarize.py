@@ -46,19 +46,8 @@ def run_label(run_dir: str) -> str:
 def seed_records(run_dir: str) -> list[dict[str, list[dict]]]:
   """method_records of each seed of a --seeds directory, or [method_records(run_dir)]."""
   seed_dirs = seeds.seed_run_dirs(run_dir)
-  return ([method_records(path) for path in seed_dirs.values()] if seed_dirs
-          else [method_records(run_dir)])
-
-
-def method_records(run_dir: str) -> dict[str, list[dict]]:
-  """Every method of a run that has evaluated steps: name -> step records."""
-  found = {}
-  for name in sorted(fs.listdir(run_dir)):
-    if fs.isdir(fs.join(run_dir, name, "results")):
-      records = report.load_records(fs.join(run_dir, name))
-      if records:
-        found[name] = records
-  return found
+  return ([report.method_records(path) for path in seed_dirs.values()] if seed_dirs
+          else [report.method_records(run_dir)])
 
 
 def summarize(run_dirs: list[str], methods: list[str]) -> tuple[str, list[dict], dict]:
@@ -76,7 +65,7 @@ def summarize(run_dirs: list[str], methods: list[str]) -> tuple[str, list[dict],
   methods = methods or sorted({m for _, records in runs.values() for m in records})
   last_step = {}   # records name their task's number of steps (older ones: the latest found)
   for run_dir, (_, records) in runs.items():
-    last_step[run_dir] = max(r[-1].get("num_steps", r[-1]["step"] + 1) - 1
+    last_step[run_dir] = max(report.last_step_of(r[-1])
                              for r in records.values())
   header, rule = ["method"], ["---"]
   for run_dir, (label, records) in runs.items():

@@ -30,15 +30,19 @@ def seed_run_dirs(run_dir: str) -> dict[int, str]:
   return dict(sorted(found.items()))
 
 
-def write_seed_summary(run_dir: str, finals: dict[int, dict[str, dict]]) -> str:
-  """seeds.md (the table) and seeds.json (the cells, with every seed's values) of `finals`:
-  seed -> method -> final record."""
+def write_seed_summary(run_dir: str) -> str:
+  """seeds.md (the table) and seeds.json (the cells, with every seed's values) over every seed
+  directory of `run_dir`: per method, the seeds' records of the latest step any seed of it
+  reached (a seed still short of it is left out)."""
+  latest = {seed: report.latest_records(path) for seed, path in seed_run_dirs(run_dir).items()}
   by_method: dict[str, list[dict]] = {}
-  for records in finals.values():
+  for records in latest.values():
     for method, record in records.items():
       by_method.setdefault(method, []).append(record)
+  by_method = {method: [r for r in records if r["step"] == max(x["step"] for x in records)]
+               for method, records in by_method.items()}
   table = report.format_seed_table(by_method)
   atomic.write_text(fs.join(run_dir, "seeds.md"), table)
   atomic.write_json(fs.join(run_dir, "seeds.json"),
-                    {"seeds": sorted(finals), "cells": report.seed_cells(by_method)})
+                    {"seeds": sorted(latest), "cells": report.seed_cells(by_method)})
   return table

@@ -216,18 +216,19 @@ def _run_method(experiment: Experiment, method: Method, steps: list[int]) -> dic
 
 
 def run_experiment(experiment: Experiment) -> dict[str, dict]:
-  """Every method of the config over its steps; the chief writes the comparison and plot.
-  Returns the last record of each method."""
+  """Every method of the config over its steps; the chief writes the comparison and plot of
+  every method evaluated in the run directory (methods trained by other runs included).
+  Returns the last record of each method of this run."""
   config = experiment.config
   steps = experiment_steps(experiment)
   finals = {method.name: run_method(experiment, method, steps) for method in config.methods}
   barrier(experiment.strategy)
   if experiment.chief:
     run_dir = experiment.run_dir
-    comparison = report.format_comparison(finals, experiment.plan)
+    every = report.method_records(run_dir.path)
+    comparison = report.format_comparison({m: records[-1] for m, records in every.items()})
     run_dir.write_text(run_dir.comparison, comparison + "\n")
     plot.plot_miou_per_step(
-        {method.name: report.load_records(run_dir.method_dir(method.name))
-         for method in config.methods}, run_dir.miou_plot,
+        every, run_dir.miou_plot,
         f"{experiment.source.name} {config.protocol.task} {config.protocol.setting}")
   return finals
