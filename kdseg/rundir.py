@@ -78,7 +78,8 @@ def _describe(holder: dict) -> str:
 def _create_exclusive(path: str, text: str) -> bool:
   """Creates `path` holding `text` unless it exists; False if it does. Exclusive (O_EXCL) on
   local paths; on other filesystems (gs://, ram://) gfile has no exclusive create, so this checks
-  and then writes: two processes starting within one write of each other could both win."""
+  and then writes: two processes starting within one write of each other could both win. A
+  failed write (disk full) removes the file it created and names it."""
   if fs.is_url(path):
     if fs.exists(path):
       return False
@@ -88,46 +89,70 @@ def _create_exclusive(path: str, text: str) -> bool:
     handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
   except FileExistsError:
     return False
-  with os.fdopen(handle, "w") as out:
-    out.write(text)
+  try:
+    with os.fdopen(handle, "w") as out:
+      out.write(text)
+  except OSError as error:
+    os.remove(path)
+    raise OSError(error.errno, f"{error.strerror} (writing the lock file)", path) from None
   return True
 
 
+# A lock file that stays empty or unreadable this long was left by a writer that failed (a full
+# disk); a live holder writes its few bytes at once.
+UNREADABLE_LOCK_SECONDS = 60.0
+WAIT_REMINDER_SECONDS = 600.0
+
+
+def _lock_age(path: str) -> float:
+  try:   # (gfile's times are whole seconds: os.stat where the path is local)
+    modified = fs.stat(path)[0] / 1e9 if fs.is_url(path) else os.stat(path).st_mtime
+    return time.time() - modified
+  except (OSError, tf.errors.OpError):
+    return 0.0   # removed meanwhile: look again
+
+
 @contextlib.contextmanager
-def lock(directory: str, what: str, wait: bool, poll_seconds: float = 2.0):
+def lock(directory: str, what: str, wait: bool, poll_seconds: float = 2.0,
+         unreadable_seconds: float = UNREADABLE_LOCK_SECONDS):
   """Holds `directory`/.lock (created exclusively, see _create_exclusive) while the block runs.
 
   The file names its holder (host, pid, since, command). A lock left by a process that no longer
-  runs on this host is stale and taken over. Held by a live process: with `wait`, poll until it
-  is released (printing once who holds it); else raise LockedError naming the holder.
+  runs on this host, or empty / unreadable for `unreadable_seconds`, is stale and taken over.
+  Held by a live process: with `wait`, poll until it is released (saying what it waits for and
+  since when, again every WAIT_REMINDER_SECONDS); else raise LockedError naming the holder.
   """
   fs.makedirs(directory)
   path = fs.join(directory, LOCK_FILE)
   me = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time(),
         "command": " ".join([fs.basename(sys.argv[0])] + sys.argv[1:])[:300]}
-  told = False
-  while True:
-    if not _create_exclusive(path, json.dumps(me)):
-      try:
-        holder = fs.read_json(path)
-      except (OSError, ValueError, tf.errors.OpError):
-        holder = {}   # being written, or removed meanwhile: look again
-      if holder and not _holder_alive(holder):
-        fs.remove(path)
-        print(f"kdseg: took over the stale lock of {what} from {_describe(holder)}",
-              flush=True)
-        continue
-      if holder and not wait:
-        raise LockedError(
-            f"{what} is in use by {_describe(holder)}: {path}. Wait for that run to finish, "
-            "or use another --run_dir. If that process is gone (a crashed machine), delete "
-            f"{path}.") from None
-      if holder and not told:
-        print(f"kdseg: waiting for {what}, in use by {_describe(holder)}", flush=True)
-        told = True
-      time.sleep(poll_seconds)
+  waiting_since, told_at = time.time(), None
+  while not _create_exclusive(path, json.dumps(me)):
+    try:
+      holder = fs.read_json(path)
+    except (OSError, ValueError, tf.errors.OpError):
+      holder = None   # being written, removed meanwhile, or left empty by a failed writer
+    if holder is None and _lock_age(path) >= unreadable_seconds:
+      fs.remove(path)
+      print(f"kdseg: took over {path}, empty or unreadable for over {unreadable_seconds:.0f} s "
+            "(left by a run that could not write it)", flush=True)
       continue
-    break
+    if holder is not None and not _holder_alive(holder):
+      fs.remove(path)
+      print(f"kdseg: took over the stale lock of {what} from {_describe(holder)}", flush=True)
+      continue
+    if holder is not None and not wait:
+      raise LockedError(
+          f"{what} is in use by {_describe(holder)}: {path}. Wait for that run to finish, "
+          "or use another --run_dir. If that process is gone (a crashed machine), delete "
+          f"{path}.") from None
+    if told_at is None or time.time() - told_at >= WAIT_REMINDER_SECONDS:
+      since = time.strftime("%H:%M:%S", time.localtime(waiting_since))
+      held = (f"in use by {_describe(holder)}" if holder is not None else
+              f"its lock is empty or unreadable (taken over after {unreadable_seconds:.0f} s)")
+      print(f"kdseg: waiting since {since} for {what}: {held}; lock file {path}", flush=True)
+      told_at = time.time()
+    time.sleep(poll_seconds)
   try:
     yield
   finally:

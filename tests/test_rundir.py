@@ -1,7 +1,12 @@
 """RunDir: the run directory's layout, config guard, atomic writes and recorded run."""
+import contextlib
 import dataclasses
+import io
 import json
 import os
+import re
+import resource
+import signal
 import socket
 import stat
 import subprocess
@@ -17,6 +22,7 @@ from kdseg.data.datasets import DataConfig
 from kdseg.data.shapes import ShapesConfig
 from kdseg.data.tasks import make_plan
 from kdseg.methods import customize, get_method
+from kdseg.run import cli
 from kdseg.models.segmenter import ModelConfig
 from kdseg.rundir import (ConfigMismatchError, LockedError, RecordedRun, RunDir, RunDirError,
                           lock)
@@ -164,6 +170,48 @@ class LockTest(tf.test.TestCase):
     with lock(directory, "the step", wait=False):
       with open(os.path.join(directory, ".lock")) as handle:
         self.assertEqual(json.load(handle)["pid"], os.getpid())
+
+  def test_an_empty_lock_is_waited_for_then_taken_over_and_the_wait_is_said(self):
+    # A lock file left empty (its writer failed) is not waited on forever: after the bound it
+    # is taken over; meanwhile the waiting run says what it waits for, since when, and the file.
+    directory = self.get_temp_dir()
+    path = os.path.join(directory, ".lock")
+    open(path, "w").close()
+    output = io.StringIO()
+    start = time.time()
+    with contextlib.redirect_stdout(output):
+      with lock(directory, "step 0 (x)", wait=True, poll_seconds=0.05, unreadable_seconds=0.5):
+        self.assertGreater(time.time() - start, 0.4)
+    said = output.getvalue()
+    self.assertRegex(said, r"waiting since \d\d:\d\d:\d\d for step 0 \(x\): its lock is empty "
+                     r"or unreadable .*" + re.escape(path))
+    self.assertIn(f"took over {path}, empty or unreadable", said)
+    # An old empty lock is taken over at once, without waiting.
+    open(path, "w").close()
+    os.utime(path, (time.time() - 3600, time.time() - 3600))
+    with contextlib.redirect_stdout(io.StringIO()):
+      with lock(directory, "step 0", wait=False):
+        with open(path) as handle:
+          self.assertEqual(json.load(handle)["pid"], os.getpid())
+
+  def test_a_lock_that_cannot_be_written_is_named_and_removed(self):
+    # A full disk (here: a file-size limit, which fails the same write) while writing the lock:
+    # the error names the lock file, the CLI turns it into one line, no empty lock stays.
+    directory = self.get_temp_dir()
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, limits[1]))
+    try:
+      with self.assertRaises(OSError) as caught:
+        with lock(directory, "step 0", wait=False):
+          pass
+    finally:
+      resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+      signal.signal(signal.SIGXFSZ, previous)
+    self.assertEqual(caught.exception.filename, os.path.join(directory, ".lock"))
+    self.assertEqual(os.listdir(directory), [])
+    message = cli.describe_os_error(caught.exception)
+    self.assertRegex(message, r"\.lock: File too large .*ulimit -f.*rerun the same command")
 
 
 if __name__ == "__main__":

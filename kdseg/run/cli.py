@@ -45,6 +45,7 @@ def quiet_start(precision: str = "float32", deterministic: bool = False) -> None
 _OS_FIXES = {
     errno.ENOSPC: "free space on that disk (or point --run_dir / --cache_dir elsewhere)",
     errno.EDQUOT: "free space within your quota (or point --run_dir / --cache_dir elsewhere)",
+    errno.EFBIG: "a file-size limit stopped the write (ulimit -f): raise it",
     errno.EROFS: "that file system is read-only: choose a writable --run_dir / --cache_dir",
     errno.EACCES: "you may not write there: fix its permissions or choose another --run_dir / "
                   "--cache_dir",
@@ -53,6 +54,7 @@ _OS_FIXES = {
 }
 # TensorFlow's file system errors carry the C library's text, not an errno.
 _TF_MESSAGES = {"No space left on device": errno.ENOSPC, "Disk quota exceeded": errno.EDQUOT,
+                "File too large": errno.EFBIG,
                 "Read-only file system": errno.EROFS, "Permission denied": errno.EACCES}
 RESUME = "then rerun the same command: finished steps are kept and an interrupted one resumes"
 
