@@ -159,6 +159,39 @@ class AnnotationSetTest(tf.test.TestCase):
     pce = weak.annotation_set(source, "train", dataclasses.replace(config, loss="pce"), 0, cache)
     self.assertEqual(pce.directory, built.directory)
 
+  def test_cache_follows_the_label_files_and_rebuilds_a_deleted_entry(self):
+    source = self._voc()
+    cache = os.path.join(self.get_temp_dir(), "cache")
+    config = weak.WeakConfig("points", points_per_region=1)
+    built = weak.annotation_set(source, "train", config, 0, cache)
+    # A deleted sparse map is rebuilt (identical: seeded), the others are kept.
+    with open(built.files.label_paths[0], "rb") as handle:
+      first = handle.read()
+    kept = os.stat(built.files.label_paths[1]).st_mtime_ns
+    os.remove(built.files.label_paths[0])
+    again = weak.annotation_set(source, "train", config, 0, cache)
+    with open(again.files.label_paths[0], "rb") as handle:
+      self.assertEqual(handle.read(), first)
+    self.assertEqual(os.stat(again.files.label_paths[1]).st_mtime_ns, kept)
+    # A changed label file gives other simulated labels: not the stale cache.
+    label_path = source.split("train").label_paths[1]
+    Image.fromarray(np.full((20, 24), 5, np.uint8)).save(label_path)
+    os.utime(label_path, (1, 1))   # whatever the clock: another time than the cached one
+    changed = weak.annotation_set(source, "train", config, 0, cache)
+    self.assertNotEqual(changed.directory, built.directory)
+    self.assertAllEqual(np.unique(np.asarray(Image.open(changed.files.label_paths[1]))), [5, U])
+
+  def test_click_file_that_annotates_nothing_is_refused(self):
+    path = os.path.join(self.get_temp_dir(), "clicks.json")
+    with open(path, "w") as out:
+      json.dump({"2008_000008": [{"x": 3, "y": 1, "cls": 13}]}, out)
+    config = weak.WeakConfig("points", format="points-json", annotations=path)
+    with self.assertRaisesRegex(weak.WeakAnnotationError,
+                                r"clicks.json annotates no pixel of the 2 train images.*"
+                                r"1 id.*2008_000008.*none of the split"):
+      weak.annotation_set(self._voc(), "train", config, 0,
+                          os.path.join(self.get_temp_dir(), "cache"))
+
   def test_missing_released_annotations_name_the_flag(self):
     with self.assertRaisesRegex(weak.WeakAnnotationError, "--weak_annotations"):
       weak.check(weak.WeakConfig("points", format="points-json", annotations="/nowhere.json"))

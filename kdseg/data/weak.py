@@ -301,8 +301,9 @@ class AnnotationSet:
 def _key(source: SegmentationSource, files: SplitFiles, config: WeakConfig, seed: int) -> str:
   parts = [str(_VERSION), source.name, json.dumps(config.annotation_record(), sort_keys=True),
            *files.label_paths]
-  if config.format == "simulate":   # simulated maps depend on the seed, released ones on files
+  if config.format == "simulate":   # simulated maps depend on the seed and the label files
     parts.append(str(seed))
+    parts += [f"{size}:{mtime}" for mtime, size in (fs.stat(p) for p in files.label_paths)]
   else:
     annotations = config.annotations
     walked = (sorted(fs.walk(annotations)) if fs.isdir(annotations)
@@ -357,19 +358,31 @@ def annotation_set(source: SegmentationSource, split: str, config: WeakConfig, s
   manifest_path = fs.join(directory, "manifest.json")
   paths = tuple(fs.join(directory, f"{image_id}.png") for image_id in files.ids)
   sparse_files = SplitFiles(files.ids, files.image_paths, paths)
-  if fs.isfile(manifest_path):
-    with fs.open(manifest_path) as handle:
-      return AnnotationSet(directory, sparse_files, json.load(handle))
   clicks = read_points_json(config.annotations) if config.format == "points-json" else {}
+  workers = workers or min(8, (os.cpu_count() or 1) * 2)
+
+  def build(rows):
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+      return list(pool.map(
+          lambda row: _build_one(source, config, seed, clicks, files.ids[row],
+                                 files.image_paths[row], files.label_paths[row], paths[row]),
+          rows))
+
+  if fs.isfile(manifest_path):
+    manifest = fs.read_json(manifest_path)
+    build([row for row, path in enumerate(paths) if not fs.exists(path)])   # deleted entries
+    return AnnotationSet(directory, sparse_files, manifest)
   unknown = sorted(set(clicks) - set(files.ids))
   fs.makedirs(directory)
-  workers = workers or min(8, (os.cpu_count() or 1) * 2)
-  with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-    counts = list(pool.map(
-        lambda row: _build_one(source, config, seed, clicks, files.ids[row],
-                               files.image_paths[row], files.label_paths[row], paths[row]),
-        range(len(files.ids))))
+  counts = build(range(len(files.ids)))
   annotated = np.array([c[0] for c in counts])
+  if not annotated.sum():
+    source_file = config.annotations or f"the {config.format} annotations"
+    matched = (f"; its {len(clicks)} id(s) (e.g. {unknown[:3]}) match none of the split's "
+               f"(e.g. {list(files.ids[:3])})" if clicks and len(unknown) == len(clicks) else "")
+    raise WeakAnnotationError(
+        f"{source_file} annotates no pixel of the {len(files.ids)} {split} images{matched}: "
+        "give the annotation file of this dataset and split (--weak_annotations).")
   manifest = {
       "dataset": source.name, "split": split, "seed": seed, **config.annotation_record(),
       "images": len(files.ids), "images_without_annotation": int(np.sum(annotated == 0)),
