@@ -115,8 +115,21 @@ def read_bytes(path: str) -> bytes:
     return handle.read()
 
 
+class CorruptFileError(ValueError):
+  """A file kdseg wrote (or reads) is not what it should be: cut short, emptied or edited."""
+
+
 def read_json(path: str):
-  return json.loads(read_text(path))
+  """The JSON document at `path`; CorruptFileError naming the file if it does not parse."""
+  text = read_text(path)
+  try:
+    return json.loads(text)
+  except ValueError as error:
+    raise CorruptFileError(
+        f"{path} is not valid JSON ({'empty' if not text.strip() else error}): it was cut short "
+        "(a full disk or a kill outside kdseg's atomic writes) or edited. Delete it and rerun "
+        "the command that wrote it: kdseg records it again and keeps finished checkpoints."
+    ) from None
 
 
 def load_npy(path: str) -> np.ndarray:

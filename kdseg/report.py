@@ -178,8 +178,7 @@ def load_records(method_dir: str) -> list[dict]:
   paths = fs.glob(fs.join(method_dir, "results", "step_*.json"))
   records = []
   for path in paths:
-    with fs.open(path) as handle:
-      records.append(json.load(handle))
+    records.append(fs.read_json(path))
   return sorted(records, key=lambda record: record["step"])
 
 

@@ -281,8 +281,7 @@ class RunDir:
     """
     payload = json.loads(json.dumps(payload))
     if fs.isfile(path):
-      with fs.open(path) as handle:
-        recorded = json.load(handle)
+      recorded = fs.read_json(path)
       changed = sorted(k for k in set(recorded) | set(payload)
                        if recorded.get(k) != payload.get(k))
       if changed:
@@ -306,8 +305,7 @@ class RunDir:
       raise RunDirError(f"--run_dir={self.path} holds no kdseg run (no run.json; runs trained "
                         "before run.json existed: train any step again with the same flags, "
                         "which records it without retraining finished steps).")
-    with fs.open(self.run_json) as handle:
-      return RecordedRun.from_json(json.load(handle))
+    return RecordedRun.from_json(fs.read_json(self.run_json))
 
   def record_run(self, recorded: RecordedRun) -> None:
     """Writes run.json; ConfigMismatchError (nothing written) if it records another evaluation
@@ -343,5 +341,4 @@ class RunDir:
     if not fs.isfile(path):
       known = ", ".join(self.method_names()) or "none"
       raise RunDirError(f"--method={method_name}: no {path}. Methods in this run: {known}.")
-    with fs.open(path) as handle:
-      return method_from_record(json.load(handle)["method"])
+    return method_from_record(fs.read_json(path)["method"])

@@ -17,7 +17,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from kdseg import atomic
+from kdseg import atomic, fs, report
 from kdseg.data.datasets import DataConfig
 from kdseg.data.shapes import ShapesConfig
 from kdseg.data.tasks import make_plan
@@ -104,6 +104,34 @@ class AtomicWriteTest(tf.test.TestCase):
 
 
 class RecordedRunTest(tf.test.TestCase):
+
+  def test_cut_or_empty_records_are_named_errors(self):
+    # run.json, experiment.json, method.json and a step's results cut short or emptied: one
+    # CorruptFileError naming the file and the fix, which the commands print as one line.
+    run_dir = RunDir(os.path.join(self.get_temp_dir(), "corrupt"))
+    run_dir.record_run(_recorded())
+    method = get_method("mib")
+    run_dir.write_json(run_dir.method_json("mib"), {"method": dataclasses.asdict(method)})
+    run_dir.write_json(run_dir.experiment_json, {"task": "2-1"})
+    run_dir.write_json(run_dir.step_results("mib", 0), {"step": 0})
+    reads = {run_dir.run_json: run_dir.require_run,
+             run_dir.method_json("mib"): lambda: run_dir.load_method("mib"),
+             run_dir.experiment_json: lambda: run_dir.guard(run_dir.experiment_json,
+                                                            {"task": "2-1"}),
+             run_dir.step_results("mib", 0): lambda: report.load_records(
+                 run_dir.method_dir("mib"))}
+    for path, read in reads.items():
+      with open(path) as handle:
+        text = handle.read()
+      for broken in (text[:len(text) // 2], ""):
+        with open(path, "w") as out:
+          out.write(broken)
+        with self.assertRaisesRegex(fs.CorruptFileError,
+                                    re.escape(path) + r" is not valid JSON .*Delete it and rerun"):
+          read()
+      with open(path, "w") as out:
+        out.write(text)
+    self.assertIn(fs.CorruptFileError, cli.USER_ERRORS)
 
   def test_round_trip(self):
     run_dir = RunDir(self.get_temp_dir())

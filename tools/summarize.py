@@ -131,5 +131,5 @@ def main(argv):
 if __name__ == "__main__":
   try:
     app.run(main)
-  except SummaryError as error:
+  except (SummaryError, fs.CorruptFileError) as error:
     raise SystemExit(f"summarize: error: {error}") from None

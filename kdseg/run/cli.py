@@ -8,6 +8,7 @@ import sys
 
 from absl import app, logging
 
+from kdseg import fs
 from kdseg.config import FlagValueError
 from kdseg.data import pipeline, presence
 from kdseg.data.source import DatasetLayoutError
@@ -25,7 +26,7 @@ from kdseg.rundir import ConfigMismatchError, LockedError, RunDirError
 USER_ERRORS = (TaskError, MethodError, SplitError, DatasetLayoutError, presence.LabelValueError,
                pipeline.PipelineError, CheckpointError, ConfigMismatchError, RunDirError,
                FlagValueError, TrainingDivergedError, StrategyError, PretrainedWeightsError,
-               LockedError, WeakAnnotationError)
+               LockedError, WeakAnnotationError, fs.CorruptFileError)
 
 
 def quiet_start(precision: str = "float32", deterministic: bool = False) -> None:

@@ -136,8 +136,10 @@ def _unchanged(path: str, record: dict) -> bool:
   """Whether `path` already holds this record (same weights, split and options, same scores)."""
   if not fs.isfile(path):
     return False
-  with fs.open(path) as handle:
-    return json.load(handle) == json.loads(json.dumps(record))
+  try:
+    return fs.read_json(path) == json.loads(json.dumps(record))
+  except fs.CorruptFileError:
+    return False   # cut short: written again
 
 
 def _panels(model, dataset: tf.data.Dataset, order, experiment: Experiment):
