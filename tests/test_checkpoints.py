@@ -49,5 +49,37 @@ class FinalCheckpointTest(tf.test.TestCase):
       checkpoints.load_state(plain)
 
 
+class TrainingCheckpointTest(tf.test.TestCase):
+
+  def test_a_cut_checkpoint_falls_back_to_the_one_before(self):
+    directory = os.path.join(self.get_temp_dir(), "step")
+    weights, epoch = tf.Variable(np.zeros(64, np.float32)), tf.Variable(0, dtype=tf.int64)
+    checkpoint = tf.train.Checkpoint(weights=weights, epoch=epoch)
+    manager = tf.train.CheckpointManager(checkpoint, os.path.join(directory, "train"), 2)
+    for value in (1, 2):
+      weights.assign(np.full(64, value, np.float32))
+      epoch.assign(value)
+      manager.save()
+    self.assertEqual(checkpoints.restore_training(checkpoint, manager), manager.checkpoints[-1])
+    newest_data = manager.checkpoints[-1] + ".data-00000-of-00001"
+    with open(newest_data, "rb") as handle:
+      data = handle.read()
+    with open(newest_data, "wb") as handle:
+      handle.write(data[:len(data) // 2])   # cut short
+    weights.assign(np.zeros(64, np.float32))
+    restored = checkpoints.restore_training(checkpoint, manager)
+    self.assertEqual(restored, manager.checkpoints[0])
+    self.assertAllEqual(weights, np.full(64, 1.0))
+    self.assertEqual(int(epoch.numpy()), 1)
+    oldest_index = manager.checkpoints[0] + ".index"
+    with open(oldest_index, "wb") as handle:
+      handle.write(b"")
+    with self.assertRaisesRegex(checkpoints.CheckpointError,
+                                r"no training checkpoint in .*train can be restored.*delete"):
+      checkpoints.restore_training(checkpoint, manager)
+    fresh = tf.train.CheckpointManager(checkpoint, os.path.join(directory, "none"), 2)
+    self.assertIsNone(checkpoints.restore_training(checkpoint, fresh))
+
+
 if __name__ == "__main__":
   tf.test.main()

@@ -105,9 +105,30 @@ class _ResumeFrom:
 
   def __init__(self, writer: tf.train.CheckpointManager, latest: str | None):
     self._writer, self.latest_checkpoint = writer, latest
+    self.checkpoints = [latest] if latest else []
 
   def save(self):
     return self._writer.save()
+
+
+def restore_training(checkpoint: tf.train.Checkpoint, manager) -> str | None:
+  """Restores the newest readable checkpoint `manager` keeps (every object must match); returns
+  its path, None if there is none. One cut short (a kill or a full disk while it was written
+  outside TensorFlow's own ordering, a damaged disk) is passed over for the one before it, which
+  the next restore overwrites entirely."""
+  candidates = list(reversed(manager.checkpoints))
+  for path in candidates:
+    try:
+      checkpoint.restore(path).assert_consumed()
+      return path
+    except (tf.errors.OpError, ValueError, AssertionError, IndexError, KeyError) as error:
+      print(f"  cannot restore {path} ({type(error).__name__}: {str(error).splitlines()[0][:120]})"
+            + ("; trying the one before" if path != candidates[-1] else ""), flush=True)
+  if candidates:
+    raise CheckpointError(
+        f"no training checkpoint in {fs.dirname(candidates[0])} can be restored (see above): "
+        "delete that folder to train this step again from its start.")
+  return None
 
 
 def worker_dir(directory: str, worker: int) -> str:

@@ -73,12 +73,18 @@ def write_hparams(writer: tf.summary.SummaryWriter, method, settings: dict) -> N
 def purge_after(directory: str, last_step: int) -> int:
   """Drops the events with a step above `last_step` from the event files in `directory` (the
   iterations a resumed run will log again); returns how many were dropped. Each file is
-  rewritten whole through a temporary file, so a kill leaves the old or the new one."""
+  rewritten whole through a temporary file, so a kill leaves the old or the new one. A file cut
+  short (a kill or a full disk mid-flush) keeps the events before the cut."""
   dropped = 0
   for path in sorted(tf.io.gfile.glob(fs.join(directory, "events.out.tfevents.*"))):
-    events = [event for event in tf.compat.v1.train.summary_iterator(path)]
+    events, truncated = [], False
+    try:
+      for event in tf.compat.v1.train.summary_iterator(path):
+        events.append(event)
+    except tf.errors.DataLossError:
+      truncated = True
     kept = [event for event in events if event.step <= last_step or event.HasField("file_version")]
-    if len(kept) == len(events):
+    if len(kept) == len(events) and not truncated:
       continue
     dropped += len(events) - len(kept)
     temporary = path + ".purging"

@@ -133,8 +133,8 @@ def train_step(experiment: Experiment, method: Method, step: int,
                                                        regularizer, save_dir)
     if manager.latest_checkpoint:
       optimizer.build(model.trainable_variables)  # create the momentum slots it restores into
-      checkpoint.restore(manager.latest_checkpoint).assert_consumed()
-      print(f"  resuming step {step} from {manager.latest_checkpoint} (epoch "
+      restored = checkpoints.restore_training(checkpoint, manager)
+      print(f"  resuming step {step} from {restored} (epoch "
             f"{int(epoch.numpy()) + 1}, after iteration {int(optimizer.iterations.numpy())})")
     trainer = StepTrainer(strategy, model, old_model, objective, optimizer,
                           schedule.weight_decay, config.jit_compile, regularizer,
