@@ -14,6 +14,7 @@ from kdseg.config import (EvaluationConfig, FlagValueError, ProtocolConfig, RunC
                           ScheduleConfig)
 from kdseg.data.datasets import DataConfig
 from kdseg.data.shapes import ShapesConfig
+from kdseg.data import splits
 from kdseg.engine import checkpoints
 from kdseg.engine.evaluation import TestTime
 from kdseg.methods import get_method
@@ -93,6 +94,16 @@ class RunLayerTest(tf.test.TestCase):
     with self.assertRaisesRegex(FlagValueError, "fewer than --batch_size=100"):
       build_experiment(big)
     self.assertFalse(os.path.exists(big.run_dir))
+    # No image of class 20 at all: said so (not "lower --batch_size").
+    labels = {"train": {f"t{i}": np.full((8, 8), 1 + i % 3, np.uint8) for i in range(6)},
+              "val": {"v0": np.full((8, 8), 1, np.uint8)}}
+    root = helpers.write_voc_tree(os.path.join(self.base, "voc_without_20"), labels)
+    empty = _config(self.base, data=DataConfig("voc", root, os.path.join(self.base, "cache"),
+                                               ShapesConfig()),
+                    run_dir=os.path.join(self.base, "empty"), methods=(get_method("ft"),))
+    with self.assertRaisesRegex(splits.SplitError, r"step 1 has no training image .*\[20\]"):
+      build_experiment(empty)
+    self.assertFalse(os.path.exists(empty.run_dir))
 
   def test_evaluation_convention_of_a_run_directory_is_kept(self):
     # A run directory's results share one evaluation convention: a later run with another crop,

@@ -4,6 +4,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from kdseg import atomic
 from kdseg.data import splits
 from kdseg.data.tasks import make_plan
 
@@ -220,6 +221,26 @@ class SplitFilesTest(tf.test.TestCase):
                        for name in sorted(os.listdir(directory))})
     self.assertLen(contents[0], 6)
     self.assertEqual(contents[0], contents[1])
+
+  def test_an_edited_list_is_refused(self):
+    # Once its manifest is written, a list edited by hand (ids removed, or an unknown id added)
+    # is refused instead of trained on.
+    directory = os.path.join(self.get_temp_dir(), "edited")
+    ids = splits.step_ids(directory, 1, "train", IDS, np.array([0, 1, 2]))
+    atomic.write_json(os.path.join(directory, "step_1_train.json"),
+                      splits.manifest(ids, np.zeros((3, 256), np.int64), ("background",)))
+    self.assertEqual(splits.step_ids(directory, 1, "train", IDS, np.array([0])), ids)
+    path = os.path.join(directory, "step_1_train.txt")
+    with open(path, "w") as out:
+      out.write(f"{ids[0]}\n")
+    with self.assertRaisesRegex(splits.SplitError, r"step_1_train.txt was changed after this run "
+                                r"recorded it: 1 ids .*records 3 .*Restore the list"):
+      splits.step_ids(directory, 1, "train", IDS, np.array([0]))
+    with open(path, "w") as out:
+      out.write("".join(f"{i}\n" for i in ids + ("nowhere",)))
+    with self.assertRaisesRegex(splits.SplitError, r"lists 1 image id\(s\) the dataset does not "
+                                r"have \(e.g. \['nowhere'\]\)"):
+      splits.step_ids(directory, 1, "train", IDS, np.array([0]))
 
   def test_empty_step_is_an_error(self):
     with self.assertRaisesRegex(splits.SplitError, "no train image"):

@@ -201,8 +201,23 @@ def step_ids(split_dir: str, step: int, kind: str, ids: tuple[str, ...],
   if rows.size == 0:
     raise SplitError(f"step {step} has no {kind} image: no image contains its classes under this "
                      "setting. Check --task, --setting and the dataset's labels.")
-  return write_ids_once(fs.join(split_dir, f"step_{step}_{kind}.txt"),
-                        [ids[r] for r in rows])
+  path = fs.join(split_dir, f"step_{step}_{kind}.txt")
+  stored = write_ids_once(path, [ids[r] for r in rows])
+  unknown = sorted(set(stored) - set(ids))
+  if unknown:
+    raise SplitError(f"{path} lists {len(unknown)} image id(s) the dataset does not have (e.g. "
+                     f"{unknown[:3]}): it was edited, or --data_root names another dataset. "
+                     "Restore the file or train in a new --run_dir.")
+  manifest_path = fs.join(split_dir, f"step_{step}_{kind}.json")
+  if fs.isfile(manifest_path):
+    recorded = fs.read_json(manifest_path)
+    if ids_digest(stored) != recorded.get("digest"):
+      raise SplitError(
+          f"{path} was changed after this run recorded it: {len(stored)} ids (digest "
+          f"{ids_digest(stored)}), {manifest_path} records {recorded.get('images')} (digest "
+          f"{recorded.get('digest')}). Restore the list (the manifest holds its ids) or train "
+          "in a new --run_dir.")
+  return stored
 
 
 # --- manifests and the reference repositories' split files -----------------------------------

@@ -161,6 +161,12 @@ def check_can_start(experiment: Experiment) -> None:
   for step in steps:
     count = len(training_rows(experiment, experiment.plan, step))
     count -= int(round(fraction * count))
+    if count == 0:
+      raise splits.SplitError(
+          f"step {step} has no training image under --setting="
+          f"{experiment.config.protocol.setting}: no image holds its classes "
+          f"{list(experiment.plan.new_classes(step))} that way. Check --task, --setting, "
+          "--class_order and the dataset's labels.")
     if count < batch_size:
       raise FlagValueError(f"step {step} has {count} training images under --setting="
                            f"{experiment.config.protocol.setting}, fewer than --batch_size="
