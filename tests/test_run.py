@@ -18,7 +18,7 @@ from kdseg.data import splits
 from kdseg.engine import checkpoints
 from kdseg.engine.evaluation import TestTime
 from kdseg.methods import get_method
-from kdseg.models.segmenter import ModelConfig
+from kdseg.models.segmenter import ModelConfig, build_segmenter
 from kdseg.run.experiment import build_experiment, open_experiment, step_images
 from tests import helpers
 from kdseg.run.scoring import finished_model, score_step
@@ -180,6 +180,22 @@ class RunLayerTest(tf.test.TestCase):
                      step0.total_iterations)
     self.assertEqual(step_schedule(experiment, plan, 1, 8, get_method("kd-enc")).decay_iterations,
                      0)
+
+  def test_a_step_trained_from_a_since_retrained_parent_is_refused(self):
+    config = _config(self.base, run_dir=os.path.join(self.base, "parent"),
+                     methods=(get_method("ft"),))
+    run_dir = build_experiment(config).run_dir
+    ft = get_method("ft")
+    step0, step1 = run_dir.step_dir(ft, 0), run_dir.step_dir(ft, 1)
+    model = build_segmenter(config.model, [20])
+    checkpoints.save_final(model, step0)
+    checkpoints.save_final(build_segmenter(config.model, [20, 1]), step1, parent=step0)
+    build_experiment(config)   # consistent: accepted
+    model.classifier.branches[0].heads[0].bias.assign(np.ones(20))   # step 0 trained again
+    checkpoints.save_final(model, step0)
+    with self.assertRaisesRegex(checkpoints.CheckpointError,
+                                r"step_1 was trained from another .*step_0.*delete .*step_1"):
+      build_experiment(config)
 
   def test_initial_model_of_a_step_is_chained_from_the_previous_one(self):
     config = _config(self.base, run_dir=os.path.join(self.base, "chain"))

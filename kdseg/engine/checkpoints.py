@@ -39,13 +39,32 @@ def is_complete(directory: str) -> bool:
   return fs.isfile(final_file(directory, "done.json"))
 
 
-def save_final(model: Segmenter, directory: str, state: dict | None = None) -> None:
-  """Writes the finished weights (and a regulariser's state), then done.json."""
+def save_final(model: Segmenter, directory: str, state: dict | None = None,
+               parent: str | None = None) -> None:
+  """Writes the finished weights (and a regulariser's state), then done.json, which records the
+  finished step this one was trained from (`parent`, its folder; digest and path)."""
   tf.train.Checkpoint(model=model).write(final_file(directory, "model"))
   if state is not None:
     atomic.write_npz(final_file(directory, STATE_FILE), **state)
-  atomic.write_json(final_file(directory, "done.json"),
-                    {"classes_per_step": model.classifier.classes_per_step})
+  atomic.write_json(final_file(directory, "done.json"), {
+      "classes_per_step": model.classifier.classes_per_step,
+      **({"parent": {"digest": digest(parent), "folder": fs.basename(parent)}} if parent else {})})
+
+
+def check_parent(directory: str, parent: str) -> None:
+  """CheckpointError if the finished step in `directory` was trained from another version of
+  the finished step in `parent` (retrained since): its weights and results no longer follow from
+  it. Steps finished before parents were recorded are not checked."""
+  if not (is_complete(directory) and is_complete(parent)):
+    return
+  recorded = fs.read_json(final_file(directory, "done.json")).get("parent")
+  if recorded is None or recorded["digest"] == digest(parent):
+    return
+  raise CheckpointError(
+      f"{directory} was trained from another {parent} (weights {recorded['digest']}, now "
+      f"{digest(parent)}: that step was trained again since). Its weights and results no longer "
+      f"follow from it: delete {directory} and the steps after it to train them again from the "
+      "new one, or restore the old one.")
 
 
 STATE_FILE = "regularizer.npz"

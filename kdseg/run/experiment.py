@@ -149,6 +149,10 @@ def check_can_start(experiment: Experiment) -> None:
   weights, or a step cannot fill a batch."""
   check_starting_weights(experiment)
   steps, methods = experiment_steps(experiment), experiment.config.methods
+  for method in (m for m in methods if not m.offline):
+    for step in (s for s in steps if s > 0):
+      checkpoints.check_parent(experiment.run_dir.step_dir(method, step),
+                               experiment.run_dir.step_dir(method, step - 1))
   first = steps[0]
   if first > 0:
     for method in (m for m in methods if not m.offline):

@@ -160,7 +160,7 @@ def train_step(experiment: Experiment, method: Method, step: int,
   except TrainingDivergedError as error:
     raise TrainingDivergedError(f"[{method.name}] step {step}: {error}") from None
   checkpoints.save_final(model, save_dir,
-                         None if regularizer is None else regularizer.finish())
+                         None if regularizer is None else regularizer.finish(), previous_dir)
   if writer is not None:
     writer.close()
   if not experiment.chief:
@@ -200,6 +200,8 @@ def _run_method(experiment: Experiment, method: Method, steps: list[int]) -> dic
   for step in steps:
     barrier(experiment.strategy)  # workers agree on what is finished (the chief wrote it)
     directory = run_dir.step_dir(method, step)
+    if step > 0 and plan is None:   # (a step 0 retrained by this run: checked now)
+      checkpoints.check_parent(directory, run_dir.step_dir(method, step - 1))
     if checkpoints.is_complete(directory):
       print(f"[{method.name}] step {step} already trained; evaluating its checkpoint.")
     else:
