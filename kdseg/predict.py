@@ -7,6 +7,7 @@ For every input image (JPEG/PNG/BMP; folders are read non-recursively) writes
   <output_dir>/<name>.png        palette PNG of the predicted original class ids (the dataset's
                                  colour map, like VOC's SegmentationClass)
   <output_dir>/<name>_side.png   the image | the prediction blended over it, side by side
+<name> is the file's stem, made longer where two inputs would share an output (output_names).
 The run directory alone (its run.json) gives the model, the step's classes and their colours: no
 dataset is read. The test-time flags (--test_scales, --test_flip, --test_merge, --test_crf) apply.
 """
@@ -59,12 +60,58 @@ def list_images(inputs: list[str]) -> list[str]:
   return paths
 
 
+# Larger images are refused before they are decoded (a decompression bomb, or a photo the
+# network cannot hold in memory at once): 64 Mpx, e.g. 8000 x 8000.
+MAX_PIXELS = 64_000_000
+
+
 def read_image(path: str) -> np.ndarray:
+  """The image as [H, W, 3] uint8 RGB: 16-bit grey PNGs scaled to 8 bits (not clipped), others
+  through PIL's RGB conversion; InputError for unreadable, oversized or unsupported images."""
   try:
     with fs.open_image(path) as image:
+      width, height = image.size
+      if width * height > MAX_PIXELS:
+        raise InputError(f"{path} is {width} x {height} pixels, more than kdseg.predict segments "
+                         f"at once ({MAX_PIXELS // 1_000_000} Mpx): downscale it first.")
+      if image.mode.startswith("I;16"):   # 16-bit grey: 0..65535 -> 0..255
+        grey = np.round(np.asarray(image, np.float64) / 257.0).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=-1)
+      if image.mode in ("I", "F"):
+        raise InputError(f"{path} holds {'32-bit integer' if image.mode == 'I' else 'float'} "
+                         "pixels, which have no fixed range to map to colours: save it as an "
+                         "8- or 16-bit image.")
       return np.asarray(image.convert("RGB"))
-  except (OSError, ValueError) as error:
+  except (OSError, ValueError, Image.DecompressionBombError) as error:
     raise InputError(f"{path} is not a readable image ({error}).") from None
+
+
+def output_names(paths: list[str]) -> list[str]:
+  """A distinct output name per input, for <name>.png and <name>_side.png: the file's stem, or,
+  where two inputs' outputs would collide (a.jpg and a.png; d1/x.jpg and d2/x.jpg; b.jpg's side
+  view and b_side.jpg), the stem with its extension, then its folder, then its position."""
+  def candidate(index: int, level: int) -> str:
+    path = paths[index]
+    stem, extension = os.path.splitext(fs.basename(path))
+    name = stem if level == 0 else f"{stem}_{extension.lstrip('.').lower()}"
+    if level >= 2:
+      name = f"{fs.basename(fs.dirname(path)) or 'root'}_{name}"
+    return name if level < 3 else f"{name}_{index}"
+
+  levels = [0] * len(paths)
+  while True:
+    names = [candidate(i, level) for i, level in enumerate(levels)]
+    owners: dict[str, list[int]] = {}
+    for index, name in enumerate(names):
+      for output in (name, f"{name}_side"):
+        owners.setdefault(output, []).append(index)
+    clashing = {i for indices in owners.values() if len(indices) > 1 for i in indices}
+    if not clashing:
+      return names
+    if all(levels[i] == 3 for i in clashing):   # (positions make names distinct: not reached)
+      raise InputError(f"--inputs: cannot give {sorted(names)[:3]}... distinct output names.")
+    for index in clashing:
+      levels[index] = min(3, levels[index] + 1)
 
 
 def _save_png(path: str, image: Image.Image) -> None:
@@ -90,10 +137,9 @@ def main(argv):
     return tf.argmax(probabilities[0], axis=-1, output_type=tf.int32)
 
   progress = keras.utils.Progbar(len(paths), verbose=1 if sys.stdout.isatty() else 0)
-  for index, path in enumerate(paths):
+  for index, (path, name) in enumerate(zip(paths, output_names(paths))):
     image = read_image(path)
     classes = to_original[segment(tf.constant(image)).numpy()]
-    name = os.path.splitext(fs.basename(path))[0]
     label = Image.fromarray(classes)                   # mode L; a palette makes it P
     label.putpalette(palette.flatten().tolist())
     _save_png(fs.join(FLAGS.output_dir, f"{name}.png"), label)
