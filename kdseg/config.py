@@ -267,7 +267,7 @@ flags.DEFINE_integer("eval_batch_size", 8, "Evaluation batch size (images padded
 # Test time (evaluation after each step, and kdseg.evaluate).
 flags.DEFINE_integer("eval_crop", 0, "0: evaluate at full resolution (KD paper, Cityscapes); N: "
                      "resize the shorter side to N and center-crop N x N (MiB VOC/ADE: 512).",
-                     lower_bound=0)
+                     lower_bound=0, upper_bound=4096)
 flags.DEFINE_list("test_scales", ["1"], "Multi-scale test: image scale factors (e.g. "
                   "0.5,0.75,1,1.25,1.5).")
 flags.DEFINE_bool("test_flip", False, "Also predict the horizontally flipped image.")
@@ -445,8 +445,12 @@ def evaluation_config() -> EvaluationConfig:
     if FLAGS.test_crf:
       crf = DenseCRF(**{field.name: getattr(FLAGS, f"crf_{field.name}")
                         for field in dataclasses.fields(DenseCRF)})
-    test_time = TestTime(tuple(float(scale) for scale in FLAGS.test_scales), FLAGS.test_flip,
-                         FLAGS.test_merge, crf)
+    try:
+      scales = tuple(float(scale) for scale in FLAGS.test_scales)
+    except ValueError:
+      raise ValueError(f"--test_scales={','.join(FLAGS.test_scales)}: give numbers, e.g. "
+                       "0.5,0.75,1,1.25,1.5.") from None
+    test_time = TestTime(scales, FLAGS.test_flip, FLAGS.test_merge, crf)
   except ValueError as error:
     raise FlagValueError(str(error)) from None
   return EvaluationConfig(FLAGS.eval_batch_size, FLAGS.eval_crop, test_time,

@@ -86,6 +86,37 @@ class CleanErrorsTest(tf.test.TestCase):
         flags.FLAGS(["kdseg.train", value])
     flags.FLAGS.unparse_flags()
 
+  def test_sigterm_is_said_like_ctrl_c(self):
+    code, stderr = _run(_raise(cli.Terminated()))
+    self.assertEqual(code, 143)
+    self.assertIn("kdseg.train: terminated (SIGTERM); rerun the same command", stderr)
+    # A real signal to a real command: one line, status 143, no traceback.
+    script = ("import os, signal, time\nfrom kdseg.run import cli\n"
+              "def main(argv):\n  os.kill(os.getpid(), signal.SIGTERM)\n  time.sleep(30)\n"
+              "cli.command_line('kdseg.x', main)()\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300)
+    self.assertEqual(result.returncode, 143, result.stderr[-2000:])
+    self.assertEqual(result.stderr.strip().splitlines()[-1],
+                     "kdseg.x: terminated (SIGTERM); rerun the same command to resume (finished "
+                     "steps and the last checkpoint are kept).")
+    self.assertNotIn("Traceback", result.stderr)
+
+  def test_flag_errors_exit_2_and_name_the_flag(self):
+    result = subprocess.run([sys.executable, "-m", "kdseg.evaluate", "--eval_crop=100000"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    self.assertEqual(result.returncode, 2, result.stderr[-2000:])
+    self.assertIn("eval_crop", result.stderr)
+    from absl import flags  # noqa: PLC0415
+    from kdseg import config  # noqa: PLC0415
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["kdseg.evaluate", "--test_scales=1,abc"])
+    try:
+      with self.assertRaisesRegex(FlagValueError, r"--test_scales=1,abc: give numbers"):
+        config.evaluation_config()
+    finally:
+      flags.FLAGS.unparse_flags()
+
   def test_help_lists_kdseg_flags_and_exits_0(self):
     result = subprocess.run([sys.executable, "-m", "kdseg.evaluate", "--help"], cwd=ROOT,
                             capture_output=True, text=True, timeout=300)

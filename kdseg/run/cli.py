@@ -1,9 +1,11 @@
 """What every kdseg command does around its work: quiet start-up; user errors (flags, data, run
-directory) and operating-system errors (disk full, read-only or forbidden paths) as one line and
-exit status 2 instead of a traceback; Ctrl-C as one line and status 130."""
+directory), flags absl cannot parse, and operating-system errors (disk full, read-only or
+forbidden paths) as one line and exit status 2 instead of a traceback; Ctrl-C as one line and
+status 130, SIGTERM likewise with status 143."""
 from __future__ import annotations
 
 import errno
+import signal
 import sys
 
 from absl import app, logging
@@ -86,6 +88,15 @@ def check_command_line(argv: list[str]) -> None:
                          "(python -m kdseg.train --help lists them).")
 
 
+class Terminated(KeyboardInterrupt):
+  """SIGTERM (a scheduler's or `kill`'s stop), handled as Ctrl-C is."""
+
+
+def _terminate(signum, frame):
+  del signum, frame
+  raise Terminated()
+
+
 def guarded(name: str, main_function, *errors: type[Exception]):
   """`main_function` with a user error (USER_ERRORS, `errors`) or an operating-system error
   printed as one line naming the command (exit status 2) instead of a traceback, and Ctrl-C as
@@ -98,10 +109,12 @@ def guarded(name: str, main_function, *errors: type[Exception]):
     except (*USER_ERRORS, *errors) as error:
       print(f"{name}: error: {error}", file=sys.stderr)
       sys.exit(2)
-    except KeyboardInterrupt:
-      print(f"{name}: interrupted; rerun the same command to resume (finished steps and the "
-            "last checkpoint are kept).", file=sys.stderr)
-      sys.exit(130)
+    except KeyboardInterrupt as interrupt:
+      terminated = isinstance(interrupt, Terminated)
+      print(f"{name}: {'terminated (SIGTERM)' if terminated else 'interrupted'}; rerun the same "
+            "command to resume (finished steps and the last checkpoint are kept).",
+            file=sys.stderr)
+      sys.exit(143 if terminated else 130)
     except Exception as error:  # noqa: BLE001  (only I/O errors are turned into a message)
       message = describe_os_error(error)
       if message is None:
@@ -117,12 +130,14 @@ def command_line(name: str, main_function, *errors: type[Exception]):
   main_with_clean_errors = guarded(name, main_function, *errors)
 
   def run():
+    signal.signal(signal.SIGTERM, _terminate)
     try:
       app.run(main_with_clean_errors)
     except SystemExit as exit_:
-      # absl ends --help with status 1; asking for help is not a failure.
-      if exit_.code == 1 and set(sys.argv[1:]) & HELP_FLAGS:
-        sys.exit(0)
+      # absl ends --help, and a flag it cannot parse, with status 1: asking for help is not a
+      # failure, and a bad flag is a usage error like every other (status 2).
+      if exit_.code == 1:
+        sys.exit(0 if set(sys.argv[1:]) & HELP_FLAGS else 2)
       raise
 
   return run
