@@ -40,7 +40,7 @@ def evaluate(tool: config.ToolConfig, split: str = "val",
   if method.offline:  # joint trains one step, reported as the task's last
     plan, steps = joint_plan(recorded.plan), [0]
   elif tool.step >= 0:
-    steps = [tool.step]
+    steps = [recorded.plan.require_step(tool.step)]
   else:
     steps = [t for t in range(recorded.plan.num_steps)
              if checkpoints.is_complete(run_dir.step_dir(method, t))]

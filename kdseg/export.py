@@ -66,8 +66,18 @@ def main(argv):
   recorded = run_dir.require_run()
   method = run_dir.load_method(tool.method)
   model, plan, step = finished_model(run_dir, recorded, method, tool.step)
-  export(model, output_order(plan, model), recorded.class_names, recorded.palette,
-         FLAGS.export_dir)
+  # Written beside its destination, then renamed: a failure (a full disk) leaves no partial
+  # --export_dir to block the rerun.
+  export_dir = fs.absolute(FLAGS.export_dir)
+  partial = f"{export_dir}.partial"
+  if fs.exists(partial):
+    fs.rmtree(partial)   # left by an earlier export that failed
+  try:
+    export(model, output_order(plan, model), recorded.class_names, recorded.palette, partial)
+  except BaseException:
+    fs.rmtree(partial)
+    raise
+  fs.rename(partial, export_dir, overwrite=False)
   print(f"kdseg.export: {method.name} step {step} ({plan.num_classes(step)} classes) -> "
         f"{FLAGS.export_dir}")
 

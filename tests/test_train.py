@@ -1,5 +1,6 @@
 """End to end: 2-step runs on 32 px shapes, checkpoint chaining, resuming and start-up errors."""
 import csv
+import errno
 import glob
 import json
 import os
@@ -7,6 +8,7 @@ import re
 import subprocess
 import sys
 import time
+from unittest import mock
 
 from absl import flags
 import numpy as np
@@ -391,6 +393,10 @@ class EndToEndTest(tf.test.TestCase):
     self.assertEqual(records[1]["num_images"], trained["num_images"])
     with open(f"{run_dir}/ft/results/step_1.json") as handle:
       self.assertEqual(json.load(handle), trained)
+    FLAGS.unparse_flags()
+    FLAGS(["kdseg.evaluate", *tool, "--step=7"])
+    with self.assertRaisesRegex(TaskError, r"--step=7, but task 19-1 has steps 0..1"):
+      evaluate.evaluate(config.tool_from_flags("kdseg.evaluate"))
 
     # kdseg.predict: palette PNGs of original class ids, side-by-side views.
     source = load_shapes(f"{self.base}/cache", ShapesConfig(32, 64, 24))
@@ -408,10 +414,21 @@ class EndToEndTest(tf.test.TestCase):
     with Image.open(f"{out_dir}/{name}_side.png") as side:
       self.assertEqual(side.size, (64, 32))
 
-    # kdseg.export: a SavedModel on uint8 images that agrees with kdseg.predict.
+    # kdseg.export: a SavedModel on uint8 images that agrees with kdseg.predict. A disk that
+    # fills up mid-export leaves no partial --export_dir to block the rerun.
     export_dir = f"{run_dir}/exported"
     FLAGS.unparse_flags()
     FLAGS(["kdseg.export", *tool, f"--export_dir={export_dir}"])
+
+    def full_disk(model, order, names, palette, directory):
+      del model, order, names, palette
+      os.makedirs(f"{directory}/variables")
+      raise OSError(errno.ENOSPC, "No space left on device", f"{directory}/variables")
+
+    with mock.patch.object(export, "export", full_disk):
+      with self.assertRaisesRegex(OSError, "No space"):
+        export.main([])
+    self.assertFalse(os.path.exists(export_dir) or os.path.exists(f"{export_dir}.partial"))
     export.main([])
     exported = tf.saved_model.load(export_dir)  # kept referenced: it owns the variables
     served = exported.serve(

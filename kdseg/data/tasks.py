@@ -88,6 +88,12 @@ class TaskPlan:
   def future_classes(self, step: int) -> tuple[int, ...]:
     return tuple(c for s in self.steps[step + 1:] for c in s)
 
+  def require_step(self, step: int) -> int:
+    """`step` if this plan has it, else TaskError naming --step and the plan's steps."""
+    if not 0 <= step < self.num_steps:
+      raise TaskError(f"--step={step}, but task {self.name} has steps 0..{self.num_steps - 1}.")
+    return step
+
 
 def make_plan(task: str, class_order: list[int] | tuple[int, ...],
               name: str | None = None) -> TaskPlan:

@@ -18,8 +18,8 @@ from kdseg.config import (EvaluationConfig, FlagValueError, ProtocolConfig, RunC
 from kdseg.data import presence, splits, weak
 from kdseg.data.datasets import load_source
 from kdseg.data.orders import task_plan
-from kdseg.data.source import SegmentationSource
-from kdseg.data.tasks import TaskError, TaskPlan
+from kdseg.data.source import DatasetLayoutError, SegmentationSource
+from kdseg.data.tasks import TaskPlan
 from kdseg.engine import checkpoints
 from kdseg.engine.distribute import is_chief, make_strategy, num_workers
 from kdseg.models import pretrained
@@ -230,9 +230,8 @@ def build_experiment(config: RunConfig) -> Experiment:
   step smaller than a batch), then records the run directory: nothing is written before the
   run can start."""
   source, train_counts, val_presence, plan = resolve_data(config)
-  if config.step >= plan.num_steps:
-    raise TaskError(f"--step={config.step}, but task {config.protocol.task} has steps "
-                    f"0..{plan.num_steps - 1}.")
+  if config.step >= 0:
+    plan.require_step(config.step)
   weights = None
   if config.backbone_weights:  # read now: a wrong file fails before anything is written
     path = pretrained.check_weights_file(config.model.backbone, config.backbone_weights)
@@ -295,7 +294,14 @@ def open_experiment(run_dir: RunDir, recorded: RecordedRun, method: Method,
   names (`data_root`/`cache_dir`: another location of the same data). Writes nothing."""
   data = dataclasses.replace(recorded.data, data_root=data_root or recorded.data.data_root,
                              cache_dir=cache_dir or recorded.data.cache_dir)
-  source = load_source(data)
+  try:
+    source = load_source(data)
+  except DatasetLayoutError as error:
+    if data_root:
+      raise
+    raise DatasetLayoutError(
+        f"{error} (The run recorded its dataset at {recorded.data.data_root}: if it moved, "
+        "name its new place with --data_root, and --cache_dir if the cache moved too.)") from None
   train_counts = presence.class_pixel_counts(source, "train", data.cache_dir)
   val_presence = presence.class_presence(source, "val", data.cache_dir)
   protocol = ProtocolConfig(recorded.plan.name, recorded.setting, "recorded",

@@ -38,7 +38,7 @@ def finished_model(run_dir: RunDir, recorded: RecordedRun, method: Method,
                    step: int) -> tuple[Segmenter, TaskPlan, int]:
   """(model, plan, step) of a finished step; step -1 = the task's last (joint: its one step)."""
   plan = joint_plan(recorded.plan) if method.offline else recorded.plan
-  step = 0 if method.offline else (step if step >= 0 else plan.num_steps - 1)
+  step = 0 if method.offline else (plan.require_step(step) if step >= 0 else plan.num_steps - 1)
   directory = require_finished(run_dir, method, step)
   return (checkpoints.load_final(directory, recorded.model, step_heads(recorded.model, plan, step)),
           plan, step)
