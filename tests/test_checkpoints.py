@@ -34,6 +34,15 @@ class FinalCheckpointTest(tf.test.TestCase):
     checkpoints.save_final(build_segmenter(CONFIG, [4]), directory)
     with self.assertRaisesRegex(checkpoints.CheckpointError, "does not match"):
       checkpoints.load_final(directory, ModelConfig("tiny", 8, 32), [4])
+    data = checkpoints.final_file(directory, "model.data-00000-of-00001")
+    with open(data, "rb") as handle:
+      whole = handle.read()
+    for broken in (whole[:len(whole) // 3], b""):   # cut short, emptied: not "does not match"
+      with open(data, "wb") as handle:
+        handle.write(broken)
+      with self.assertRaisesRegex(checkpoints.CheckpointError,
+                                  r"final cannot be read .*cut short or damaged. Delete .*step_0"):
+        checkpoints.load_final(directory, CONFIG, [4])
 
   def test_regulariser_state_round_trip_and_missing_state(self):
     directory = os.path.join(self.get_temp_dir(), "ewc_step_0")

@@ -87,6 +87,12 @@ def load_final(directory: str, config: ModelConfig, classes_per_step: list[int])
   path = final_file(directory, "model")
   try:
     tf.train.Checkpoint(model=model).read(path).assert_consumed()
+  except (tf.errors.DataLossError, tf.errors.OutOfRangeError, tf.errors.NotFoundError,
+          IndexError) as error:   # files cut short, damaged or gone
+    raise CheckpointError(
+        f"the finished weights in {directory}/final cannot be read ({type(error).__name__}: "
+        f"{str(error).splitlines()[0][:200]}): cut short or damaged. Delete {directory} and "
+        "rerun the same command to train that step again (and the steps after it).") from None
   except (AssertionError, ValueError, tf.errors.OpError) as error:
     raise CheckpointError(f"the checkpoint in {directory} does not match the model of the run "
                           f"(--backbone, --head_channels, task): {error}") from error
