@@ -1,4 +1,6 @@
 """VOC-layout reader, in-graph label decoding, class-presence index and pipelines."""
+import contextlib
+import io
 import os
 
 import numpy as np
@@ -76,6 +78,18 @@ class PresenceTest(tf.test.TestCase):
     write_label(files.label_paths[1], np.full((4, 4), 5, np.uint8))
     os.utime(files.label_paths[1], ns=(1, 1))
     self.assertAllEqual(np.flatnonzero(presence.class_presence(source, "train", cache)[1]), [5])
+    # A cache file cut short or emptied is rebuilt, not a traceback.
+    (cache_file,) = [os.path.join(cache, n) for n in os.listdir(cache) if n.startswith("presence")]
+    with open(cache_file, "rb") as handle:
+      whole = handle.read()
+    for broken in (whole[:len(whole) // 2], b""):
+      with open(cache_file, "wb") as out:
+        out.write(broken)
+      with contextlib.redirect_stdout(io.StringIO()) as said:
+        again = presence.class_presence(source, "train", cache)
+      self.assertAllEqual(np.flatnonzero(again[1]), [5])
+      self.assertIn("cannot be read (cut short or damaged): scanning the labels again",
+                    said.getvalue())
 
   def test_values_outside_the_class_set_name_the_file(self):
     bad = LABEL_B.copy()

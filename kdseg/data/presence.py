@@ -14,6 +14,7 @@ import concurrent.futures
 import hashlib
 import os
 import sys
+import zipfile
 
 import keras
 import numpy as np
@@ -93,8 +94,16 @@ def raw_value_counts(files: SplitFiles, codec: LabelCodec, cache_dir: str,
                                 _fingerprint(files.image_paths)], axis=1)
   counts = np.zeros((len(files.ids), 256), np.int64)
   stale = list(range(len(files.ids)))
+  cached = None
   if fs.isfile(cache_path):
-    cached = fs.load_npz(cache_path)
+    try:
+      cached = fs.load_npz(cache_path)
+      cached["fingerprint"], cached["counts"]   # noqa: B018  (both present)
+    except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile):
+      print(f"kdseg: {cache_path} cannot be read (cut short or damaged): scanning the labels "
+            "again", flush=True)
+      cached = None
+  if cached is not None:
     if cached["fingerprint"].shape == fingerprint.shape:
       fresh = np.all(cached["fingerprint"] == fingerprint, axis=1)
       counts[fresh] = cached["counts"][fresh]
