@@ -307,6 +307,12 @@ flags.DEFINE_float("overlay_alpha", 0.5, "kdseg.predict: opacity of the predicti
 flags.DEFINE_string("export_dir", None, "kdseg.export: directory of the SavedModel (must not "
                     "exist yet).")
 
+# Flags that name a directory kdseg writes into: a file of that name is refused at parse time.
+for _name in ("run_dir", "cache_dir", "output_dir", "tfds_data_dir"):
+  flags.register_validator(
+      _name, lambda value: not value or not fs.exists(value) or fs.isdir(value),
+      message=f"--{_name} names a file, not a directory: give a folder (new or existing).")
+
 FLAGS = flags.FLAGS
 
 

@@ -78,9 +78,13 @@ class CleanErrorsTest(tf.test.TestCase):
     # Before anything runs, so before anything is written: absl's parser applies the bounds.
     from absl import flags  # noqa: PLC0415
     from kdseg import config  # noqa: F401,PLC0415  (defines the flags)
+    a_file = os.path.join(self.get_temp_dir(), "a_file")
+    open(a_file, "w").close()
     for value in ("--batch_size=0", "--batch_size=-4", "--lr=-0.05", "--lr_incremental=0",
                   "--epochs=0", "--epochs_incremental=0", "--crop_size=0",
-                  "--eval_batch_size=0", "--eval_crop=-1", "--shapes_num_train=0"):
+                  "--eval_batch_size=0", "--eval_crop=-1", "--shapes_num_train=0",
+                  "--eval_crop=4097", f"--run_dir={a_file}", f"--cache_dir={a_file}",
+                  f"--output_dir={a_file}"):
       flags.FLAGS.unparse_flags()
       with self.assertRaises(flags.IllegalFlagValueError, msg=value):
         flags.FLAGS(["kdseg.train", value])
