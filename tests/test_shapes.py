@@ -1,5 +1,6 @@
 """The shapes dataset: deterministic, VOC layout, all classes, borders, read by the VOC reader."""
 import os
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -46,6 +47,17 @@ class ShapesTest(tf.test.TestCase):
     before = os.path.getmtime(marker)
     self.assertEqual(shapes.load_shapes(cache, config).root, source.root)
     self.assertEqual(before, os.path.getmtime(marker))
+
+  def test_staging_folders_of_killed_generations_are_removed(self):
+    cache = os.path.join(self.get_temp_dir(), "staging")
+    folder = os.path.join(cache, "shapes")
+    old, recent = (os.path.join(folder, f".staging-{n}") for n in ("old", "recent"))
+    for path in (old, recent):
+      os.makedirs(os.path.join(path, "JPEGImages"))
+    os.utime(old, (time.time() - 2 * shapes.STALE_STAGING_SECONDS,) * 2)
+    shapes.load_shapes(cache, shapes.ShapesConfig(image_size=32, num_train=4, num_val=2))
+    self.assertFalse(os.path.exists(old))
+    self.assertTrue(os.path.exists(recent))   # (another process may be writing it)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ import dataclasses
 import hashlib
 import io
 import json
+import os
+import time
 import uuid
 
 import numpy as np
@@ -244,6 +246,9 @@ def write_voc_tree(root: str, config: ShapesConfig) -> None:
                       "".join(f"{i}\n" for i in ids))
 
 
+STALE_STAGING_SECONDS = 3600.0   # a generation takes seconds to minutes
+
+
 def ensure_shapes(cache_dir: str, config: ShapesConfig) -> str:
   """Returns the dataset root for `config`, generating it on first use (atomically)."""
   root = fs.join(fs.absolute(cache_dir), "shapes", config.key())
@@ -257,6 +262,10 @@ def ensure_shapes(cache_dir: str, config: ShapesConfig) -> str:
     write_voc_tree(root, config)
     atomic.write_json(marker, dataclasses.asdict(config))
     return root
+  for stale in fs.glob(fs.join(fs.dirname(root), ".staging-*")):
+    # Left by a generation killed outright (SIGKILL; Ctrl-C and SIGTERM remove their own).
+    if time.time() - os.stat(stale).st_mtime > STALE_STAGING_SECONDS:
+      fs.rmtree(stale)
   staging = fs.join(fs.dirname(root), f".staging-{uuid.uuid4().hex[:12]}")
   try:
     write_voc_tree(staging, config)
