@@ -128,6 +128,34 @@ class RunLayerTest(tf.test.TestCase):
     build_experiment(dataclasses.replace(
         config, evaluation=dataclasses.replace(config.evaluation, batch_size=3)))
 
+  def test_the_same_data_moved_keeps_its_run_directory(self):
+    # The guard is on the data's content: the shapes cache moved elsewhere is accepted, other
+    # data is not; a record from before the digest (the data's path) is upgraded where the
+    # path still holds the data.
+    config = _config(self.base, run_dir=os.path.join(self.base, "moved_run"),
+                     data=DataConfig("shapes", None, os.path.join(self.base, "cache_a"),
+                                     ShapesConfig(32, 64, 24)))
+    experiment = build_experiment(config)
+    path = experiment.run_dir.experiment_json
+    with open(path) as handle:
+      recorded = json.load(handle)
+    shutil.copytree(os.path.join(self.base, "cache_a"), os.path.join(self.base, "cache_b"))
+    moved = dataclasses.replace(config, data=dataclasses.replace(
+        config.data, cache_dir=os.path.join(self.base, "cache_b")))
+    build_experiment(moved)
+    with open(path) as handle:
+      self.assertEqual(json.load(handle), recorded)
+    other = dataclasses.replace(config, data=dataclasses.replace(
+        config.data, shapes=ShapesConfig(32, 64, 24, seed=5)))
+    with self.assertRaisesRegex(ConfigMismatchError, "data_digest: was"):
+      build_experiment(other)
+    old_style = {k: v for k, v in recorded.items() if k != "data_digest"}
+    with open(path, "w") as out:
+      json.dump({**old_style, "data_root": experiment.source.root}, out)
+    build_experiment(config)
+    with open(path) as handle:
+      self.assertEqual(json.load(handle), recorded)
+
   def test_step_0_on_a_real_dataset_needs_its_starting_weights(self):
     # The KD recipe without --backbone_weights: refused, naming the checkpoint the paper starts
     # from and where to get it; nothing written. --backbone_weights=none is the explicit way.

@@ -8,6 +8,7 @@ fails here, before a file is written.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 import numpy as np
 import tensorflow as tf
@@ -261,11 +262,38 @@ def build_experiment(config: RunConfig) -> Experiment:
   return experiment
 
 
+def data_digest(experiment: Experiment) -> str:
+  """16 hex digits of the dataset's content as the run sees it: each split's ids, and the pixels
+  per class of every training label and the classes of every validation one. The same data
+  moved elsewhere (another --data_root or --cache_dir) keeps it; changed labels do not."""
+  digest = hashlib.sha256()
+  for split in ("train", "val"):
+    digest.update("".join(f"{i}\n" for i in experiment.source.split(split).ids).encode())
+  digest.update(np.ascontiguousarray(experiment.train_pixels, np.int64).tobytes())
+  digest.update(np.ascontiguousarray(experiment.val_presence, bool).tobytes())
+  return digest.hexdigest()[:16]
+
+
+def _upgrade_data_record(experiment: Experiment, digest: str) -> None:
+  """An experiment.json from before data_digest guarded the dataset's path: where that path is
+  still the dataset's, the record is upgraded to the digest (elsewhere the guard refuses)."""
+  path = experiment.run_dir.experiment_json
+  if not (experiment.chief and fs.isfile(path)):
+    return
+  recorded = fs.read_json(path)
+  if "data_digest" in recorded or recorded.get("data_root") != experiment.source.root:
+    return
+  del recorded["data_root"]
+  experiment.run_dir.write_json(path, {**recorded, "data_digest": digest})
+
+
 def record_experiment(experiment: Experiment) -> None:
   """experiment.json (guarded: a run directory holds one experiment) and run.json."""
   config, run_dir = experiment.config, experiment.run_dir
+  digest = data_digest(experiment)
+  _upgrade_data_record(experiment, digest)
   run_dir.guard(run_dir.experiment_json, {
-      "dataset": config.data.dataset, "data_root": experiment.source.root,
+      "dataset": config.data.dataset, "data_digest": digest,
       "task": config.protocol.task, "setting": config.protocol.setting, "seed": config.seed,
       "model": config_record(config.model), "step_0": step0_record(config),
       **protocol_record(config, experiment.plan),
