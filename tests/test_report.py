@@ -110,6 +110,9 @@ class SummaryTest(tf.test.TestCase):
     self.assertIsNone(rows[1]["fake 2-1 overlapped (b) all"])
     with self.assertRaisesRegex(summarize.SummaryError, "experiment.json"):
       summarize.summarize([self.get_temp_dir()], [])
+    with self.assertRaisesRegex(summarize.SummaryError,
+                                r"--methods: lwf has no evaluated step .*hold ft, mib"):
+      summarize.summarize([first, second], ["mib", "lwf"])
 
 
 if __name__ == "__main__":

@@ -62,7 +62,12 @@ def summarize(run_dirs: list[str], methods: list[str]) -> tuple[str, list[dict],
   for run_dir, (_, records) in runs.items():
     if not records:
       raise SummaryError(f"{run_dir} has no evaluated step (no <method>/results/step_*.json).")
-  methods = methods or sorted({m for _, records in runs.values() for m in records})
+  found = sorted({m for seed_runs in per_seed.values() for records in seed_runs for m in records})
+  missing = [m for m in methods if m not in found]
+  if missing:
+    raise SummaryError(f"--methods: {', '.join(missing)} has no evaluated step in any of these "
+                       f"runs (they hold {', '.join(found)}).")
+  methods = methods or found
   last_step = {}   # records name their task's number of steps (older ones: the latest found)
   for run_dir, (_, records) in runs.items():
     last_step[run_dir] = max(report.last_step_of(r[-1])
