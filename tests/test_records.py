@@ -84,6 +84,14 @@ class BuildersTest(tf.test.TestCase):
     self.assertEqual({k: v.num_examples for k, v in from_tar.info.splits.items()},
                      {"train": 3, "val": 1})
 
+  def test_shapes_builder_for_the_registered_and_any_other_generation(self):
+    # The demo's generation is the builder's registered config: used by name (TFDS refuses a
+    # second config object under it); any other generation is a config of its own.
+    for shapes in (ShapesConfig(), ShapesConfig(32, 8, 4)):
+      builder = records.make_builder(records.tfds_name("shapes", shapes.key()),
+                                     self.get_temp_dir(), shapes)
+      self.assertEqual(builder.builder_config.shapes, shapes)
+
   def test_ade20k_cityscapes_msrc_and_shapes(self):
     ade = np.array([[0, 0, 1, 1], [0, 150, 150, 1]], np.uint8)
     ade_root = write_ade20k_tree(os.path.join(self.tmp, "ade", "ADEChallengeData2016"), {

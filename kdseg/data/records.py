@@ -141,7 +141,10 @@ def make_builder(name: str, data_dir: str, shapes=None):
   import tensorflow_datasets as tfds
   from kdseg.datasets import builders   # registers kdseg's builders with TFDS
   if shapes is not None:
-    return builders.KdsegShapes(config=builders.shapes_builder_config(shapes), data_dir=data_dir)
+    config = builders.shapes_builder_config(shapes)
+    if config.name in {c.name for c in builders.KdsegShapes.BUILDER_CONFIGS}:
+      config = config.name   # TFDS refuses a new config object under a registered name
+    return builders.KdsegShapes(config=config, data_dir=data_dir)
   return tfds.builder(name, data_dir=data_dir)
 
 
