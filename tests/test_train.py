@@ -293,7 +293,7 @@ class EndToEndTest(tf.test.TestCase):
     outputs = [process.communicate(timeout=900)[0].decode() for process in (first, second)]
     for process, output in zip((first, second), outputs):
       self.assertEqual(process.returncode, 0, output[-3000:])
-    self.assertIn("waiting for step 0", outputs[1])
+    self.assertRegex(outputs[1], r"waiting since \d\d:\d\d:\d\d for step 0 .*: in use by pid ")
     trained_step0 = sum(output.count("step 0: classes") for output in outputs)
     self.assertEqual(trained_step0, 1)
     for method in ("ft", "mib"):
