@@ -57,9 +57,12 @@ class TaskPlan:
 
   steps[0] starts with background (0); each later step holds only new object classes.
   Model outputs at step t are ordered as `order(t)`: position in that list = model class id.
+  `joint`: the offline upper bound's plan (every class in one step), reported as the last step
+  of the task's own plan.
   """
   name: str
   steps: tuple[tuple[int, ...], ...]
+  joint: bool = False
 
   @property
   def num_steps(self) -> int:

@@ -51,7 +51,7 @@ class Experiment:
 
 def joint_plan(plan: TaskPlan) -> TaskPlan:
   """The offline upper bound: every class of `plan`, in its order, learned in one step."""
-  return TaskPlan(name=f"{plan.name} joint", steps=(plan.order(plan.num_steps - 1),))
+  return TaskPlan(name=f"{plan.name} joint", steps=(plan.order(plan.num_steps - 1),), joint=True)
 
 
 def own_rows(protocol: ProtocolConfig, seed: int, source: SegmentationSource,
@@ -81,7 +81,7 @@ def training_rows(experiment: Experiment, plan: TaskPlan, step: int) -> np.ndarr
   """Rows of the training split that `step` trains on (before any hold-out): the reference's
   split files when given (--split_files; not for the offline joint plan), else kdseg's own."""
   protocol = experiment.config.protocol
-  if protocol.split_files and plan is experiment.plan:
+  if protocol.split_files and not plan.joint:
     return reference_rows(protocol, experiment.source, plan, step)
   return own_rows(protocol, experiment.config.seed, experiment.source,
                   experiment.train_presence, plan, step)
@@ -91,7 +91,7 @@ def step_images(experiment: Experiment, plan: TaskPlan, step: int) -> dict[str, 
   """{'train': ids[, 'holdout': ids]} of `step`, written once to the run's split files."""
   rows = training_rows(experiment, plan, step)
   ids = experiment.source.split("train").ids
-  directory = experiment.run_dir.splits_dir(joint=plan is not experiment.plan)
+  directory = experiment.run_dir.splits_dir(joint=plan.joint)
   fraction = experiment.config.protocol.holdout_fraction
   if not fraction:
     chosen = {"train": splits.step_ids(directory, step, "train", ids, rows)}

@@ -56,7 +56,7 @@ def score_step(experiment: Experiment, method: Method, step: int, plan: TaskPlan
   evaluation = evaluation or experiment.config.evaluation
   plan = plan or experiment.plan
   report_plan = experiment.plan
-  report_step = step if plan is experiment.plan else report_plan.num_steps - 1
+  report_step = report_plan.num_steps - 1 if plan.joint else step
   directory = checkpoint_dir or require_finished(experiment.run_dir, method, step)
   model = checkpoints.load_final(directory, experiment.config.model,
                                  step_heads(experiment.config.model, plan, step))
@@ -69,7 +69,7 @@ def score_step(experiment: Experiment, method: Method, step: int, plan: TaskPlan
     present = experiment.val_presence if split == "val" else experiment.train_presence
     rows = splits.eval_rows(present, plan, step, evaluation.images)
     if split == "val":  # the validation list of a step is recorded with the run's splits
-      ids = splits.step_ids(experiment.run_dir.splits_dir(joint=plan is not experiment.plan),
+      ids = splits.step_ids(experiment.run_dir.splits_dir(joint=plan.joint),
                             step, splits.eval_kind(evaluation.images), files.ids, rows)
     else:
       ids = tuple(files.ids[r] for r in rows)
