@@ -221,26 +221,27 @@ class StepTrainer:
       def distribute(epoch_index, skip):
         return self.strategy.experimental_distribute_dataset(dataset.skip(skip))
     means = {}
-    # The live bar on a terminal; in a log (nohup, Slurm) a line with the iteration and an ETA
-    # every PROGRESS_SECONDS, besides the line per epoch.
-    show_bar = verbose and sys.stdout.isatty()
-    done = int(self.optimizer.iterations.numpy())
-    eta = Eta(schedule.total_iterations, done)
-    saved_at = time.time()
+    log = _IterationLog(writer, log_every, iteration_offset, verbose, schedule, self.optimizer)
+    saves = _CheckpointTimer(on_checkpoint, checkpoint_seconds)
+    # Counted on the host from here on: batches consumed. (Under float16 loss scaling an update
+    # skipped for a non-finite gradient counts here but not in optimizer.iterations.)
+    iteration = int(self.optimizer.iterations.numpy())
     for epoch_index in range(int(epoch.numpy()), schedule.num_epochs):
-      skip = max(0, done - epoch_index * schedule.iterations_per_epoch)
-      distributed = distribute(epoch_index, skip)
-      progress = keras.utils.Progbar(schedule.iterations_per_epoch, verbose=int(show_bar),
-                                     stateful_metrics=["lr"])
+      skip = max(0, iteration - epoch_index * schedule.iterations_per_epoch)
+      log.start_epoch()
       sums, count, start = {}, 0, time.time()
-      for batch in distributed:
-        if int(self.optimizer.iterations.numpy()) >= schedule.total_iterations:
+      for batch in distribute(epoch_index, skip):
+        if iteration >= schedule.total_iterations:
           break  # an iteration budget (Schedule.iterations) ends inside the last pass
         terms = self._iteration(batch)
+        iteration += 1
+        # The one host read every iteration: a NaN must stop the step before a save can write
+        # NaN weights as its checkpoint (a scalar the iteration computed anyway). The other
+        # values are read only when logged.
         total = float(terms["total"])
         if not math.isfinite(total):
           raise TrainingDivergedError(
-              f"the loss became {total} at iteration {int(self.optimizer.iterations.numpy())} "
+              f"the loss became {total} at iteration {iteration} "
               f"(terms: {', '.join(f'{k}={float(v):.4g}' for k, v in terms.items())}). The "
               "step was not saved as finished; earlier steps are untouched. Lower the learning "
               "rate (--lr / --lr_incremental, in a new --run_dir: this one records the current "
@@ -249,30 +250,63 @@ class StepTrainer:
         count += 1
         for name, value in terms.items():
           sums[name] = sums.get(name, 0.0) + value
-        iteration = int(self.optimizer.iterations.numpy())
-        learning_rate = float(self.optimizer.learning_rate.numpy())
-        # Iterations 1, 1 + N, 1 + 2N, ...: even a step shorter than N iterations is logged.
-        if writer is not None and (iteration - 1) % log_every == 0:
-          with writer.as_default(step=iteration_offset + iteration):
-            for name, value in terms.items():
-              tf.summary.scalar(f"train/{name}", value)
-            tf.summary.scalar("train/learning_rate", learning_rate)
-        if show_bar:
-          progress.update(count, [(name, float(value)) for name, value in terms.items()] +
-                          [("lr", learning_rate)])
-        elif verbose and eta.due(iteration):
-          print(f"  {eta.line(iteration)}, epoch {epoch_index + 1}/{schedule.num_epochs}, "
-                f"total={total:.4f}", flush=True)
-        if (on_checkpoint is not None and checkpoint_seconds > 0
-            and time.time() - saved_at >= checkpoint_seconds):
-          on_checkpoint()   # inside the epoch: `epoch` still names it
-          saved_at = time.time()
+        log.iteration(iteration, count, epoch_index, terms, total)
+        saves.maybe_save()   # inside the epoch: `epoch` still names it
       means = {name: float(value) / max(count, 1) for name, value in sums.items()}
       epoch.assign(epoch_index + 1)
       on_epoch_end()
-      saved_at = time.time()
+      saves.saved()
       if verbose:
         print(f"  epoch {epoch_index + 1}/{schedule.num_epochs}: " +
               " ".join(f"{k}={v:.4f}" for k, v in means.items()) +
               f" ({time.time() - start:.1f}s)", flush=True)
     return means
+
+
+class _IterationLog:
+  """TensorBoard scalars every `log_every` iterations (1, 1 + N, ...: even a step shorter than N
+  iterations is logged); on a terminal a live bar, in a log file (nohup, Slurm) a line with the
+  iteration and an ETA every PROGRESS_SECONDS. Reads the learning rate only when it writes."""
+
+  def __init__(self, writer, log_every: int, offset: int, verbose: int, schedule: Schedule,
+               optimizer):
+    self.writer, self.log_every, self.offset, self.verbose = writer, log_every, offset, verbose
+    self.schedule, self.optimizer = schedule, optimizer
+    self.show_bar = bool(verbose) and sys.stdout.isatty()
+    self.eta = Eta(schedule.total_iterations, int(optimizer.iterations.numpy()))
+    self.progress = None
+
+  def start_epoch(self):
+    self.progress = keras.utils.Progbar(self.schedule.iterations_per_epoch,
+                                        verbose=int(self.show_bar), stateful_metrics=["lr"])
+
+  def iteration(self, iteration: int, count: int, epoch_index: int, terms: dict, total: float):
+    if self.writer is not None and (iteration - 1) % self.log_every == 0:
+      with self.writer.as_default(step=self.offset + iteration):
+        for name, value in terms.items():
+          tf.summary.scalar(f"train/{name}", value)
+        tf.summary.scalar("train/learning_rate", self._learning_rate())
+    if self.show_bar:
+      self.progress.update(count, [(name, float(value)) for name, value in terms.items()] +
+                           [("lr", self._learning_rate())])
+    elif self.verbose and self.eta.due(iteration):
+      print(f"  {self.eta.line(iteration)}, epoch {epoch_index + 1}/{self.schedule.num_epochs}, "
+            f"total={total:.4f}", flush=True)
+
+  def _learning_rate(self) -> float:
+    return float(self.optimizer.learning_rate.numpy())
+
+
+class _CheckpointTimer:
+  """Calls `save` when `seconds` (> 0) have passed since the last save (epoch ends count)."""
+
+  def __init__(self, save, seconds: float):
+    self.save, self.seconds, self.last = save, seconds, time.time()
+
+  def maybe_save(self):
+    if self.save is not None and self.seconds > 0 and time.time() - self.last >= self.seconds:
+      self.save()
+      self.saved()
+
+  def saved(self):
+    self.last = time.time()
