@@ -257,7 +257,7 @@ flags.DEFINE_list("seeds", [], "Run the experiment once per seed (e.g. 0,1,2), e
 flags.DEFINE_bool("deterministic", False, "Bit-reproducible runs: TensorFlow's op determinism "
                   "(tf.config.experimental.enable_op_determinism); the same command on the same "
                   "machine gives the same weights and results, also across a kill and resume. "
-                  "Without it runs vary; its measured cost on CPU: none (README).")
+                  "Without it runs vary; its measured cost on CPU: none (docs/REPRODUCIBILITY.md).")
 flags.DEFINE_float("checkpoint_minutes", 10.0, "Besides every epoch end, save the step in "
                    "progress this often (minutes; 0: epoch ends only); a resumed step goes on "
                    "with the batch after the last save.", lower_bound=0.0)
@@ -513,18 +513,18 @@ def from_flags() -> RunConfig:
                       recompute=FLAGS.recompute, classifier=FLAGS.classifier,
                       upsampling=FLAGS.upsampling)
   check_classifier(model, methods)
-  schedule = ScheduleConfig(
-      FLAGS.lr, FLAGS.lr_incremental, FLAGS.epochs, FLAGS.epochs_incremental, FLAGS.batch_size,
-      FLAGS.augment, FLAGS.crop_size, FLAGS.min_scale, FLAGS.max_scale,
-      FLAGS.iterations_per_class, FLAGS.end_lr, FLAGS.momentum, FLAGS.weight_decay,
-      FLAGS.poly_power, FLAGS.nesterov, FLAGS.weight_decay_on, FLAGS.batch_norm)
+  # Every field of ScheduleConfig is set by the flag of its name.
+  schedule = ScheduleConfig(**{field.name: getattr(FLAGS, field.name)
+                               for field in dataclasses.fields(ScheduleConfig)})
   if not 0 < schedule.min_scale <= schedule.max_scale:
     raise FlagValueError(f"--min_scale={schedule.min_scale} and --max_scale={schedule.max_scale}:"
                          " need 0 < min_scale <= max_scale.")
-  protocol = ProtocolConfig(FLAGS.task, FLAGS.setting, FLAGS.class_order,
-                            FLAGS.min_images_per_class, FLAGS.holdout_fraction, FLAGS.void_label,
-                            fs.absolute(FLAGS.split_files) if FLAGS.split_files else "",
-                            fs.absolute(FLAGS.split_list) if FLAGS.split_list else "")
+  protocol = ProtocolConfig(
+      task=FLAGS.task, setting=FLAGS.setting, class_order=FLAGS.class_order,
+      min_images_per_class=FLAGS.min_images_per_class, holdout_fraction=FLAGS.holdout_fraction,
+      void_label=FLAGS.void_label,
+      split_files=fs.absolute(FLAGS.split_files) if FLAGS.split_files else "",
+      split_list=fs.absolute(FLAGS.split_list) if FLAGS.split_list else "")
   if protocol.split_list and not protocol.split_files:
     raise FlagValueError("--split_list is the image list of --split_files; give both or neither.")
   run_dir = fs.absolute(FLAGS.run_dir or fs.join(
@@ -554,12 +554,15 @@ def from_flags() -> RunConfig:
                          "<run_dir>/seed_<s>).")
   if len(set(seeds)) < len(seeds):
     raise FlagValueError(f"--seeds={','.join(FLAGS.seeds)} repeats a seed.")
-  return RunConfig(data_config(), protocol, model, schedule, evaluation_config(), methods,
-                   run_dir, backbone_weights, FLAGS.step, FLAGS.seed, FLAGS.strategy,
-                   FLAGS.precision, FLAGS.jit_compile, FLAGS.log_every, FLAGS.verbose,
-                   60.0 * FLAGS.checkpoint_minutes, FLAGS.flags_into_string(), weak,
-                   FLAGS.deterministic, seeds,
-                   from_scratch=(FLAGS.backbone_weights or "").lower() == "none")
+  return RunConfig(
+      data=data_config(), protocol=protocol, model=model, schedule=schedule,
+      evaluation=evaluation_config(), methods=methods, run_dir=run_dir,
+      backbone_weights=backbone_weights, step=FLAGS.step, seed=FLAGS.seed,
+      strategy=FLAGS.strategy, precision=FLAGS.precision, jit_compile=FLAGS.jit_compile,
+      log_every=FLAGS.log_every, verbose=FLAGS.verbose,
+      checkpoint_seconds=60.0 * FLAGS.checkpoint_minutes, flags_text=FLAGS.flags_into_string(),
+      weak=weak, deterministic=FLAGS.deterministic, seeds=seeds,
+      from_scratch=(FLAGS.backbone_weights or "").lower() == "none")
 
 
 # Evaluation fields a tool may override, by the flag that sets each.
