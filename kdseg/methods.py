@@ -23,6 +23,7 @@ from kdseg.losses.distillation import (FEATURE_NORMALISATIONS, PIXEL_SELECTIONS,
                                        OutputDistillation, SigmoidDistillation,
                                        SimilarityPreservingDistillation,
                                        UnbiasedKnowledgeDistillation)
+from kdseg.losses.regularizers import DEFAULT_WEIGHTS as REGULARIZER_WEIGHTS
 from kdseg.losses.regularizers import KINDS as REGULARIZERS
 from kdseg.losses.weak import weak_loss
 from kdseg.losses.segmentation import (PIXEL_MEANS, BinaryCrossEntropy, CrossEntropy,
@@ -162,11 +163,11 @@ METHODS = {m.name: m for m in (
     Method("ilt", "ILT: CE + output distillation (x100) + encoder-feature MSE (x100)",
            distillation=(Term("kd", 100.0), Term("feature_mse", 100.0))),
     Method("ewc", "EWC: CE + Fisher-weighted L2 to the previous weights (x500)",
-           regularizer="ewc", regularizer_weight=500.0),
+           regularizer="ewc", regularizer_weight=REGULARIZER_WEIGHTS["ewc"]),
     Method("pi", "PI: CE + path-integral-weighted L2 to the previous weights (x500)",
-           regularizer="pi", regularizer_weight=500.0),
+           regularizer="pi", regularizer_weight=REGULARIZER_WEIGHTS["pi"]),
     Method("rw", "RW: CE + Riemannian-walk-weighted L2 to the previous weights (x100)",
-           regularizer="rw", regularizer_weight=100.0),
+           regularizer="rw", regularizer_weight=REGULARIZER_WEIGHTS["rw"]),
     Method("mib", "MiB: unbiased CE + unbiased KD (x10) + background-based init of new heads",
            "unce", (Term("ukd", 10.0),), init="background"),
     # MiB Table 2 ablation rows: LwF + unbiased CE; + unbiased KD; (+ init = mib).
@@ -330,8 +331,8 @@ def customize(method: Method, *, classification: str | None = None,
   if regularizer is not None:
     (kind, weight), = parse_weighted([regularizer], "regularizer")
     kind = None if kind == "none" else kind
-    default = METHODS.get(kind or "", Method("", "")).regularizer_weight if kind else 0.0
-    weight = default if weight is None else weight
+    if weight is None:
+      weight = REGULARIZER_WEIGHTS.get(kind, 0.0) if kind else 0.0
     if (kind, weight) != (method.regularizer, method.regularizer_weight):
       changes.update(regularizer=kind, regularizer_weight=weight)
       suffix.append(f"reg={kind}:{weight:g}" if kind else "reg=none")

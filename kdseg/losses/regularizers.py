@@ -30,7 +30,10 @@ from typing import Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-KINDS = ("ewc", "pi", "rw")
+# Each kind's weight when --regularizer names none, and the weight of the ewc, pi and rw methods
+# (docs/METHODS.md, "Why lr 0.003").
+DEFAULT_WEIGHTS = {"ewc": 500.0, "pi": 500.0, "rw": 100.0}
+KINDS = tuple(DEFAULT_WEIGHTS)
 # Which finished statistics each kind saves and needs from the previous step.
 STATE_KEYS = {"ewc": ("fisher",), "pi": ("omega",), "rw": ("fisher", "score")}
 
