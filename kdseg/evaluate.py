@@ -63,7 +63,7 @@ def evaluate(tool: config.ToolConfig, split: str = "val",
 def main(argv):
   del argv
   tool = config.tool_from_flags("kdseg.evaluate")
-  cli.quiet_start(tool.precision)
+  cli.start_process(tool.precision)
   if config.FLAGS.checkpoint and tool.step < 0:
     raise config.FlagValueError("--checkpoint needs --step (the step that checkpoint finished).")
   evaluate(tool, config.FLAGS.split, config.FLAGS.checkpoint)

@@ -56,7 +56,7 @@ def export(model, order: tuple[int, ...], class_names, palette, export_dir: str)
 def main(argv):
   del argv
   tool = config.tool_from_flags("kdseg.export")
-  cli.quiet_start(tool.precision)
+  cli.start_process(tool.precision)
   if not FLAGS.export_dir:
     raise config.FlagValueError("--export_dir is required (a directory that does not exist yet).")
   if fs.exists(FLAGS.export_dir):

@@ -121,7 +121,7 @@ def _save_png(path: str, image: Image.Image) -> None:
 def main(argv):
   del argv
   tool = config.tool_from_flags("kdseg.predict")
-  cli.quiet_start(tool.precision)
+  cli.start_process(tool.precision)
   paths = list_images(FLAGS.inputs)
   run_dir = RunDir(tool.run_dir)
   recorded = run_dir.require_run()

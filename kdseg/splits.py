@@ -70,7 +70,7 @@ def format_manifests(steps: list[dict], top: int = 5) -> str:
 def main(argv):
   del argv
   run_config = config.from_flags()
-  cli.quiet_start()
+  cli.start_process()
   steps = step_manifests(run_config)
   print(f"{run_config.data.dataset} {run_config.protocol.task} {run_config.protocol.setting} "
         f"(seed {run_config.seed})")

@@ -28,7 +28,7 @@ from kdseg import report  # noqa: E402
 def main(argv):
   del argv
   run_config = config.from_flags()
-  cli.quiet_start(run_config.precision, run_config.deterministic)
+  cli.start_process(run_config.precision, run_config.deterministic)
   if not run_config.seeds:
     train(run_config)
     return

@@ -1,4 +1,5 @@
 """Saving and restoring a step's model: every variable must come back."""
+import json
 import os
 
 import numpy as np
@@ -21,6 +22,8 @@ class FinalCheckpointTest(tf.test.TestCase):
     self.assertFalse(checkpoints.is_complete(directory))
     checkpoints.save_final(model, directory)
     self.assertTrue(checkpoints.is_complete(directory))
+    with open(checkpoints.final_file(directory, "done.json")) as handle:
+      self.assertEqual(json.load(handle), {"classes_per_step": [4, 2], "precision": "float32"})
     restored = checkpoints.load_final(directory, CONFIG, [4, 2])
     by_path = {v.path: v for v in restored.variables}
     self.assertLen(by_path, len(model.variables))

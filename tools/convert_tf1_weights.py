@@ -59,7 +59,7 @@ def main(argv):
     raise imports.StepImportError("--tf1_checkpoint is required: the prefix of the KD code's "
                                   "step checkpoint.")
   run_config = config.from_flags()
-  cli.quiet_start(run_config.precision, run_config.deterministic)
+  cli.start_process(run_config.precision, run_config.deterministic)
   directory = import_step(run_config, FLAGS.tf1_checkpoint)
   print(f"{directory}: step {run_config.step} of {run_config.methods[0].name} from "
         f"{FLAGS.tf1_checkpoint}. Continue with python -m kdseg.train <same flags>"

@@ -117,7 +117,7 @@ def main(argv):
           f"--backbone_weights={FLAGS.weights_output}")
     return
   run_config = config.from_flags()
-  cli.quiet_start(run_config.precision, run_config.deterministic)
+  cli.start_process(run_config.precision, run_config.deterministic)
   directory = import_step(run_config, FLAGS.torch_file, FLAGS.source, norm)
   print(f"{directory}: step {run_config.step} of {run_config.methods[0].name} from "
         f"{FLAGS.torch_file} (norm {norm}). Continue with python -m kdseg.train <same flags>"

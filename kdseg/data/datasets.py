@@ -39,7 +39,7 @@ def _on_disk(reader: Callable[[str], SegmentationSource], root_example: str):
   def read(config: DataConfig) -> SegmentationSource:
     if not config.data_root:
       raise DatasetLayoutError(f"--dataset={config.dataset} needs --data_root=<path to "
-                               f"{root_example}>; see the README's Datasets section.")
+                               f"{root_example}>; see docs/DATASETS.md.")
     return reader(config.data_root)
 
   return read
@@ -77,7 +77,7 @@ def load_source(config: DataConfig) -> SegmentationSource:
   if config.data_format == "tfds":
     if not config.tfds_data_dir:
       raise DatasetLayoutError("--data_format=tfds needs --tfds_data_dir=<the folder tfds build "
-                               "wrote the records to>; see the README's 'Datasets as TFDS "
+                               "wrote the records to>; see docs/DATASETS.md, 'Datasets as TFDS "
                                "records'.")
     name = config.tfds_name or records.tfds_name(config.dataset, config.shapes.key())
     generated = config.shapes if config.dataset == "shapes" and not config.tfds_name else None

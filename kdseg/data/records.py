@@ -160,7 +160,7 @@ def load_records_source(template: SegmentationSource, name: str, data_dir: str, 
             else "--manual_dir=<the dataset's folder or archive>")
   how = (f"build them with: python -m kdseg.datasets --dataset={template.name} {source} "
          f"--tfds_data_dir={data_dir} (or tfds build {name.split('/')[0]} "
-         "--imports=kdseg.datasets; README, 'Datasets as TFDS records')")
+         "--imports=kdseg.datasets; docs/DATASETS.md, 'Datasets as TFDS records')")
   try:
     builder = records.builder()
   except (tfds.core.registered.DatasetNotFoundError, ValueError) as error:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -42,12 +43,16 @@ def is_complete(directory: str) -> bool:
 def save_final(model: Segmenter, directory: str, state: dict | None = None,
                parent: str | None = None) -> None:
   """Writes the finished weights (and a regulariser's state), then done.json, which records the
-  finished step this one was trained from (`parent`, its folder; digest and path)."""
+  finished step this one was trained from (`parent`, its folder; digest and path) and the
+  precision policy it was trained under."""
   tf.train.Checkpoint(model=model).write(final_file(directory, "model"))
   if state is not None:
     atomic.write_npz(final_file(directory, STATE_FILE), **state)
   atomic.write_json(final_file(directory, "done.json"), {
       "classes_per_step": model.classifier.classes_per_step,
+      # --precision is free to change between steps and runs (variables are float32 in every
+      # policy); what each step was trained with is kept here.
+      "precision": keras.config.dtype_policy().name,
       **({"parent": {"digest": digest(parent), "folder": fs.basename(parent)}} if parent else {})})
 
 

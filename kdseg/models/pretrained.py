@@ -94,7 +94,7 @@ def how_to_get(depth: str) -> str:
   if depth in TORCH_BACKBONES:
     return (f"Convert {TORCH_RELEASES[depth]}: python tools/convert_torch_weights.py "
             f"--backbone={depth} --torch_file=<that file> --weights_output=<{depth}.weights.h5>, then "
-            f"pass --backbone_weights=<{depth}.weights.h5> (README, 'Starting from PyTorch "
+            f"pass --backbone_weights=<{depth}.weights.h5> (docs/WEIGHTS.md, 'Starting from PyTorch "
             "weights').")
   return (f"Download {WEIGHTS_URL}{expected_file(depth)} (the ImageNet weights "
           f"keras.applications.{APPLICATIONS[depth].__name__} uses) and pass its path as "

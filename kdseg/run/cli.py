@@ -31,10 +31,11 @@ USER_ERRORS = (TaskError, MethodError, SplitError, DatasetLayoutError, presence.
                LockedError, WeakAnnotationError, fs.CorruptFileError)
 
 
-def quiet_start(precision: str = "float32", deterministic: bool = False) -> None:
-  """TensorFlow's and absl's start-up chatter off; the Keras dtype policy set; with
-  `deterministic`, TensorFlow's op determinism (before any op runs: every kernel takes its
-  deterministic path, and a random op without a seed becomes an error)."""
+def start_process(precision: str = "float32", deterministic: bool = False) -> None:
+  """The process-wide settings of a command, made once before any op runs: TensorFlow's and
+  absl's start-up chatter off; the Keras dtype policy (`precision`: the one place --precision
+  becomes global state); with `deterministic`, TensorFlow's op determinism (every kernel takes
+  its deterministic path, and a random op without a seed becomes an error)."""
   import keras  # noqa: PLC0415
   import tensorflow as tf  # noqa: PLC0415
   tf.get_logger().setLevel("ERROR")
