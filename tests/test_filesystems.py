@@ -11,7 +11,7 @@ from absl import flags
 
 from kdseg import atomic, fs, train
 from kdseg.config import FlagValueError
-from kdseg.datasets.builders import prepare as build
+from kdseg.data.builders import prepare as build
 from kdseg.data.shapes import ShapesConfig
 from kdseg.rundir import LOCK_FILE, LockedError, lock
 

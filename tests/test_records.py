@@ -12,8 +12,9 @@ from kdseg.data.shapes import ShapesConfig
 from kdseg.data.source import DatasetLayoutError
 from kdseg.data.splits import eval_label_table
 from kdseg.data.tasks import make_plan
-from kdseg.datasets.builders import prepare as build
-from kdseg.datasets.builders import KdsegVoc
+from kdseg.data import builders
+from kdseg.data.builders import prepare as build
+from kdseg.data.builders import KdsegVoc
 from tests.helpers import (write_ade20k_tree, write_cityscapes_tree, write_msrc_tree,
                            write_voc_tree)
 from tests.test_datasets import _colours
@@ -26,7 +27,7 @@ def _config(dataset, data_root, cache_dir, data_format="folder", tfds_data_dir=N
 
 
 def _examples(data_dir, name, split, shapes=None):
-  builder = records.make_builder(name, data_dir, shapes)
+  builder = builders.make_builder(name, data_dir, shapes)
   return {example["id"].decode(): example
           for example in builder.as_dataset(split=split).as_numpy_iterator()}
 
@@ -67,7 +68,7 @@ class BuildersTest(tf.test.TestCase):
     self.assertEqual(stored["b_2"]["counts"][[0, 7, 15, 255]].tolist(), [7, 1, 3, 1])
     with open(os.path.join(root, "JPEGImages", "b_2.jpg"), "rb") as image:
       self.assertEqual(tfds.records.builder().info.features["image"].encoding_format, None)
-      raw = records.make_builder("kdseg_voc", tfds.records.data_dir).as_dataset(
+      raw = builders.make_builder("kdseg_voc", tfds.records.data_dir).as_dataset(
           split="train", decoders=records._skip_decoding(records.FeatureNames()))
       by_id = {e["id"].decode(): e["image"] for e in raw.as_numpy_iterator()}
       self.assertEqual(by_id["b_2"], image.read())                       # bytes as stored
@@ -88,7 +89,7 @@ class BuildersTest(tf.test.TestCase):
     # The demo's generation is the builder's registered config: used by name (TFDS refuses a
     # second config object under it); any other generation is a config of its own.
     for shapes in (ShapesConfig(), ShapesConfig(32, 8, 4)):
-      builder = records.make_builder(records.tfds_name("shapes", shapes.key()),
+      builder = builders.make_builder(builders.tfds_name("shapes", shapes.key()),
                                      self.get_temp_dir(), shapes)
       self.assertEqual(builder.builder_config.shapes, shapes)
 

@@ -465,7 +465,7 @@ def time_records(count: int, pipeline_images: int, crop: int = 512, batch: int =
   from kdseg.data.datasets import DataConfig, load_source  # pylint: disable=g-import-not-at-top
   from kdseg.data.shapes import ShapesConfig  # pylint: disable=g-import-not-at-top
   from kdseg.data.source import identity_table  # pylint: disable=g-import-not-at-top
-  from kdseg.datasets.builders import prepare as build  # pylint: disable=g-import-not-at-top
+  from kdseg.data.builders import prepare as build  # pylint: disable=g-import-not-at-top
 
   root = tempfile.mkdtemp(prefix="kdseg_records_")
   try:

@@ -79,7 +79,8 @@ def load_source(config: DataConfig) -> SegmentationSource:
       raise DatasetLayoutError("--data_format=tfds needs --tfds_data_dir=<the folder tfds build "
                                "wrote the records to>; see docs/DATASETS.md, 'Datasets as TFDS "
                                "records'.")
-    name = config.tfds_name or records.tfds_name(config.dataset, config.shapes.key())
+    from kdseg.data.builders import tfds_name   # (tensorflow_datasets: only for records)
+    name = config.tfds_name or tfds_name(config.dataset, config.shapes.key())
     generated = config.shapes if config.dataset == "shapes" and not config.tfds_name else None
     return records.load_records_source(DESCRIBE[config.dataset]("", {}), name,
                                        config.tfds_data_dir, config.cache_dir,

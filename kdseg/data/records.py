@@ -72,7 +72,8 @@ class Records:
   shapes: object | None = None   # kdseg_shapes: the generation (ShapesConfig) of its config
 
   def builder(self):
-    return make_builder(self.name, self.data_dir, self.shapes)
+    from kdseg.data import builders   # (tensorflow_datasets: imported only for records)
+    return builders.make_builder(self.name, self.data_dir, self.shapes)
 
   def split_name(self, split: str) -> str:
     return dict(self.names.splits)[split]
@@ -128,24 +129,6 @@ def _index(records: Records, split: str, cache_dir: str) -> tuple[tuple[str, ...
   counts = np.stack(counts)[rows].astype(np.int64)
   atomic.write_npz(cache, ids=np.array(ids), counts=counts)
   return ids, counts
-
-
-def tfds_name(dataset: str, shapes_key: str) -> str:
-  """kdseg's builder of --dataset (shapes: the config of the --shapes_* flags)."""
-  return f"kdseg_{dataset}/{shapes_key}" if dataset == "shapes" else f"kdseg_{dataset}"
-
-
-def make_builder(name: str, data_dir: str, shapes=None):
-  """The TFDS builder `name` over `data_dir`; kdseg_shapes with the generation `shapes` (a
-  ShapesConfig), which need not be one of the builder's registered configs."""
-  import tensorflow_datasets as tfds
-  from kdseg.datasets import builders   # registers kdseg's builders with TFDS
-  if shapes is not None:
-    config = builders.shapes_builder_config(shapes)
-    if config.name in {c.name for c in builders.KdsegShapes.BUILDER_CONFIGS}:
-      config = config.name   # TFDS refuses a new config object under a registered name
-    return builders.KdsegShapes(config=config, data_dir=data_dir)
-  return tfds.builder(name, data_dir=data_dir)
 
 
 def load_records_source(template: SegmentationSource, name: str, data_dir: str, cache_dir: str,

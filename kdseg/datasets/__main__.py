@@ -18,7 +18,7 @@ import time  # noqa: E402
 from absl import flags  # noqa: E402
 
 from kdseg import config, fs  # noqa: E402  (config defines the flags)
-from kdseg.datasets.builders import prepare  # noqa: E402
+from kdseg.data.builders import prepare  # noqa: E402
 from kdseg.run import cli  # noqa: E402
 
 flags.DEFINE_string("manual_dir", None, "The dataset's folder (the layout --data_root reads) or "

@@ -159,7 +159,7 @@ def shapes_builder_config(config: ShapesConfig) -> ShapesBuilderConfig:
 
 class KdsegShapes(_FolderBuilder):
   """The procedural shapes dataset (VOC classes), generated: no --manual_dir needed. Other
-  generations: kdseg.datasets.builders.shapes_builder_config(ShapesConfig(...))."""
+  generations: kdseg.data.builders.shapes_builder_config(ShapesConfig(...))."""
   BUILDER_CONFIGS = [shapes_builder_config(ShapesConfig())]
 
   def _source(self, dl_manager) -> SegmentationSource:
@@ -172,16 +172,31 @@ BUILDERS = {"shapes": KdsegShapes, "voc": KdsegVoc, "ade20k": KdsegAde20k,
             "cityscapes": KdsegCityscapes, "msrc": KdsegMsrc}
 
 
+def tfds_name(dataset: str, shapes_key: str) -> str:
+  """kdseg's builder of --dataset (shapes: the config of the --shapes_* flags)."""
+  return f"kdseg_{dataset}/{shapes_key}" if dataset == "shapes" else f"kdseg_{dataset}"
+
+
+def make_builder(name: str, data_dir: str, shapes=None):
+  """The TFDS builder `name` over `data_dir`; kdseg_shapes with the generation `shapes` (a
+  ShapesConfig), which need not be one of the builder's registered configs."""
+  if shapes is not None:
+    config = shapes_builder_config(shapes)
+    if config.name in {c.name for c in KdsegShapes.BUILDER_CONFIGS}:
+      config = config.name   # TFDS refuses a new config object under a registered name
+    return KdsegShapes(config=config, data_dir=data_dir)
+  return tfds.builder(name, data_dir=data_dir)
+
+
 def prepare(dataset: str, data_dir: str, manual_dir: str | None, cache_dir: str,
             shapes: ShapesConfig = ShapesConfig()):
   """Prepares the records of `dataset` under `data_dir` (shapes: the generation `shapes`);
   returns the builder."""
-  from kdseg.data import records
   if dataset not in BUILDERS:
     raise DatasetLayoutError(f"--dataset={dataset!r} has no builder; choose from "
                              f"{', '.join(BUILDERS)}.")
   generated = shapes if dataset == "shapes" else None
-  builder = records.make_builder(records.tfds_name(dataset, shapes.key()), data_dir, generated)
+  builder = make_builder(tfds_name(dataset, shapes.key()), data_dir, generated)
   if dataset != "shapes" and not manual_dir:
     raise DatasetLayoutError(f"--dataset={dataset} needs --manual_dir: "
                              f"{BUILDERS[dataset].DOWNLOAD}")
