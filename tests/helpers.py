@@ -84,3 +84,11 @@ def write_msrc_tree(root: str, labels: dict[str, dict[str, np.ndarray]]) -> str:
     with open(os.path.join(root, "TextonBoostSplits", f"{split}.txt"), "w") as out:
       out.write("".join(f"{i}.bmp\n" for i in items))
   return root
+
+
+# The methods test_train.py trains end to end (two steps of 15-1): every loss term, classifier
+# loss, regulariser, freezing mode and the offline bound at least once. The other named methods
+# recombine these with other weights or temperatures; test_methods.py computes their terms and
+# gradients on a tiny model instead (an end-to-end run costs ~25 s of the suite per method).
+END_TO_END_METHODS = ("ft", "joint", "lwf", "lwf-mc", "ilt", "ewc", "pi", "rw", "mib", "kd-ft",
+                      "kd-cls-t", "ef", "e2lf", "kd-enc", "kd-dec", "kd-spkd-avg")

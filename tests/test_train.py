@@ -19,12 +19,12 @@ from kdseg.config import FlagValueError
 from kdseg.data.tasks import TaskError
 from kdseg.rundir import ConfigMismatchError, RunDir, RunDirError
 from kdseg.engine import checkpoints
-from kdseg.methods import METHODS, MethodError, get_method
+from kdseg.methods import MethodError, get_method
 from kdseg.models.segmenter import ModelConfig
 from kdseg.data import presence
 from kdseg.data.cityscapes import CITYSCAPES_CLASSES
 from kdseg.data.shapes import CLASS_NAMES, ShapesConfig, load_shapes
-from tests.helpers import free_port, write_cityscapes_tree
+from tests.helpers import END_TO_END_METHODS, free_port, write_cityscapes_tree
 
 FLAGS = flags.FLAGS
 MODEL = ModelConfig("tiny", 16, 16)
@@ -66,11 +66,14 @@ class EndToEndTest(tf.test.TestCase):
         "--output_stride=16", "--head_channels=16", "--batch_size=8", "--crop_size=32",
         "--lr=0.01", "--lr_incremental=0.001", "--eval_batch_size=12", "--verbose=0"]
 
-  def test_two_steps_of_15_1_every_method(self):
+  def test_two_steps_of_15_1_every_kind_of_method(self):
+    # Every loss term, classifier loss, regulariser, freezing mode and the offline bound
+    # (helpers.END_TO_END_METHODS; test_methods.py checks the other named methods' terms).
     run_dir = f"{self.base}/two_steps"
+    methods = END_TO_END_METHODS
     # 15-1's first added class is in only 3 of the 64 training images: batches of 2.
     args = [*self.common, "--task=15-1", "--batch_size=2", f"--run_dir={run_dir}",
-            f"--method={','.join(METHODS)}", "--epochs=1", "--epochs_incremental=1"]
+            f"--method={','.join(methods)}", "--epochs=1", "--epochs_incremental=1"]
     run_train(*args, "--step=0")
     run_train(*args, "--step=1")
     # Step 0 is shared by recipe: MiB-paper CE, KD-paper valid-pixel CE; the regularised
@@ -82,7 +85,7 @@ class EndToEndTest(tf.test.TestCase):
     for method in ("ewc", "pi", "rw"):   # state saved with each step for the next one
       for step in (0, 1):
         self.assertTrue(os.path.isfile(f"{run_dir}/{method}/step_{step}/final/regularizer.npz"))
-    for method in METHODS:
+    for method in methods:
       if method != "joint":
         self.assertTrue(checkpoints.is_complete(f"{run_dir}/{method}/step_1"), msg=method)
       # joint is reported as the last step (5) of 15-1: all 21 classes.
@@ -112,7 +115,7 @@ class EndToEndTest(tf.test.TestCase):
     self.assertLen(panels, 2 + 4)
     with open(f"{run_dir}/comparison.txt") as handle:
       table = handle.read()
-    for method in METHODS:
+    for method in methods:
       self.assertIn(method, table)
       self.assertTrue(os.path.isfile(f"{run_dir}/{method}/results/summary.md"), msg=method)
     with open(f"{run_dir}/mib/results/summary.csv") as handle:
