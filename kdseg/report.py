@@ -14,9 +14,10 @@ import json
 
 import numpy as np
 
-from kdseg import atomic, fs
+from kdseg import fs
 from kdseg.data.tasks import TaskPlan, make_plan
 from kdseg.metrics import Scores
+from kdseg.rundir import RunDir
 
 
 def _fmt(value: float | None) -> str:
@@ -173,27 +174,19 @@ def format_seed_table(finals: dict[str, list[dict]]) -> str:
           "the gap between their means.\n\n" + "\n".join(lines) + "\n")
 
 
-def load_records(method_dir: str) -> list[dict]:
+def load_records(run_dir: RunDir, method_name: str) -> list[dict]:
   """The step records of one method (results/step_<t>.json), in step order."""
-  paths = fs.glob(fs.join(method_dir, "results", "step_*.json"))
-  records = []
-  for path in paths:
-    records.append(fs.read_json(path))
+  records = [fs.read_json(path) for path in run_dir.step_result_files(method_name)]
   return sorted(records, key=lambda record: record["step"])
 
 
-def method_records(run_dir: str) -> dict[str, list[dict]]:
+def method_records(run_dir: RunDir) -> dict[str, list[dict]]:
   """Every method of a run directory that has evaluated steps: name -> its step records."""
-  found = {}
-  for name in sorted(fs.listdir(run_dir)) if fs.isdir(run_dir) else []:
-    if fs.isdir(fs.join(run_dir, name, "results")):
-      records = load_records(fs.join(run_dir, name))
-      if records:
-        found[name] = records
-  return found
+  found = {name: load_records(run_dir, name) for name in run_dir.evaluated_methods()}
+  return {name: records for name, records in found.items() if records}
 
 
-def latest_records(run_dir: str) -> dict[str, dict]:
+def latest_records(run_dir: RunDir) -> dict[str, dict]:
   """Each method's record of its latest evaluated step in a run directory."""
   return {method: records[-1] for method, records in method_records(run_dir).items()}
 
@@ -250,10 +243,9 @@ def _background_in_old(record: dict) -> bool:
   return "without background" not in record["convention"]
 
 
-def write_summary(method_dir: str, method: str) -> list[dict]:
+def write_summary(run_dir: RunDir, method: str) -> list[dict]:
   """(Re)writes results/summary.{md,csv,json} of one method from its step records."""
-  records = load_records(method_dir)
-  results = fs.join(method_dir, "results")
+  records = load_records(run_dir, method)
   rows = _summary_rows(records)
   buffer = io.StringIO()
   if rows:
@@ -264,5 +256,5 @@ def write_summary(method_dir: str, method: str) -> list[dict]:
              "summary.json": json.dumps({"method": method, "steps": [
                  {k: v for k, v in r.items() if k != "confusion"} for r in records]}, indent=1)}
   for name, text in outputs.items():
-    atomic.write_text(fs.join(results, name), text)
+    run_dir.write_text(run_dir.summary(method, name), text)
   return records

@@ -244,6 +244,33 @@ class RunDir:
   def eval_results(self, method_name: str, name: str) -> str:
     return self.join(method_name, "results", "eval", name)
 
+  def summary(self, method_name: str, name: str) -> str:
+    """results/summary.{md,csv,json} of a method (`name`: the file's name)."""
+    return self.join(method_name, "results", name)
+
+  def step_result_files(self, method_name: str) -> list[str]:
+    """The results/step_<t>.json files of a method (any order)."""
+    return fs.glob(self.join(method_name, "results", "step_*.json"))
+
+  def evaluated_methods(self) -> list[str]:
+    """Folders of this run directory with a results/ folder (methods with evaluated steps, or
+    about to have them), by name."""
+    if not fs.isdir(self.path):
+      return []
+    return sorted(name for name in fs.listdir(self.path) if fs.isdir(self.results_dir(name)))
+
+  # -- several seeds (--seeds): one run directory per seed inside this one
+  def seed_dir(self, seed: int | str) -> str:
+    return self.join(f"seed_{seed}")
+
+  @property
+  def seeds_table(self) -> str:
+    return self.join("seeds.md")
+
+  @property
+  def seeds_json(self) -> str:
+    return self.join("seeds.json")
+
   def step_dir(self, method: Method, step: int) -> str:
     """A step's checkpoint folder; methods with the same step-0 recipe share step 0."""
     if step == 0 and method.shares_step0:

@@ -23,6 +23,7 @@ from kdseg.run import cli, seeds  # noqa: E402
 from kdseg.run.experiment import build_experiment  # noqa: E402
 from kdseg.run.stepping import run_experiment  # noqa: E402
 from kdseg import report  # noqa: E402
+from kdseg.rundir import RunDir  # noqa: E402
 
 
 def main(argv):
@@ -38,7 +39,7 @@ def main(argv):
     chief = train(seed_config) is not None   # (None: a non-chief worker)
   if chief:   # every seed of the directory, those of earlier --seeds runs too
     table = seeds.write_seed_summary(run_config.run_dir)
-    print(f"\n{table}\n(also in {run_config.run_dir}/seeds.md)")
+    print(f"\n{table}\n(also in {RunDir(run_config.run_dir).seeds_table})")
 
 
 def train(run_config: config.RunConfig) -> dict | None:
@@ -56,7 +57,7 @@ def train(run_config: config.RunConfig) -> dict | None:
     return None
   print(f"\n{report.format_comparison(finals)}\n"
         f"(total wall time {time.time() - start:.0f}s)")
-  print(f"per-method summaries in {experiment.run_dir.path}/<method>/results/summary.md, plot "
+  print(f"per-method summaries in {experiment.run_dir.summary('<method>', 'summary.md')}, plot "
         f"{experiment.run_dir.miou_plot}")
   return finals
 

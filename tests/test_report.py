@@ -11,6 +11,7 @@ from kdseg import plot, report
 from kdseg.data.tasks import make_plan
 from kdseg.atomic import write_json
 from kdseg.metrics import scores
+from kdseg.rundir import RunDir
 from tools import summarize
 
 NAMES = ("background", "cat", "dog", "cow")
@@ -39,7 +40,7 @@ class SummaryTest(tf.test.TestCase):
   def test_summary_files_per_method(self):
     run_dir = self.get_temp_dir()
     _write_run(run_dir, {"mib": _records()})
-    records = report.write_summary(os.path.join(run_dir, "mib"), "mib")
+    records = report.write_summary(RunDir(run_dir), "mib")
     self.assertEqual([r["step"] for r in records], [0, 1])
     results = os.path.join(run_dir, "mib", "results")
     with open(os.path.join(results, "summary.md")) as handle:
@@ -84,12 +85,12 @@ class SummaryTest(tf.test.TestCase):
     run_dir = os.path.join(self.get_temp_dir(), "union")
     _write_run(run_dir, {"ft": _records(), "mib": _records()[:1]})
     os.makedirs(os.path.join(run_dir, "lwf", "results"))   # started, nothing evaluated
-    found = report.method_records(run_dir)
+    found = report.method_records(RunDir(run_dir))
     self.assertEqual({m: [r["step"] for r in rs] for m, rs in found.items()},
                      {"ft": [0, 1], "mib": [0]})
-    self.assertEqual({m: r["step"] for m, r in report.latest_records(run_dir).items()},
+    self.assertEqual({m: r["step"] for m, r in report.latest_records(RunDir(run_dir)).items()},
                      {"ft": 1, "mib": 0})
-    self.assertEqual(report.method_records(os.path.join(run_dir, "missing")), {})
+    self.assertEqual(report.method_records(RunDir(os.path.join(run_dir, "missing"))), {})
 
   def test_plot_is_a_png(self):
     path = plot.plot_miou_per_step({"mib": _records(), "joint": _records()[1:]},

@@ -20,6 +20,7 @@ from kdseg.data.shapes import ShapesConfig, load_shapes
 from kdseg.data.tasks import make_plan
 from kdseg.metrics import scores
 from kdseg.run import seeds
+from kdseg.rundir import RunDir
 from tools import summarize
 
 FLAGS = flags.FLAGS
@@ -58,7 +59,7 @@ class SeedTableTest(tf.test.TestCase):
   def test_summarize_reads_a_seeds_directory_as_one_run(self):
     base = os.path.join(self.get_temp_dir(), "seeded")
     for seed, diagonal in ((0, [8, 6, 4, 2]), (1, [6, 8, 4, 3])):
-      run_dir = seeds.seed_dir(base, seed)
+      run_dir = RunDir(base).seed_dir(seed)
       write_json(os.path.join(run_dir, "experiment.json"),
                  {"dataset": "fake", "task": "2-1", "setting": "overlapped"})
       write_json(os.path.join(run_dir, "ft", "results", "step_1.json"), _final(diagonal))
@@ -76,12 +77,12 @@ class SeedTableTest(tf.test.TestCase):
     # (seed 2 only at step 0) is left out of that method's cells.
     base = os.path.join(self.get_temp_dir(), "union")
     for seed, diagonal in ((0, [8, 6, 4, 2]), (1, [6, 8, 4, 3])):
-      write_json(os.path.join(seeds.seed_dir(base, seed), "experiment.json"), {"task": "2-1"})
-      write_json(os.path.join(seeds.seed_dir(base, seed), "ft", "results", "step_1.json"),
+      write_json(os.path.join(RunDir(base).seed_dir(seed), "experiment.json"), {"task": "2-1"})
+      write_json(os.path.join(RunDir(base).seed_dir(seed), "ft", "results", "step_1.json"),
                  _final(diagonal))
-    write_json(os.path.join(seeds.seed_dir(base, 2), "experiment.json"), {"task": "2-1"})
+    write_json(os.path.join(RunDir(base).seed_dir(2), "experiment.json"), {"task": "2-1"})
     step0 = report.step_record(PLAN, 0, scores(np.eye(3) + 1), NAMES)
-    write_json(os.path.join(seeds.seed_dir(base, 2), "ft", "results", "step_0.json"), step0)
+    write_json(os.path.join(RunDir(base).seed_dir(2), "ft", "results", "step_0.json"), step0)
     table = seeds.write_seed_summary(base)
     self.assertIn("(n=2)", table)
     with open(os.path.join(base, "seeds.json")) as handle:

@@ -118,8 +118,7 @@ class RecordedRunTest(tf.test.TestCase):
              run_dir.method_json("mib"): lambda: run_dir.load_method("mib"),
              run_dir.experiment_json: lambda: run_dir.guard(run_dir.experiment_json,
                                                             {"task": "2-1"}),
-             run_dir.step_results("mib", 0): lambda: report.load_records(
-                 run_dir.method_dir("mib"))}
+             run_dir.step_results("mib", 0): lambda: report.load_records(run_dir, "mib")}
     for path, read in reads.items():
       with open(path) as handle:
         text = handle.read()

@@ -4,7 +4,6 @@ import errno
 import glob
 import json
 import os
-import re
 import subprocess
 import sys
 import time

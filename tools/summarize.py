@@ -21,6 +21,7 @@ from absl import app, flags
 
 from kdseg import atomic, fs, plot, report
 from kdseg.run import seeds
+from kdseg.rundir import RunDir
 
 flags.DEFINE_list("methods", [], "Methods (rows) in this order; default: every method found.")
 flags.DEFINE_string("output", "summary", "Path prefix of the files to write.")
@@ -35,7 +36,7 @@ def run_label(run_dir: str) -> str:
   seed_dirs = seeds.seed_run_dirs(run_dir)
   if seed_dirs:
     return f"{run_label(next(iter(seed_dirs.values())))} ({len(seed_dirs)} seeds)"
-  path = fs.join(run_dir, "experiment.json")
+  path = RunDir(run_dir).experiment_json
   if not fs.isfile(path):
     raise SummaryError(f"{path} is missing: {run_dir} is not a kdseg run directory "
                        "(python -m kdseg.train writes it).")
@@ -46,8 +47,8 @@ def run_label(run_dir: str) -> str:
 def seed_records(run_dir: str) -> list[dict[str, list[dict]]]:
   """method_records of each seed of a --seeds directory, or [method_records(run_dir)]."""
   seed_dirs = seeds.seed_run_dirs(run_dir)
-  return ([report.method_records(path) for path in seed_dirs.values()] if seed_dirs
-          else [report.method_records(run_dir)])
+  return ([report.method_records(RunDir(path)) for path in seed_dirs.values()] if seed_dirs
+          else [report.method_records(RunDir(run_dir))])
 
 
 def summarize(run_dirs: list[str], methods: list[str]) -> tuple[str, list[dict], dict]:

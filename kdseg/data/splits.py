@@ -195,20 +195,30 @@ def write_ids_once(path: str, ids: list[str] | tuple[str, ...]) -> tuple[str, ..
   return tuple(ids)
 
 
+def list_path(split_dir: str, step: int, kind: str) -> str:
+  """The id list of `kind` ('train', 'val', 'holdout', ...) at `step` in a splits folder."""
+  return fs.join(split_dir, f"step_{step}_{kind}.txt")
+
+
+def manifest_file(split_dir: str, step: int, kind: str) -> str:
+  """The manifest (count, digest, pixels per class) beside list_path's list."""
+  return fs.join(split_dir, f"step_{step}_{kind}.json")
+
+
 def step_ids(split_dir: str, step: int, kind: str, ids: tuple[str, ...],
              rows: np.ndarray) -> tuple[str, ...]:
   """The image ids of `kind` ('train', 'val' or 'holdout') at `step`, written once to split_dir."""
   if rows.size == 0:
     raise SplitError(f"step {step} has no {kind} image: no image contains its classes under this "
                      "setting. Check --task, --setting and the dataset's labels.")
-  path = fs.join(split_dir, f"step_{step}_{kind}.txt")
+  path = list_path(split_dir, step, kind)
   stored = write_ids_once(path, [ids[r] for r in rows])
   unknown = sorted(set(stored) - set(ids))
   if unknown:
     raise SplitError(f"{path} lists {len(unknown)} image id(s) the dataset does not have (e.g. "
                      f"{unknown[:3]}): it was edited, or --data_root names another dataset. "
                      "Restore the file or train in a new --run_dir.")
-  manifest_path = fs.join(split_dir, f"step_{step}_{kind}.json")
+  manifest_path = manifest_file(split_dir, step, kind)
   if fs.isfile(manifest_path):
     recorded = fs.read_json(manifest_path)
     if ids_digest(stored) != recorded.get("digest"):

@@ -103,7 +103,7 @@ def step_images(experiment: Experiment, plan: TaskPlan, step: int) -> dict[str, 
     # The manifest beside each id list: count, digest, pixels per class (once, like the list).
     row_of = {image_id: row for row, image_id in enumerate(ids)}
     for kind, kind_ids in chosen.items():
-      path = fs.join(directory, f"step_{step}_{kind}.json")
+      path = splits.manifest_file(directory, step, kind)
       if not fs.isfile(path):
         pixels = experiment.train_pixels[[row_of[i] for i in kind_ids]]
         atomic.write_json(path, splits.manifest(kind_ids, pixels, experiment.source.class_names))

@@ -6,26 +6,24 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from kdseg import atomic, fs, report
+from kdseg import fs, report
 from kdseg.config import RunConfig
-
-
-def seed_dir(run_dir: str, seed: int) -> str:
-  return fs.join(run_dir, f"seed_{seed}")
+from kdseg.rundir import RunDir
 
 
 def seed_configs(config: RunConfig) -> list[RunConfig]:
   """One RunConfig per --seeds entry, each with its own run directory."""
-  return [dataclasses.replace(config, seed=seed, run_dir=seed_dir(config.run_dir, seed), seeds=())
+  return [dataclasses.replace(config, seed=seed, run_dir=RunDir(config.run_dir).seed_dir(seed),
+                              seeds=())
           for seed in config.seeds]
 
 
 def seed_run_dirs(run_dir: str) -> dict[int, str]:
   """seed -> run directory of a --seeds directory ({} for an ordinary run directory)."""
   found = {}
-  for path in fs.glob(fs.join(run_dir, "seed_*")):
+  for path in fs.glob(RunDir(run_dir).seed_dir("*")):
     match = re.fullmatch(r"seed_(-?\d+)", fs.basename(path))
-    if match and fs.isfile(fs.join(path, "experiment.json")):
+    if match and fs.isfile(RunDir(path).experiment_json):
       found[int(match.group(1))] = path
   return dict(sorted(found.items()))
 
@@ -34,7 +32,8 @@ def write_seed_summary(run_dir: str) -> str:
   """seeds.md (the table) and seeds.json (the cells, with every seed's values) over every seed
   directory of `run_dir`: per method, the seeds' records of the latest step any seed of it
   reached (a seed still short of it is left out)."""
-  latest = {seed: report.latest_records(path) for seed, path in seed_run_dirs(run_dir).items()}
+  latest = {seed: report.latest_records(RunDir(path))
+            for seed, path in seed_run_dirs(run_dir).items()}
   by_method: dict[str, list[dict]] = {}
   for records in latest.values():
     for method, record in records.items():
@@ -42,7 +41,8 @@ def write_seed_summary(run_dir: str) -> str:
   by_method = {method: [r for r in records if r["step"] == max(x["step"] for x in records)]
                for method, records in by_method.items()}
   table = report.format_seed_table(by_method)
-  atomic.write_text(fs.join(run_dir, "seeds.md"), table)
-  atomic.write_json(fs.join(run_dir, "seeds.json"),
+  seeded = RunDir(run_dir)
+  seeded.write_text(seeded.seeds_table, table)
+  seeded.write_json(seeded.seeds_json,
                     {"seeds": sorted(latest), "cells": report.seed_cells(by_method)})
   return table

@@ -213,7 +213,7 @@ def _run_method(experiment: Experiment, method: Method, steps: list[int]) -> dic
     record = evaluate_step(experiment, method, step, plan)
     if record:
       print(report.format_step_table(record, method.name), flush=True)
-      report.write_summary(run_dir.method_dir(method.name), method.name)
+      report.write_summary(run_dir, method.name)
   return record
 
 
@@ -227,7 +227,7 @@ def run_experiment(experiment: Experiment) -> dict[str, dict]:
   barrier(experiment.strategy)
   if experiment.chief:
     run_dir = experiment.run_dir
-    every = report.method_records(run_dir.path)
+    every = report.method_records(run_dir)
     comparison = report.format_comparison({m: records[-1] for m, records in every.items()})
     run_dir.write_text(run_dir.comparison, comparison + "\n")
     plot.plot_miou_per_step(
