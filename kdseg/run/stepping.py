@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
+from typing import Callable
 
 import keras
 import tensorflow as tf
@@ -95,18 +96,31 @@ def step_schedule(experiment: Experiment, plan: TaskPlan, step: int, num_images:
   return dataclasses.replace(length, decay_iterations=step0.total_iterations)
 
 
-def train_step(experiment: Experiment, method: Method, step: int,
-               plan: TaskPlan | None = None) -> None:
-  """Trains `step` of `method` (resuming if interrupted) and saves its final checkpoint."""
-  plan, strategy, config = plan or experiment.plan, experiment.strategy, experiment.config
-  run_dir = experiment.run_dir
-  directory = run_dir.step_dir(method, step)
-  # Non-chief workers save too (saving may need every worker), into a directory of their own.
-  save_dir = directory if experiment.chief else checkpoints.worker_dir(
-      directory, worker_id(strategy))
-  ids = step_images(experiment, plan, step)["train"]
-  schedule = step_schedule(experiment, plan, step, len(ids), method)
-  weak_labels = experiment.weak_labels
+@dataclasses.dataclass
+class StepContext:
+  """One step ready to train, built once by prepare_step: where it is saved, its images and
+  schedule, the model chained from the previous step, the trainer (objective with its freezing,
+  regulariser and weights; optimizer) and the training checkpoint it resumes from."""
+  method: Method
+  step: int
+  plan: TaskPlan
+  directory: str             # the step folder
+  save_dir: str              # where this process saves (non-chief workers: a folder of their own)
+  previous_dir: str | None   # the finished step t-1 it starts from
+  num_images: int
+  schedule: Schedule
+  epoch_dataset: Callable    # (epoch, skip_batches, input_context) -> tf.data.Dataset
+  model: keras.Model
+  trainer: StepTrainer
+  epoch: tf.Variable
+  manager: object            # saves the step in progress (checkpoints.training_manager)
+  regularizer: ImportanceRegularizer | None
+  frozen: list[str]
+
+
+def _epoch_data(experiment: Experiment, plan: TaskPlan, step: int, ids) -> Callable:
+  """make(epoch, skip_batches, input_context) -> that epoch of the step's training data."""
+  config, weak_labels = experiment.config, experiment.weak_labels
   data = config.schedule
   files = (weak_labels.files if weak_labels else experiment.source.split("train")).select(ids)
   label_table = train_labels(experiment, plan, step)
@@ -115,16 +129,31 @@ def train_step(experiment: Experiment, method: Method, step: int,
 
   def epoch_dataset(epoch_index: int, skip_batches: int, input_context=None):
     return pipeline.train_dataset(
-        experiment.source, files, label_table, data.batch_size, data.crop_size, data.min_scale,
-        data.max_scale, config.seed, data.augment, epoch_index, skip_batches, weak, step,
-        input_context)
+        experiment.source, files, label_table, batch_size=data.batch_size,
+        crop_size=data.crop_size, min_scale=data.min_scale, max_scale=data.max_scale,
+        seed=config.seed, augmentation=data.augment, epoch=epoch_index,
+        skip_batches=skip_batches, weak=weak, step=step, input_context=input_context)
+  return epoch_dataset
 
+
+def prepare_step(experiment: Experiment, method: Method, step: int,
+                 plan: TaskPlan | None = None) -> StepContext:
+  """Everything `step` of `method` trains with, restored from its last save if it was
+  interrupted."""
+  plan, strategy, config = plan or experiment.plan, experiment.strategy, experiment.config
+  directory = experiment.run_dir.step_dir(method, step)
+  # Non-chief workers save too (saving may need every worker), into a directory of their own.
+  save_dir = directory if experiment.chief else checkpoints.worker_dir(
+      directory, worker_id(strategy))
+  previous_dir = experiment.run_dir.step_dir(method, step - 1) if step > 0 else None
+  ids = step_images(experiment, plan, step)["train"]
+  schedule = step_schedule(experiment, plan, step, len(ids), method)
   keras.utils.set_random_seed(config.seed + step)
   with strategy.scope():
     model, old_model = initial_model(experiment, method, step, plan)
-    previous_dir = run_dir.step_dir(method, step - 1) if step > 0 else None
     objective = build_objective(method, plan.num_classes(step - 1) if step else 0,
-                                config.weak.loss if weak_labels else None, config.weak.gamma)
+                                config.weak.loss if experiment.weak_labels else None,
+                                config.weak.gamma)
     frozen = freeze(model, objective.freeze)
     regularizer = _regularizer(method, model, old_model, previous_dir)
     optimizer = make_optimizer(schedule, loss_scaling=config.precision == "mixed_float16")
@@ -139,33 +168,50 @@ def train_step(experiment: Experiment, method: Method, step: int,
     trainer = StepTrainer(strategy, model, old_model, objective, optimizer,
                           schedule.weight_decay, config.jit_compile, regularizer,
                           schedule.weight_decay_on)
+  return StepContext(method, step, plan, directory, save_dir, previous_dir, len(ids), schedule,
+                     _epoch_data(experiment, plan, step, ids), model, trainer, epoch, manager,
+                     regularizer, frozen)
+
+
+def fit(experiment: Experiment, context: StepContext) -> None:
+  """Trains a prepared step to its end, then saves it as finished."""
+  config, name, step = experiment.config, context.method.name, context.step
+  schedule, trainer = context.schedule, context.trainer
   writer = None
   if experiment.chief:
-    events = run_dir.train_tensorboard(directory)
+    events = experiment.run_dir.train_tensorboard(context.directory)
     # A resumed step logs again the iterations after its last checkpoint: drop the old ones.
-    summaries.purge_after(events, int(optimizer.iterations.numpy()))
+    summaries.purge_after(events, int(trainer.optimizer.iterations.numpy()))
     writer = tf.summary.create_file_writer(events)
-  print(f"[{method.name}] step {step}: classes {list(plan.new_classes(step))}, {len(ids)} "
-        f"training images, {schedule.total_iterations} iterations ({schedule.num_epochs} x "
-        f"{schedule.iterations_per_epoch} per pass"
-        + (f"; lr decay over {schedule.decay_iterations}" if schedule.decay_iterations else "")
-        + "), "
-        f"terms {trainer.term_names}" + (f", {len(frozen)} frozen variables" if frozen else ""),
-        flush=True)
+  decay = f"; lr decay over {schedule.decay_iterations}" if schedule.decay_iterations else ""
+  frozen = f", {len(context.frozen)} frozen variables" if context.frozen else ""
+  print(f"[{name}] step {step}: classes {list(context.plan.new_classes(step))}, "
+        f"{context.num_images} training images, {schedule.total_iterations} iterations "
+        f"({schedule.num_epochs} x {schedule.iterations_per_epoch} per pass{decay}), "
+        f"terms {trainer.term_names}{frozen}", flush=True)
   start = time.time()
   try:
-    trainer.train(epoch_dataset, schedule, epoch, on_epoch_end=manager.save, writer=writer,
-                  log_every=config.log_every, verbose=config.verbose,
-                  on_checkpoint=manager.save, checkpoint_seconds=config.checkpoint_seconds)
+    trainer.train(context.epoch_dataset, schedule, context.epoch,
+                  on_epoch_end=context.manager.save, writer=writer, log_every=config.log_every,
+                  verbose=config.verbose, on_checkpoint=context.manager.save,
+                  checkpoint_seconds=config.checkpoint_seconds)
   except TrainingDivergedError as error:
-    raise TrainingDivergedError(f"[{method.name}] step {step}: {error}") from None
-  checkpoints.save_final(model, save_dir,
-                         None if regularizer is None else regularizer.finish(), previous_dir)
+    raise TrainingDivergedError(f"[{name}] step {step}: {error}") from None
+  regularizer = context.regularizer
+  checkpoints.save_final(context.model, context.save_dir,
+                         None if regularizer is None else regularizer.finish(),
+                         context.previous_dir)
   if writer is not None:
     writer.close()
   if not experiment.chief:
-    checkpoints.remove_worker_dir(save_dir)
-  print(f"[{method.name}] step {step} trained in {time.time() - start:.1f}s", flush=True)
+    checkpoints.remove_worker_dir(context.save_dir)
+  print(f"[{name}] step {step} trained in {time.time() - start:.1f}s", flush=True)
+
+
+def train_step(experiment: Experiment, method: Method, step: int,
+               plan: TaskPlan | None = None) -> None:
+  """Trains `step` of `method` (resuming if interrupted) and saves its final checkpoint."""
+  fit(experiment, prepare_step(experiment, method, step, plan))
 
 
 def run_method(experiment: Experiment, method: Method, steps: list[int]) -> dict:
