@@ -295,6 +295,45 @@ def _check_term_options(name: str, terms, **options) -> None:
         f"--distill={affected[0]}.")
 
 
+# How a changed field is named in a customised method's name (the field's name otherwise).
+_LABELS = {"temperature": "T", "kd_alpha": "alpha", "spkd_divide_by": "spkd",
+           "feature_normalisation": "features", "incremental_decay": "decay"}
+
+
+def _regularizer_change(flag: str) -> tuple[str | None, float]:
+  """--regularizer "ewc:500", "ewc" (its default weight) or "none" -> (kind, weight)."""
+  (kind, weight), = parse_weighted([flag], "regularizer")
+  if kind == "none":
+    return None, 0.0
+  return kind, REGULARIZER_WEIGHTS.get(kind, 0.0) if weight is None else weight
+
+
+def _changed_terms(terms: tuple[Term, ...], distill: list[str], distill_pixels: str | None,
+                   suffix: list[str]) -> list[Term]:
+  """`terms` with --distill's "name:weight" entries applied (added, re-weighted, removed at 0;
+  a bare name adds a term at the KD paper's weight) and --distill_pixels set on the terms that
+  take it; each change named in `suffix`."""
+  terms = list(terms)
+  for name, weight in parse_weighted(distill, "distill"):
+    position = next((i for i, t in enumerate(terms) if t.loss == name), None)
+    if weight is None:
+      weight = terms[position].weight if position is not None else KD_PAPER_WEIGHTS.get(name, 1.0)
+    if position is None and weight:
+      terms.append(Term(name, weight))
+    elif position is not None and weight != terms[position].weight:
+      terms[position] = dataclasses.replace(terms[position], weight=weight)
+    else:
+      continue
+    suffix.append(f"{name}={weight:g}")
+  terms = [t for t in terms if t.weight]
+  if distill_pixels is not None:
+    terms = [dataclasses.replace(t, pixels=distill_pixels)
+             if t.loss in LOSS_TERMS and LOSS_TERMS[t.loss].pixels else t for t in terms]
+    if any(t.pixels == distill_pixels for t in terms):
+      suffix.append(f"pixels={distill_pixels}")
+  return terms
+
+
 def customize(method: Method, *, classification: str | None = None,
               distill: list[str] | None = None, freeze: str | None = None,
               init: str | None = None, regularizer: str | None = None,
@@ -312,48 +351,20 @@ def customize(method: Method, *, classification: str | None = None,
   """
   changes: dict[str, Any] = {}
   suffix = []
-
-  def change(field, value, label=None):
+  plain = {"classification": classification, "freeze": freeze, "init": init,
+           "pixel_mean": pixel_mean, "ce_pixels": ce_pixels, "temperature": temperature,
+           "kd_alpha": kd_alpha, "spkd_divide_by": spkd_divide_by,
+           "feature_normalisation": feature_normalisation, "incremental_decay": incremental_decay}
+  for field, value in plain.items():
     if value is not None and value != getattr(method, field):
       changes[field] = value
-      suffix.append(f"{label or field}={value}")
-
-  change("classification", classification)
-  change("freeze", freeze)
-  change("init", init)
-  change("pixel_mean", pixel_mean)
-  change("ce_pixels", ce_pixels)
-  change("temperature", temperature, "T")
-  change("kd_alpha", kd_alpha, "alpha")
-  change("spkd_divide_by", spkd_divide_by, "spkd")
-  change("feature_normalisation", feature_normalisation, "features")
-  change("incremental_decay", incremental_decay, "decay")
+      suffix.append(f"{_LABELS.get(field, field)}={value}")
   if regularizer is not None:
-    (kind, weight), = parse_weighted([regularizer], "regularizer")
-    kind = None if kind == "none" else kind
-    if weight is None:
-      weight = REGULARIZER_WEIGHTS.get(kind, 0.0) if kind else 0.0
+    kind, weight = _regularizer_change(regularizer)
     if (kind, weight) != (method.regularizer, method.regularizer_weight):
       changes.update(regularizer=kind, regularizer_weight=weight)
       suffix.append(f"reg={kind}:{weight:g}" if kind else "reg=none")
-  terms = list(method.distillation)
-  for name, weight in parse_weighted(distill or [], "distill"):
-    position = next((i for i, t in enumerate(terms) if t.loss == name), None)
-    if weight is None:
-      weight = terms[position].weight if position is not None else KD_PAPER_WEIGHTS.get(name, 1.0)
-    if position is None and weight:
-      terms.append(Term(name, weight))
-    elif position is not None and weight != terms[position].weight:
-      terms[position] = dataclasses.replace(terms[position], weight=weight)
-    else:
-      continue
-    suffix.append(f"{name}={weight:g}")
-  terms = [t for t in terms if t.weight]
-  if distill_pixels is not None:
-    terms = [dataclasses.replace(t, pixels=distill_pixels)
-             if t.loss in LOSS_TERMS and LOSS_TERMS[t.loss].pixels else t for t in terms]
-    if any(t.pixels == distill_pixels for t in terms):
-      suffix.append(f"pixels={distill_pixels}")
+  terms = _changed_terms(method.distillation, distill or [], distill_pixels, suffix)
   if tuple(terms) != method.distillation:
     changes["distillation"] = tuple(terms)
   _check_term_options(method.name, terms, temperature=temperature, kd_alpha=kd_alpha,
