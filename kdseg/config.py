@@ -501,6 +501,34 @@ def check_classifier(model: ModelConfig, methods: tuple[Method, ...]) -> None:
 FULL_CLASSIFIER_TERMS = ("cls", "enc", "dec", "spkd", "spkd_avg", "feature_mse")
 
 
+def weak_config() -> WeakConfig:
+  """--supervision and the --weak_* flags (refused without weak labels)."""
+  weak = WeakConfig(FLAGS.supervision, FLAGS.weak_loss, FLAGS.unl_gamma, FLAGS.weak_format,
+                    FLAGS.weak_annotations, FLAGS.points_per_region, FLAGS.point_radius,
+                    FLAGS.weak_background, FLAGS.scribble_width, FLAGS.weak_unlabeled_value)
+  if not weak.weak:
+    weak_flags = [name for name in ("weak_format", "weak_annotations", "weak_loss", "unl_gamma")
+                  if FLAGS[name].present]
+    if weak_flags:
+      raise FlagValueError(f"--{weak_flags[0]} applies to weak labels; add --supervision=points "
+                           "or --supervision=scribbles, or drop it.")
+  return weak
+
+
+def seeds_flag() -> tuple[int, ...]:
+  """--seeds as distinct integers (not with --seed)."""
+  try:
+    seeds = tuple(int(seed) for seed in FLAGS.seeds)
+  except ValueError:
+    raise FlagValueError(f"--seeds={','.join(FLAGS.seeds)}: expected integers, e.g. 0,1,2.") from None
+  if seeds and FLAGS["seed"].present:
+    raise FlagValueError("--seed and --seeds: give one (--seeds runs each seed in its own "
+                         "<run_dir>/seed_<s>).")
+  if len(set(seeds)) < len(seeds):
+    raise FlagValueError(f"--seeds={','.join(FLAGS.seeds)} repeats a seed.")
+  return seeds
+
+
 def from_flags() -> RunConfig:
   """The RunConfig of kdseg.train; raises FlagValueError / MethodError on inconsistent flags."""
   if not FLAGS.method:
@@ -536,24 +564,8 @@ def from_flags() -> RunConfig:
     if with_aspp_terms:
       raise FlagValueError(f"--method={with_aspp_terms[0]} compares ASPP branches (L_dec), which "
                            "--head=classifier does not have; use --head=v2 or v3.")
-  weak = WeakConfig(FLAGS.supervision, FLAGS.weak_loss, FLAGS.unl_gamma, FLAGS.weak_format,
-                    FLAGS.weak_annotations, FLAGS.points_per_region, FLAGS.point_radius,
-                    FLAGS.weak_background, FLAGS.scribble_width, FLAGS.weak_unlabeled_value)
-  if not weak.weak:
-    weak_flags = [name for name in ("weak_format", "weak_annotations", "weak_loss", "unl_gamma")
-                  if FLAGS[name].present]
-    if weak_flags:
-      raise FlagValueError(f"--{weak_flags[0]} applies to weak labels; add --supervision=points "
-                           "or --supervision=scribbles, or drop it.")
-  try:
-    seeds = tuple(int(seed) for seed in FLAGS.seeds)
-  except ValueError:
-    raise FlagValueError(f"--seeds={','.join(FLAGS.seeds)}: expected integers, e.g. 0,1,2.") from None
-  if seeds and FLAGS["seed"].present:
-    raise FlagValueError("--seed and --seeds: give one (--seeds runs each seed in its own "
-                         "<run_dir>/seed_<s>).")
-  if len(set(seeds)) < len(seeds):
-    raise FlagValueError(f"--seeds={','.join(FLAGS.seeds)} repeats a seed.")
+  weak = weak_config()
+  seeds = seeds_flag()
   return RunConfig(
       data=data_config(), protocol=protocol, model=model, schedule=schedule,
       evaluation=evaluation_config(), methods=methods, run_dir=run_dir,
