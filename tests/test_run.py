@@ -149,12 +149,18 @@ class RunLayerTest(tf.test.TestCase):
         config.data, shapes=ShapesConfig(32, 64, 24, seed=5)))
     with self.assertRaisesRegex(ConfigMismatchError, "data_digest: was"):
       build_experiment(other)
-    old_style = {k: v for k, v in recorded.items() if k != "data_digest"}
+    # experiment.json of the previous format (schema 1): the data's path, no optimizer.
+    old_style = {k: v for k, v in recorded.items() if k not in ("data_digest", "schema")}
+    old_style["step_0"] = {k: v for k, v in old_style["step_0"].items() if k != "optimizer"}
     with open(path, "w") as out:
       json.dump({**old_style, "data_root": experiment.source.root}, out)
-    build_experiment(config)
-    with open(path) as handle:
-      self.assertEqual(json.load(handle), recorded)
+    with self.assertRaisesRegex(ConfigMismatchError, r"step_0: was .*'optimizer': 'keras-sgd'"):
+      build_experiment(config)
+    with open(path) as handle:   # migrated: the digest, and the optimizer it was trained with
+      self.assertEqual(json.load(handle),
+                       {**recorded, "step_0": {**recorded["step_0"], "optimizer": "keras-sgd"}})
+    # ... while a finished run of that format is still read by evaluate / predict / export.
+    self.assertEqual(RunDir(config.run_dir).require_run().plan, experiment.plan)
 
   def test_step_0_on_a_real_dataset_needs_its_starting_weights(self):
     # The KD recipe without --backbone_weights: refused, naming the checkpoint the paper starts

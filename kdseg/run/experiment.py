@@ -274,26 +274,46 @@ def data_digest(experiment: Experiment) -> str:
   return digest.hexdigest()[:16]
 
 
-def _upgrade_data_record(experiment: Experiment, digest: str) -> None:
-  """An experiment.json from before data_digest guarded the dataset's path: where that path is
-  still the dataset's, the record is upgraded to the digest (elsewhere the guard refuses)."""
+# experiment.json's format. 1 (no "schema" key): written before 2026-12-05, the data guarded by
+# its path and the step-0 record without its optimizer (Keras' SGD). 2: "data_digest", and
+# step_0's "optimizer" always present.
+EXPERIMENT_SCHEMA = 2
+
+
+def migrate_experiment_record(recorded: dict, data_root: str, digest: str) -> dict:
+  """An experiment.json record brought to EXPERIMENT_SCHEMA. From 1: the data's path becomes
+  its digest where that path still holds this data (elsewhere it stays, and the guard refuses);
+  a step-0 record without an optimizer says "keras-sgd", the optimizer it was trained with, so a
+  run continuing it with the references' SGD is refused by name."""
+  record = dict(recorded)
+  if record.get("schema", 1) < 2:
+    if "data_digest" not in record and record.get("data_root") == data_root:
+      del record["data_root"]
+      record["data_digest"] = digest
+    if "step_0" in record and "optimizer" not in record["step_0"]:
+      record["step_0"] = {**record["step_0"], "optimizer": "keras-sgd"}
+    record["schema"] = 2
+  return record
+
+
+def _migrate_record(experiment: Experiment, digest: str) -> None:
+  """experiment.json rewritten in the current schema (migrate_experiment_record), if older."""
   path = experiment.run_dir.experiment_json
   if not (experiment.chief and fs.isfile(path)):
     return
   recorded = fs.read_json(path)
-  if "data_digest" in recorded or recorded.get("data_root") != experiment.source.root:
-    return
-  del recorded["data_root"]
-  experiment.run_dir.write_json(path, {**recorded, "data_digest": digest})
+  migrated = migrate_experiment_record(recorded, experiment.source.root, digest)
+  if migrated != recorded:
+    experiment.run_dir.write_json(path, migrated)
 
 
 def record_experiment(experiment: Experiment) -> None:
   """experiment.json (guarded: a run directory holds one experiment) and run.json."""
   config, run_dir = experiment.config, experiment.run_dir
   digest = data_digest(experiment)
-  _upgrade_data_record(experiment, digest)
+  _migrate_record(experiment, digest)
   run_dir.guard(run_dir.experiment_json, {
-      "dataset": config.data.dataset, "data_digest": digest,
+      "schema": EXPERIMENT_SCHEMA, "dataset": config.data.dataset, "data_digest": digest,
       "task": config.protocol.task, "setting": config.protocol.setting, "seed": config.seed,
       "model": config_record(config.model), "step_0": step0_record(config),
       **protocol_record(config, experiment.plan),
