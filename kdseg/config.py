@@ -246,8 +246,10 @@ flags.DEFINE_float("poly_power", 0.9, "Power of the polynomial learning-rate dec
 # Run.
 flags.DEFINE_string("run_dir", None, "Directory of this experiment (splits, checkpoints, logs, "
                     "results). Default: runs/<dataset>_<task>_<setting>.")
-flags.DEFINE_integer("step", -1, "Train only this step (its previous step must be finished); "
-                     "-1 trains all steps in order, skipping finished ones.")
+flags.DEFINE_integer("step", -1, "A step index (0, 1, ...). -1, the default, means per command: "
+                     "kdseg.train every step in order (finished ones skipped); kdseg.evaluate "
+                     "every finished step; kdseg.predict and kdseg.export the task's last step. "
+                     "kdseg.train --step=t needs step t-1 finished.")
 flags.register_validator("step", lambda value: value >= -1,
                          message="--step is a step index (0, 1, ...) or -1 for all steps.")
 flags.DEFINE_integer("seed", 0, "Seed of shuffling, augmentation and initialisation.")
