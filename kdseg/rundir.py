@@ -112,6 +112,26 @@ def _lock_age(path: str) -> float:
     return 0.0   # removed meanwhile: look again
 
 
+def _locked_error(what: str, holder: dict, path: str) -> LockedError:
+  return LockedError(
+      f"{what} is in use by {_describe(holder)}: {path}. Wait for that run to finish, or use "
+      f"another --run_dir. If that process is gone (a crashed machine), delete {path}.")
+
+
+def check_unlocked(directory: str, what: str) -> None:
+  """LockedError if a live process holds `directory`'s lock (looks only: takes nothing,
+  writes nothing), so a run that would be refused is refused before it writes anything."""
+  path = fs.join(directory, LOCK_FILE)
+  if not fs.isfile(path):
+    return
+  try:
+    holder = fs.read_json(path)
+  except (OSError, ValueError, tf.errors.OpError):
+    return   # being written or left empty: lock() decides
+  if _holder_alive(holder) and holder.get("pid") != os.getpid():
+    raise _locked_error(what, holder, path)
+
+
 @contextlib.contextmanager
 def lock(directory: str, what: str, wait: bool, poll_seconds: float = 2.0,
          unreadable_seconds: float = UNREADABLE_LOCK_SECONDS):
@@ -142,10 +162,7 @@ def lock(directory: str, what: str, wait: bool, poll_seconds: float = 2.0,
       print(f"kdseg: took over the stale lock of {what} from {_describe(holder)}", flush=True)
       continue
     if holder is not None and not wait:
-      raise LockedError(
-          f"{what} is in use by {_describe(holder)}: {path}. Wait for that run to finish, "
-          "or use another --run_dir. If that process is gone (a crashed machine), delete "
-          f"{path}.") from None
+      raise _locked_error(what, holder, path)
     if told_at is None or time.time() - told_at >= WAIT_REMINDER_SECONDS:
       since = time.strftime("%H:%M:%S", time.localtime(waiting_since))
       held = (f"in use by {_describe(holder)}" if holder is not None else

@@ -282,16 +282,20 @@ class EndToEndTest(tf.test.TestCase):
   def test_parallel_runs_share_step_0_and_a_second_copy_is_refused(self):
     # Two real processes on one run directory: ft, then mib started while ft trains the shared
     # step 0. mib waits for it and uses it (step 0 is trained once); a second ft is refused while
-    # the first runs, naming it; nothing the first wrote changes.
+    # the first runs, naming it, before it writes anything.
     run_dir = f"{self.base}/parallel"
     slow = "--epochs=30"   # step 0 lasts while the other two start
     first = self._train_process(run_dir, "--method=ft", slow)
     self._wait_for(f"{run_dir}/step_0/.lock", first)
-    second = self._train_process(run_dir, "--method=mib", slow)
+    records = {name: os.stat(f"{run_dir}/{name}").st_mtime_ns
+               for name in ("experiment.json", "run.json")}
     copy = self._train_process(run_dir, "--method=ft", slow)
     copy_output = copy.communicate(timeout=600)[0].decode()
     self.assertEqual(copy.returncode, 2, copy_output[-3000:])
     self.assertRegex(copy_output, rf"method ft of {run_dir} is in use by pid {first.pid} on ")
+    for name, written in records.items():   # the refused copy wrote nothing
+      self.assertEqual(os.stat(f"{run_dir}/{name}").st_mtime_ns, written, msg=name)
+    second = self._train_process(run_dir, "--method=mib", slow)
     outputs = [process.communicate(timeout=900)[0].decode() for process in (first, second)]
     for process, output in zip((first, second), outputs):
       self.assertEqual(process.returncode, 0, output[-3000:])

@@ -26,7 +26,7 @@ from kdseg.engine.distribute import is_chief, make_strategy, num_workers
 from kdseg.models import pretrained
 from kdseg.models.segmenter import config_record
 from kdseg.methods import Method, check_weak
-from kdseg.rundir import RecordedRun, RunDir
+from kdseg.rundir import RecordedRun, RunDir, check_unlocked
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,6 +258,10 @@ def build_experiment(config: RunConfig) -> Experiment:
   experiment = Experiment(config, source, plan, RunDir(config.run_dir), train_counts > 0,
                           val_presence, strategy, weights, weak_labels, train_counts)
   check_can_start(experiment)
+  if experiment.chief:   # a run the method lock would refuse writes nothing
+    for method in config.methods:
+      check_unlocked(experiment.run_dir.method_dir(method.name),
+                     f"method {method.name} of {experiment.run_dir.path}")
   record_experiment(experiment)
   return experiment
 
