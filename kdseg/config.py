@@ -25,6 +25,10 @@ from kdseg.models.freezing import BATCH_NORM_MODES
 from kdseg.models import resnet
 from kdseg.models.segmenter import (CLASSIFIERS, INPUT_CONVENTIONS, UPSAMPLINGS, ModelConfig)
 
+# The named values of --step, per command (a step index is taken by every command).
+STEP_NAMES = {"all": ("kdseg.train",), "finished": ("kdseg.evaluate",),
+              "last": ("kdseg.predict", "kdseg.export")}
+
 # Data.
 flags.DEFINE_string("dataset", "shapes", "Dataset reader: shapes (procedural, VOC layout), voc "
                     "(VOC 2012, + SBD via tools/prepare_voc.py), ade20k, cityscapes or msrc.")
@@ -67,7 +71,7 @@ flags.DEFINE_string("class_order", "dataset", "Order the classes are learned in:
                     "random[:SEED], a comma list of class names or ids, or @FILE.")
 flags.DEFINE_string("split_files", "", "Train on the MiB / PLOP reference's image sets: its task "
                     "folder (e.g. MiB's data/voc/15-5s-ov) of train-<step>.npy image indices, "
-                    "instead of kdseg's own filtering; python -m kdseg.splits shows where they "
+                    "instead of kdseg's own filtering; python -m kdseg.show_splits shows where they "
                     "differ.")
 flags.DEFINE_string("split_list", "", "The ordered image list --split_files indexes (MiB VOC: its "
                     "splits/train_aug.txt); default: the dataset's training list as kdseg reads "
@@ -246,12 +250,16 @@ flags.DEFINE_float("poly_power", 0.9, "Power of the polynomial learning-rate dec
 # Run.
 flags.DEFINE_string("run_dir", None, "Directory of this experiment (splits, checkpoints, logs, "
                     "results). Default: runs/<dataset>_<task>_<setting>.")
-flags.DEFINE_integer("step", -1, "A step index (0, 1, ...). -1, the default, means per command: "
-                     "kdseg.train every step in order (finished ones skipped); kdseg.evaluate "
-                     "every finished step; kdseg.predict and kdseg.export the task's last step. "
-                     "kdseg.train --step=t needs step t-1 finished.")
-flags.register_validator("step", lambda value: value >= -1,
-                         message="--step is a step index (0, 1, ...) or -1 for all steps.")
+flags.DEFINE_string("step", "default", "Which step: an index (0, 1, ...) or the command's "
+                    "name for a set of steps -- kdseg.train: all (every step in order, finished "
+                    "ones skipped); kdseg.evaluate: finished (every finished step); "
+                    "kdseg.predict / kdseg.export: last (the task's last step). Default: that "
+                    "name (-1 is read as the default too). kdseg.train --step=t needs step t-1 "
+                    "finished.")
+flags.register_validator(
+    "step", lambda value: value.lstrip("-").isdigit() and int(value) >= -1
+    or value in ("default", *STEP_NAMES),
+    message=f"--step is a step index (0, 1, ...) or one of {', '.join(sorted(STEP_NAMES))}.")
 flags.DEFINE_integer("seed", 0, "Seed of shuffling, augmentation and initialisation.")
 flags.DEFINE_list("seeds", [], "Run the experiment once per seed (e.g. 0,1,2), each in "
                   "<run_dir>/seed_<s>, and report mean ± std over them (<run_dir>/seeds.md; "
@@ -304,13 +312,15 @@ flags.DEFINE_string("checkpoint", None, "kdseg.evaluate: a step directory (holdi
                     "evaluate instead of the run's own; its network must match the run's.")
 flags.DEFINE_list("inputs", [], "kdseg.predict: image files and/or folders of images.")
 flags.DEFINE_string("output_dir", "predictions", "kdseg.predict: where the PNGs go.")
+flags.DEFINE_string("manifest_dir", None, "kdseg.show_splits: also write each step's image set "
+                    "(ids, digest, pixels per class) as <manifest_dir>/step_<t>.json.")
 flags.DEFINE_float("overlay_alpha", 0.5, "kdseg.predict: opacity of the prediction in the "
                    "side-by-side view.")
 flags.DEFINE_string("export_dir", None, "kdseg.export: directory of the SavedModel (must not "
                     "exist yet).")
 
 # Flags that name a directory kdseg writes into: a file of that name is refused at parse time.
-for _name in ("run_dir", "cache_dir", "output_dir", "tfds_data_dir"):
+for _name in ("run_dir", "cache_dir", "output_dir", "manifest_dir", "tfds_data_dir"):
   flags.register_validator(
       _name, lambda value: not value or not fs.exists(value) or fs.isdir(value),
       message=f"--{_name} names a file, not a directory: give a folder (new or existing).")
@@ -531,7 +541,18 @@ def seeds_flag() -> tuple[int, ...]:
   return seeds
 
 
-def from_flags() -> RunConfig:
+def step_flag(command: str) -> int:
+  """--step as a step index, or -1 for `command`'s named set (all / finished / last); a name
+  another command owns is refused here, before anything is written."""
+  value = FLAGS.step
+  if value in STEP_NAMES and command not in STEP_NAMES[value]:
+    takes = sorted(name for name, commands in STEP_NAMES.items() if command in commands)
+    raise FlagValueError(f"--step={value} is not a step set of {command}: it takes a step "
+                         f"index or {' / '.join(takes)}.")
+  return -1 if value in ("default", "-1", *STEP_NAMES) else int(value)
+
+
+def from_flags(command: str = "kdseg.train") -> RunConfig:
   """The RunConfig of kdseg.train; raises FlagValueError / MethodError on inconsistent flags."""
   if not FLAGS.method:
     raise FlagValueError("--method is empty: name at least one method "
@@ -571,7 +592,7 @@ def from_flags() -> RunConfig:
   return RunConfig(
       data=data_config(), protocol=protocol, model=model, schedule=schedule,
       evaluation=evaluation_config(), methods=methods, run_dir=run_dir,
-      backbone_weights=backbone_weights, step=FLAGS.step, seed=FLAGS.seed,
+      backbone_weights=backbone_weights, step=step_flag(command), seed=FLAGS.seed,
       strategy=FLAGS.strategy, precision=FLAGS.precision, jit_compile=FLAGS.jit_compile,
       log_every=FLAGS.log_every, verbose=FLAGS.verbose,
       checkpoint_seconds=60.0 * FLAGS.checkpoint_minutes, flags_text=FLAGS.flags_into_string(),
@@ -593,7 +614,7 @@ def tool_from_flags(command: str) -> ToolConfig:
                          "name of its folder in the run directory, e.g. mib or "
                          "mib+freeze=encoder).")
   given = tuple(field for field, flag in _EVALUATION_FLAGS.items() if FLAGS[flag].present)
-  return ToolConfig(fs.absolute(FLAGS.run_dir), FLAGS.method[0], FLAGS.step,
+  return ToolConfig(fs.absolute(FLAGS.run_dir), FLAGS.method[0], step_flag(command),
                     evaluation_config(), given,
                     FLAGS.data_root if FLAGS["data_root"].present else None,
                     (fs.absolute(FLAGS.cache_dir) if FLAGS["cache_dir"].present

@@ -84,7 +84,8 @@ class CleanErrorsTest(tf.test.TestCase):
                   "--epochs=0", "--epochs_incremental=0", "--crop_size=0",
                   "--eval_batch_size=0", "--eval_crop=-1", "--shapes_num_train=0",
                   "--eval_crop=4097", f"--run_dir={a_file}", f"--cache_dir={a_file}",
-                  f"--output_dir={a_file}"):
+                  f"--output_dir={a_file}", f"--manifest_dir={a_file}", "--step=-2",
+                  "--step=newest"):
       flags.FLAGS.unparse_flags()
       with self.assertRaises(flags.IllegalFlagValueError, msg=value):
         flags.FLAGS(["kdseg.train", value])
@@ -118,6 +119,29 @@ class CleanErrorsTest(tf.test.TestCase):
     try:
       with self.assertRaisesRegex(FlagValueError, r"--test_scales=1,abc: give numbers"):
         config.evaluation_config()
+    finally:
+      flags.FLAGS.unparse_flags()
+
+  def test_step_names_have_one_meaning_each(self):
+    from absl import flags  # noqa: PLC0415
+    from kdseg import config  # noqa: PLC0415
+    cases = [("kdseg.train", "all", -1), ("kdseg.train", "2", 2), ("kdseg.train", "-1", -1),
+             ("kdseg.evaluate", "finished", -1), ("kdseg.evaluate", "0", 0),
+             ("kdseg.predict", "last", -1), ("kdseg.export", "last", -1),
+             ("kdseg.export", "default", -1)]
+    try:
+      for command, value, expected in cases:
+        flags.FLAGS.unparse_flags()
+        flags.FLAGS([command, f"--step={value}"])
+        self.assertEqual(config.step_flag(command), expected, (command, value))
+      for command, value, takes in [("kdseg.train", "last", "all"),
+                                    ("kdseg.predict", "all", "last"),
+                                    ("kdseg.evaluate", "last", "finished")]:
+        flags.FLAGS.unparse_flags()
+        flags.FLAGS([command, f"--step={value}"])
+        with self.assertRaisesRegex(FlagValueError, rf"--step={value} is not a step set of "
+                                    rf"{command}: it takes a step index or {takes}\."):
+          config.step_flag(command)
     finally:
       flags.FLAGS.unparse_flags()
 

@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from kdseg import report
-from kdseg import splits as splits_command
+from kdseg import show_splits
 from kdseg import train
 from kdseg.atomic import write_json
 from kdseg.data import splits
@@ -157,10 +157,10 @@ class SplitFilesTest(tf.test.TestCase):
               "--eval_batch_size=12", "--verbose=0", "--method=ft", "--epochs=1",
               "--epochs_incremental=1"]
     FLAGS.unparse_flags()
-    FLAGS(["kdseg.splits", *common, f"--output_dir={base}/manifests"])
+    FLAGS(["kdseg.show_splits", *common, f"--manifest_dir={base}/manifests"])
     output = io.StringIO()
     with redirect_stdout(output):
-      splits_command.main([])
+      show_splits.main([])
     with open(f"{base}/manifests/step_1.json") as handle:
       own = json.load(handle)["kdseg"]
     self.assertIn(f"digest {own['digest']}", output.getvalue())
@@ -175,10 +175,10 @@ class SplitFilesTest(tf.test.TestCase):
     np.save(f"{folder}/train-0.npy", np.array(step0_rows, np.int64))
     np.save(f"{folder}/train-1.npy", np.array(step1[1:] + [extra], np.int64))
     FLAGS.unparse_flags()
-    FLAGS(["kdseg.splits", *common, f"--split_files={folder}"])
+    FLAGS(["kdseg.show_splits", *common, f"--split_files={folder}"])
     output = io.StringIO()
     with redirect_stdout(output):
-      splits_command.main([])
+      show_splits.main([])
     self.assertRegex(output.getvalue(), r"only in reference 1 \(e\.g\. .*\), only in kdseg 1")
     # Training on them: the run's split file is the reference's set, its manifest beside it.
     run_dir = f"{base}/run"

@@ -84,7 +84,8 @@ def largest_eigenvalue(loss_fn, variables, iterations: int, seed: int,
 
 def main(argv):
   del argv
-  if not FLAGS.run_dir or FLAGS.step < 1 or len(FLAGS.method) != 1:
+  step = config.step_flag("tools/curvature.py")
+  if not FLAGS.run_dir or step < 1 or len(FLAGS.method) != 1:
     raise SystemExit("tools/curvature.py needs --run_dir, one --method and --step >= 1.")
   run_dir = RunDir(FLAGS.run_dir)
   recorded = run_dir.require_run()
@@ -95,7 +96,7 @@ def main(argv):
       raise SystemExit("tools/curvature.py measures runs trained on full labels; this run trained "
                        "on weak labels (--supervision), whose loss and batches it does not build.")
   experiment = open_experiment(run_dir, recorded, method, EvaluationConfig(), verbose=0)
-  plan, step = recorded.plan, FLAGS.step
+  plan = recorded.plan
   ids = step_images(experiment, plan, step)["train"]
   dataset = pipeline.train_dataset(
       experiment.source, experiment.source.split("train").select(ids),

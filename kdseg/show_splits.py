@@ -1,10 +1,10 @@
 """Prints each step's training images of a flagfile -- count, digest, pixels per class -- without
 training, and where the MiB / PLOP reference's split files differ from kdseg's own filtering.
 
-  python -m kdseg.splits --flagfile=flags/voc_15_1.cfg --data_root=/data/VOCdevkit/VOC2012
-  python -m kdseg.splits --flagfile=flags/voc_15_1.cfg --split_files=MiB/data/voc/15-5s-ov \
+  python -m kdseg.show_splits --flagfile=flags/voc_15_1.cfg --data_root=/data/VOCdevkit/VOC2012
+  python -m kdseg.show_splits --flagfile=flags/voc_15_1.cfg --split_files=MiB/data/voc/15-5s-ov \
       --split_list=MiB/data/voc/splits/train_aug.txt
-  python -m kdseg.splits --flagfile=... --output_dir=manifests      # also one JSON per step
+  python -m kdseg.show_splits --flagfile=... --manifest_dir=manifests      # also one JSON per step
 
 Two users compare splits by digest: the sha256 of the sorted image ids (kdseg.data.splits).
 The sets are those before --holdout_fraction takes its share (a run's splits/step_<t>_train.json
@@ -75,14 +75,14 @@ def main(argv):
   print(f"{run_config.data.dataset} {run_config.protocol.task} {run_config.protocol.setting} "
         f"(seed {run_config.seed})")
   print(format_manifests(steps))
-  if FLAGS["output_dir"].present:
+  if FLAGS.manifest_dir:
     for entry in steps:
-      atomic.write_json(fs.join(FLAGS.output_dir, f"step_{entry['step']}.json"), entry)
-    print(f"manifests in {FLAGS.output_dir}/step_<t>.json")
+      atomic.write_json(fs.join(FLAGS.manifest_dir, f"step_{entry['step']}.json"), entry)
+    print(f"manifests in {FLAGS.manifest_dir}/step_<t>.json")
 
 
 flags.adopt_module_key_flags(config)
-run = cli.command_line("kdseg.splits", main)
+run = cli.command_line("kdseg.show_splits", main)
 
 
 if __name__ == "__main__":
