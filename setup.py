@@ -7,6 +7,7 @@ setup(
                 "papers' methods, protocols and metrics.",
     python_requires=">=3.10",
     packages=find_packages(include=["kdseg", "kdseg.*"]),
+    package_data={"kdseg.reproduce": ["*.toml"]},   # the papers' tables and claims
     install_requires=[
         "tensorflow>=2.21,<2.22",
         "keras>=3.15,<4",
@@ -31,5 +32,6 @@ setup(
     entry_points={"console_scripts": ["kdseg-train=kdseg.train:run",
                                       "kdseg-evaluate=kdseg.evaluate:run",
                                       "kdseg-predict=kdseg.predict:run",
-                                      "kdseg-export=kdseg.export:run"]},
+                                      "kdseg-export=kdseg.export:run",
+                                      "kdseg-reproduce=kdseg.reproduce.__main__:run"]},
 )

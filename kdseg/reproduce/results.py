@@ -1,0 +1,138 @@
+"""A table's cells from its runs: our mean ± std (n) over seeds (and pooled variants) beside the
+paper's number and the difference, written as Markdown, CSV and JSON in the paper's layout, and
+old-class mIoU per step per row where a scenario has more than one incremental step."""
+from __future__ import annotations
+
+import csv
+import io
+import math
+
+import numpy as np
+
+from kdseg import atomic, fs, plot, report
+from kdseg.reproduce import runner
+from kdseg.reproduce.grids import Table, paper_value, slug
+
+
+def column_value(record: dict, column: str) -> float | None:
+  """A column of a paper's table from a final record, in % (None where undefined)."""
+  _, _, old, new = report.final_columns(record)
+  value = {"old": old, "new": new, "all": record["miou_all"],
+           "pacc": record.get("overall_accuracy"),
+           "cacc": record.get("mean_class_accuracy")}.get(column)
+  if column.startswith("step "):
+    value = record["miou_per_step"].get(column)
+  return None if value is None else 100.0 * value
+
+
+def collect(table: Table, specs: list[runner.RunSpec]) -> list[dict]:
+  """One cell per (scenario, row, column): our values over seeds and variants, the paper's."""
+  cells = []
+  for scenario in table.scenarios:
+    for row in table.rows:
+      records = [record for spec in specs if spec.scenario is scenario and row.name in spec.rows
+                 for record in runner.final_records(spec, spec.rows[row.name]).values()]
+      for column in scenario.columns:
+        values = [v for v in (column_value(r, column) for r in records) if v is not None]
+        mean = float(np.mean(values)) if values else None
+        std = float(np.std(values, ddof=1)) if len(values) > 1 else None
+        paper = paper_value(scenario, row.name, column)
+        cells.append({"table": table.id, "scenario": scenario.name, "row": row.name,
+                      "column": column, "mean": mean, "std": std, "n": len(values),
+                      "values": values, "paper": paper,
+                      "difference": None if mean is None or paper is None else mean - paper})
+  return cells
+
+
+def _cell_text(cell: dict) -> str:
+  if cell["mean"] is None:
+    ours = "–"
+  elif cell["std"] is None:
+    ours = f"{cell['mean']:.1f} (n={cell['n']})"
+  else:
+    ours = f"{cell['mean']:.1f} ± {cell['std']:.1f} (n={cell['n']})"
+  paper = "–" if cell["paper"] is None else f"{cell['paper']:.1f}"
+  difference = "" if cell["difference"] is None else f", {cell['difference']:+.1f}"
+  return f"{ours} [{paper}{difference}]"
+
+
+def format_markdown(table: Table, cells: list[dict], budget: str) -> str:
+  """One Markdown table per scenario: rows as the paper's, each cell `ours ± std (n) [paper,
+  difference]`."""
+  lines = [f"## {table.paper.upper()} Table {table.id}: {table.caption}", "",
+           f"Budget `{budget}`. Each cell: our mean ± sample std (n runs: seeds × variants) "
+           "[the paper's number, ours − paper]; mIoU and accuracies in %.", ""]
+  for scenario in table.scenarios:
+    lines += [f"### {scenario.name}", "",
+              "| row | " + " | ".join(scenario.columns) + " |",
+              "| --- |" + " --- |" * len(scenario.columns)]
+    for row in table.rows:
+      found = {c["column"]: c for c in cells
+               if c["scenario"] == scenario.name and c["row"] == row.name}
+      lines.append(f"| {row.name} | " + " | ".join(_cell_text(found[column])
+                                                   for column in scenario.columns) + " |")
+    lines.append("")
+  return "\n".join(lines)
+
+
+def format_csv(cells: list[dict]) -> str:
+  buffer = io.StringIO()
+  writer = csv.writer(buffer, lineterminator="\n")
+  writer.writerow(["table", "scenario", "row", "column", "mean", "std", "n", "paper",
+                   "difference"])
+  for cell in cells:
+    writer.writerow([cell["table"], cell["scenario"], cell["row"], cell["column"]] +
+                    ["" if cell[k] is None else (f"{cell[k]:.4f}" if isinstance(cell[k], float)
+                                                else cell[k])
+                     for k in ("mean", "std", "n", "paper", "difference")])
+  return buffer.getvalue()
+
+
+def _mean_records(per_seed: list[list[dict]]) -> list[dict]:
+  """Step records averaged over seeds (the steps every seed reached): old-class and all-class
+  mIoU, the fields plot_miou_per_step draws."""
+  length = min(len(records) for records in per_seed)
+  averaged = []
+  for index in range(length):
+    first = dict(per_seed[0][index])
+    first["miou_per_step"] = {"step 0": float(np.mean(
+        [records[index]["miou_per_step"]["step 0"] for records in per_seed]))}
+    first["miou_all"] = float(np.mean([records[index]["miou_all"] for records in per_seed]))
+    averaged.append(first)
+  return averaged
+
+
+def write_plots(table: Table, specs: list[runner.RunSpec], directory: str) -> list[str]:
+  """Per scenario with two or more incremental steps: old-class mIoU per step per row (mean over
+  seeds of the first variant). Returns the paths written."""
+  written = []
+  for scenario in table.scenarios:
+    by_row = {}
+    for row in table.rows:
+      spec = next((s for s in specs if s.scenario is scenario and row.name in s.rows), None)
+      if spec is None:
+        continue
+      per_seed = [r for r in runner.step_records(spec, spec.rows[row.name]).values() if r]
+      if per_seed:
+        by_row[row.name] = _mean_records(per_seed)
+    if not by_row or max(len(records) for records in by_row.values()) < 3:
+      continue
+    path = fs.join(directory, f"{table.paper}_table_{table.id}_{slug(scenario.name)}.png")
+    plot.plot_miou_per_step(by_row, path, f"{table.paper.upper()} Table {table.id}, "
+                            f"{scenario.name} (mean over seeds)")
+    written.append(path)
+  return written
+
+
+def write_table(table: Table, cells: list[dict], budget: str, directory: str,
+                about: dict) -> str:
+  """<directory>/<paper>_table_<N>.md / .csv / .json; returns the Markdown."""
+  markdown = format_markdown(table, cells, budget)
+  stem = fs.join(directory, f"{table.paper}_table_{table.id}")
+  atomic.write_text(stem + ".md", markdown + "\n")
+  atomic.write_text(stem + ".csv", format_csv(cells))
+  atomic.write_json(stem + ".json", {**about, "table": table.id, "caption": table.caption,
+                                     "cells": [{k: (None if isinstance(v, float) and math.isnan(v)
+                                                    else v) for k, v in cell.items()}
+                                               for cell in cells]})
+  return markdown

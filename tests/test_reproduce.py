@@ -1,0 +1,157 @@
+"""kdseg.reproduce: the grids are consistent data (every run they describe parses; every claim
+holds on the paper's own numbers), the checker's verdicts on hand-written cells, and a smoke run
+of a MiB and a KD table end to end (tables, claims, skipping what has finished)."""
+import io
+import json
+import os
+from contextlib import redirect_stdout
+
+from absl import flags
+import numpy as np
+import tensorflow as tf
+
+from kdseg import config
+from kdseg.data.datasets import TABLES
+from kdseg.data.orders import task_plan
+from kdseg.reproduce import __main__ as reproduce, claims, grids, runner
+from kdseg.reproduce.grids import Claim, GridError
+
+FLAGS = flags.FLAGS
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _cell(row, mean, std=None, column="all", scenario="s", table="1"):
+  return {"table": table, "scenario": scenario, "row": row, "column": column, "mean": mean,
+          "std": std, "n": 3 if std is not None else 1}
+
+
+class GridTest(tf.test.TestCase):
+
+  def test_every_run_of_every_table_parses_under_every_budget(self):
+    self.addCleanup(os.chdir, os.getcwd())
+    os.chdir(ROOT)
+    try:
+      for paper in grids.PAPERS:
+        for table in grids.load_tables(paper).values():
+          for budget in runner.BUDGETS:
+            for spec in runner.run_specs(table, budget, "/tmp/unused", data_root="/data"):
+              argv = runner.train_argv(spec, sorted(set(spec.rows.values())), (0,))
+              FLAGS.unparse_flags()
+              FLAGS(argv)
+              where = f"{paper} Table {table.id} {spec.scenario.name} ({budget})"
+              self.assertEqual([m.name for m in config.resolve_methods()],
+                               sorted(set(spec.rows.values())), where)
+              names, scenarios, orders = TABLES[FLAGS.dataset]
+              counts = np.arange(256, 0, -1)[None]
+              plan = task_plan(FLAGS.task, FLAGS.class_order, names, scenarios, counts, orders)
+              if budget == "paper":
+                self.assertEqual(FLAGS.task, spec.scenario.task, where)
+              for row, values in (spec.scenario.per_class.items() if budget == "paper" else ()):
+                self.assertLen(values, len(plan.order(plan.num_steps - 1))
+                               - spec.scenario.per_class_first, f"{where} {row}")
+    finally:
+      FLAGS.unparse_flags()
+
+  def test_every_claim_holds_on_the_papers_own_numbers(self):
+    for paper in grids.PAPERS:
+      tables = grids.load_tables(paper)
+      every = grids.load_claims(paper)
+      self.assertGreaterEqual(len(every), 25, paper)
+      for claim in every:
+        scenario = next(s for s in tables[claim.table].scenarios if s.name == claim.scenario)
+        cells = [_cell(row.name, grids.paper_value(scenario, row.name, claim.column),
+                       column=claim.column, scenario=claim.scenario, table=claim.table)
+                 for row in tables[claim.table].rows]
+        result = claims.check(claim, cells)
+        self.assertEqual(result["verdict"], claims.HOLDS, (paper, claim.id, result["compared"]))
+
+  def test_paper_numbers_where_they_are_printed(self):
+    mib, kd = grids.load_tables("mib"), grids.load_tables("kd")
+    overlapped_15_1 = mib["1"].scenarios[5]
+    self.assertEqual(overlapped_15_1.name, "15-1 overlapped")
+    self.assertEqual(overlapped_15_1.paper["mib"], (35.1, 13.5, 29.7))
+    self.assertEqual(grids.paper_value(kd["1"].scenarios[0], "ef+kd-cls-t", "new"), 51.9)
+    self.assertEqual(kd["1"].scenarios[0].per_class["kd-ft"][-1], 20.1)   # tv/monitor
+    self.assertEqual(mib["3"].scenarios[1].columns[-1], "all")
+    self.assertLen(mib["3"].scenarios[0].variants, 2)   # ADE20K: two class orders pooled
+
+  def test_a_table_that_contradicts_itself_is_refused(self):
+    table = {"columns": ["old", "new", "all"]}
+    with self.assertRaisesRegex(GridError, r"row ft: 2 numbers for the 3 columns"):
+      grids._scenario({"name": "x", "task": "19-1", "setting": "overlapped",
+                       "paper": {"ft": [1.0, 2.0]}}, table, "test")
+    with self.assertRaisesRegex(GridError, r"expected '<row> <op> <rows or number>'"):
+      claims.parse("mib better than ft")
+
+
+class CheckerTest(tf.test.TestCase):
+
+  def _claim(self, check, column="all"):
+    return Claim("c", "text", "1", "s", column, check)
+
+  def test_verdicts_on_hand_written_cells(self):
+    cells = [_cell("mib", 40.0, 1.0), _cell("lwf", 30.0, 2.0), _cell("ilt", 39.5, 1.5),
+             _cell("ft", 3.0, 0.5), _cell("joint", None)]
+    cases = {"mib > lwf": claims.HOLDS, "lwf > mib": claims.FAILS,
+             "mib > ilt": claims.SPREAD,           # gap 0.5 <= the larger std 1.5
+             "mib > lwf,ilt": claims.SPREAD, "lwf > mib,ilt": claims.FAILS,
+             "ft < 5": claims.HOLDS, "ft < 3.2": claims.SPREAD, "ft > 10": claims.FAILS,
+             "joint > mib": claims.NOT_RUN, "mib >= lwf": claims.HOLDS}
+    for check, expected in cases.items():
+      result = claims.check(self._claim(check), cells)
+      self.assertEqual(result["verdict"], expected, (check, result["compared"]))
+    self.assertEqual(claims.check(self._claim("mib > lwf"), cells)["compared"],
+                     ["mib 40.0±1.0 > lwf 30.0±2.0"])
+    # One seed: no spread, the means decide.
+    single = [_cell("a", 10.0), _cell("b", 10.2)]
+    self.assertEqual(claims.check(self._claim("b > a"), single)["verdict"], claims.HOLDS)
+    with self.assertRaisesRegex(GridError, r"has no row 'pi'"):
+      claims.check(self._claim("mib > pi"), cells)
+
+
+class SmokeTest(tf.test.TestCase):
+
+  def _reproduce(self, *args):
+    FLAGS.unparse_flags()
+    FLAGS(["kdseg.reproduce", *args])
+    output = io.StringIO()
+    with redirect_stdout(output):
+      reproduce.main([])
+    FLAGS.unparse_flags()
+    return output.getvalue()
+
+  def test_smoke_tables_of_both_papers(self):
+    self.addCleanup(os.chdir, os.getcwd())
+    os.chdir(ROOT)
+    base = os.path.join(os.environ.get("TEST_TMPDIR", "/tmp"), f"kdseg_reproduce_{os.getpid()}")
+    common = ["--budget=smoke", f"--run_root={base}/runs", f"--results_dir={base}/results",
+              f"--cache_dir={base}/cache"]
+    self._reproduce("--paper=kd", "--table=1", "--rows=kd-ft,ef+kd-cls-t", *common)
+    self._reproduce("--paper=mib", "--table=5", "--rows=pce-bkg,unl (lr 1e-4)", *common)
+    with open(f"{base}/results/kd_table_1.json") as handle:
+      table = json.load(handle)
+    self.assertEqual(table["budget"], "smoke")
+    cells = {(c["row"], c["column"]): c for c in table["cells"]}
+    self.assertEqual(cells[("kd-ft", "all")]["n"], 1)
+    self.assertEqual(cells[("kd-ft", "all")]["paper"], 65.1)
+    self.assertAlmostEqual(cells[("kd-ft", "all")]["difference"],
+                           cells[("kd-ft", "all")]["mean"] - 65.1)
+    self.assertEqual(cells[("kd-enc", "all")]["n"], 0)   # a row not asked for: no run
+    with open(f"{base}/results/kd_table_1.md") as handle:
+      self.assertIn("| kd-ft | ", handle.read())
+    with open(f"{base}/results/kd_claims.json") as handle:
+      verdicts = {c["id"]: c["verdict"] for c in json.load(handle)["claims"]}
+    self.assertIn(verdicts["t1-ef-cls-t-over-parts"], (claims.NOT_RUN,))   # ef alone not run
+    self.assertIn(verdicts["t1-forgetting"], (claims.NOT_RUN,))
+    with open(f"{base}/results/mib_table_5.csv") as handle:
+      rows = handle.read()
+    self.assertIn("5,points,pce-bkg,all,", rows)
+    # The runs of weak rows are their own directories; a second call trains nothing.
+    self.assertTrue(os.path.isdir(f"{base}/runs/smoke/mib"))
+    again = self._reproduce("--paper=kd", "--table=1", "--rows=kd-ft,ef+kd-cls-t", *common)
+    self.assertIn("finished for every seed", again)
+    self.assertNotIn("python -m kdseg.train", again)
+
+
+if __name__ == "__main__":
+  tf.test.main()
