@@ -52,6 +52,17 @@ class FlagfileTest(tf.test.TestCase):
     self.assertEqual(plans["ade_100_10_b.cfg"].new_classes(1), ade20k.ADE20K_ORDERS["b"]["100-10"][1])
     self.assertEqual(plans["voc_19_1b.cfg"].new_classes(1), (voc.VOC_CLASSES.index("bottle"),))
 
+  def test_every_flagfile_says_how_to_run_it_what_to_expect_and_how_long(self):
+    for path in sorted(glob.glob(os.path.join(ROOT, "flags", "*.cfg"))):
+      with open(path) as handle:
+        header = "".join(line for line in handle if line.startswith("#"))
+      if os.path.basename(path).startswith("recipe_"):
+        self.assertIn("included by", header, path)   # a recipe is not run on its own
+        continue
+      for field in ("# Run:     python -m kdseg.train --flagfile=flags/", "# Expect:  ",
+                    "# Runtime: "):
+        self.assertIn(field, header, path)
+
 
 if __name__ == "__main__":
   tf.test.main()

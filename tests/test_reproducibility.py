@@ -83,13 +83,18 @@ class SeedTableTest(tf.test.TestCase):
     write_json(os.path.join(RunDir(base).seed_dir(2), "experiment.json"), {"task": "2-1"})
     step0 = report.step_record(PLAN, 0, scores(np.eye(3) + 1), NAMES)
     write_json(os.path.join(RunDir(base).seed_dir(2), "ft", "results", "step_0.json"), step0)
+    # A method no seed finished (it diverged at step 1) is named, not shown with step 0's numbers.
+    write_json(os.path.join(RunDir(base).seed_dir(0), "mib", "results", "step_0.json"), step0)
     table = seeds.write_seed_summary(base)
     self.assertIn("(n=2)", table)
+    self.assertNotIn("| mib |", table)
+    self.assertIn("No seed has finished the last step of: mib.", table)
     with open(os.path.join(base, "seeds.json")) as handle:
       stored = json.load(handle)
     values = [report.final_values(_final(d))["all"] for d in ([8, 6, 4, 2], [6, 8, 4, 3])]
     self.assertAllClose(stored["cells"]["ft"]["all"]["values"], values)
     self.assertEqual(stored["seeds"], [0, 1, 2])
+    self.assertEqual((sorted(stored["cells"]), stored["unfinished"]), (["ft"], ["mib"]))
 
 
 class SplitFilesTest(tf.test.TestCase):

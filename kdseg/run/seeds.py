@@ -30,19 +30,25 @@ def seed_run_dirs(run_dir: str) -> dict[int, str]:
 
 def write_seed_summary(run_dir: str) -> str:
   """seeds.md (the table) and seeds.json (the cells, with every seed's values) over every seed
-  directory of `run_dir`: per method, the seeds' records of the latest step any seed of it
-  reached (a seed still short of it is left out)."""
+  directory of `run_dir`: per method, the seeds' records after the task's last step (a seed
+  still short of it is left out); a method no seed has finished is named below the table, not
+  mixed in with an earlier step's numbers."""
   latest = {seed: report.latest_records(RunDir(path))
             for seed, path in seed_run_dirs(run_dir).items()}
   by_method: dict[str, list[dict]] = {}
   for records in latest.values():
     for method, record in records.items():
       by_method.setdefault(method, []).append(record)
-  by_method = {method: [r for r in records if r["step"] == max(x["step"] for x in records)]
-               for method, records in by_method.items()}
-  table = report.format_seed_table(by_method)
+  unfinished = sorted(method for method, records in by_method.items()
+                      if not any(r["step"] == report.last_step_of(r) for r in records))
+  by_method = {method: [r for r in records if r["step"] == report.last_step_of(r)]
+               for method, records in by_method.items() if method not in unfinished}
+  table = report.format_seed_table(by_method) if by_method else ""
+  if unfinished:
+    table += (f"\nNo seed has finished the last step of: {', '.join(unfinished)}.\n")
   seeded = RunDir(run_dir)
   seeded.write_text(seeded.seeds_table, table)
-  seeded.write_json(seeded.seeds_json,
-                    {"seeds": sorted(latest), "cells": report.seed_cells(by_method)})
+  seeded.write_json(seeded.seeds_json, {"seeds": sorted(latest),
+                                        "cells": report.seed_cells(by_method) if by_method else {},
+                                        "unfinished": unfinished})
   return table
