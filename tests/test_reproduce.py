@@ -4,6 +4,7 @@ of a MiB and a KD table end to end (tables, claims, skipping what has finished).
 import io
 import json
 import os
+import shutil
 from contextlib import redirect_stdout
 
 from absl import flags
@@ -124,6 +125,7 @@ class SmokeTest(tf.test.TestCase):
     self.addCleanup(os.chdir, os.getcwd())
     os.chdir(ROOT)
     base = os.path.join(os.environ.get("TEST_TMPDIR", "/tmp"), f"kdseg_reproduce_{os.getpid()}")
+    self.addCleanup(shutil.rmtree, base, ignore_errors=True)
     common = ["--budget=smoke", f"--run_root={base}/runs", f"--results_dir={base}/results",
               f"--cache_dir={base}/cache"]
     self._reproduce("--paper=kd", "--table=1", "--rows=kd-ft,ef+kd-cls-t", *common)
