@@ -136,7 +136,7 @@ class PipelineTest(tf.test.TestCase):
       self.assertContainsSubset(set(np.unique(labels.numpy())), {0, 1, 2, 255})
 
   def test_an_epoch_resumes_with_the_batch_after_the_skipped_ones(self):
-    labels = {f"i{k}": np.full((8, 8), k % 3, np.uint8) for k in range(12)}
+    labels = {f"i{k}": np.full((8, 8), k % 3, np.uint8) for k in range(13)}
     root = write_voc_tree(os.path.join(self.get_temp_dir(), "VOC2012"), {"train": labels})
     source = read_voc_layout(root, splits=("train",))
     table = splits.train_label_table(make_plan("2-18", list(range(1, 21))), 0)
@@ -158,6 +158,17 @@ class PipelineTest(tf.test.TestCase):
     self.assertNotAllClose(epoch(0)[0][0], whole[0][0])         # epochs differ
     # Keyed by (seed, step) together: seed 5 at step 1 is not seed 6 at step 0.
     self.assertNotAllClose(epoch(1, seed=5, step=1)[0][0], epoch(1, seed=6, step=0)[0][0])
+    # Several epochs in one dataset (how a step trains): the single epochs one after the other,
+    # the skip applied to the first only; no batch mixes two epochs (13 images, batches of 3:
+    # one left out of each).
+    together = pipeline.train_dataset(source, source.split("train"), table, 3, 6, 0.5, 2.0,
+                                      seed=5, augmentation="resized_crop", epoch=1,
+                                      skip_batches=2, epochs=2)
+    together = [(images.numpy(), labels.numpy()) for images, labels in together]
+    self.assertLen(together, 6)
+    for (images, labels), (images_again, labels_again) in zip(together, resumed + epoch(2)):
+      self.assertAllClose(images, images_again)
+      self.assertAllEqual(labels, labels_again)
 
   def test_input_pipelines_of_a_cluster_share_the_epoch_by_image(self):
     labels = {f"i{k}": np.full((8, 8), k % 3, np.uint8) for k in range(13)}

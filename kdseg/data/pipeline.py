@@ -85,8 +85,11 @@ def train_dataset(source: SegmentationSource, files: SplitFiles, label_table: np
                   seed: int, augmentation: str = "resized_crop", epoch: int = 0,
                   skip_batches: int = 0, weak: WeakLabels | None = None,
                   step: int = 0,
-                  input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
-  """Epoch `epoch` of learning step `step`'s training data: full batches only, in an order and
+                  input_context: tf.distribute.InputContext | None = None,
+                  epochs: int = 1) -> tf.data.Dataset:
+  """Epochs `epoch` .. `epoch + epochs - 1` of learning step `step`'s training data, one after
+  the other in one dataset (built and traced once, so a step of many short epochs does not pay
+  for a new pipeline per epoch): each epoch full batches only, in an order and
   with augmentation draws that depend only on (seed, step, epoch) and each image's position in
   the epoch -- the image's stateless seed is [seed, step] folded with the epoch, then with the
   position -- so `skip_batches` resumes an epoch exactly where an interrupted run left it (the
@@ -106,7 +109,7 @@ def train_dataset(source: SegmentationSource, files: SplitFiles, label_table: np
                         "lower --batch_size.")
   read = _reader(source, label_table, sparse=weak is not None)
 
-  def load_and_augment(position, paths):
+  def load_and_augment(epoch_seed, position, paths):
     image, label = read(*paths)
     classes = None if weak is None else image_classes(label, weak)
     image_seed = tf.random.experimental.stateless_fold_in(epoch_seed, position)
@@ -116,30 +119,40 @@ def train_dataset(source: SegmentationSource, files: SplitFiles, label_table: np
       return normalize(image), {"labels": label, "classes": classes}
     return normalize(image), label
 
-  epoch_seed = tf.random.experimental.stateless_fold_in(
-      tf.constant([seed, step], tf.int64), epoch)
-  order_seed = int(np.random.default_rng([seed, step, epoch]).integers(2**31))
   # Folders: a permutation of the whole split. Records come in sequence: a buffer of encoded
   # images (--tfds_shuffle_buffer), the same order on every run of (seed, step, epoch).
   buffer = (len(files.ids) if source.records is None
             else min(len(files.ids), source.records.shuffle_buffer))
-  dataset = (_files_dataset(source, files)
-             .shuffle(buffer, seed=order_seed, reshuffle_each_iteration=False)
-             .enumerate())
   pipelines, pipeline_batch, replica_batch = 1, batch_size, batch_size
   if input_context is not None:
     pipelines = input_context.num_input_pipelines
     pipeline_batch = batch_size // pipelines
     replica_batch = input_context.get_per_replica_batch_size(batch_size)
-  if pipelines > 1:
-    dataset = (dataset.take(len(files.ids) // batch_size * batch_size)
-               .shard(pipelines, input_context.input_pipeline_id))
+  images = _files_dataset(source, files)
+
+  def epoch_order(epoch_index):
+    """(epoch, position, file) of one epoch, in its order, shard and remaining part."""
+    order_seed = int(np.random.default_rng([seed, step, epoch_index]).integers(2**31))
+    dataset = images.shuffle(buffer, seed=order_seed, reshuffle_each_iteration=False).enumerate()
+    # Whole batches of the epoch only, so no batch mixes two epochs.
+    dataset = dataset.take(len(files.ids) // batch_size * batch_size)
+    if pipelines > 1:
+      dataset = dataset.shard(pipelines, input_context.input_pipeline_id)
+    if epoch_index == epoch:
+      dataset = dataset.skip(skip_batches * pipeline_batch)
+    return dataset.map(lambda position, item: (epoch_index, position, item))
+
+  orders = [epoch_order(e) for e in range(epoch, epoch + epochs)]
+  dataset = orders[0]
+  for order in orders[1:]:
+    dataset = dataset.concatenate(order)
+  seed_pair = tf.constant([seed, step], tf.int64)
   return (dataset
-          .skip(skip_batches * pipeline_batch)
-          .map(load_and_augment, num_parallel_calls=tf.data.AUTOTUNE)
+          .map(lambda epoch_index, position, item: load_and_augment(
+              tf.random.experimental.stateless_fold_in(seed_pair, epoch_index), position, item),
+               num_parallel_calls=tf.data.AUTOTUNE)
           .batch(replica_batch, drop_remainder=True)
           .prefetch(tf.data.AUTOTUNE))
-
 
 
 def eval_dataset(source: SegmentationSource, files: SplitFiles, label_table: np.ndarray,

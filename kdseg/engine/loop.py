@@ -206,31 +206,37 @@ class StepTrainer:
     the last epoch's mean loss terms.
 
     dataset: a tf.data.Dataset of global batches reused every epoch, or
-    make(epoch, skip_batches, input_context) -> the epoch's data of one input pipeline, in
-    per-replica batches, without its first skip_batches (global) batches
-    (kdseg.data.pipeline.train_dataset), so a step resumed from a checkpoint saved inside an
-    epoch goes on with the batch after it; each worker of a cluster builds its own shard.
+    make(first_epoch, skip_batches, input_context) -> the data of epochs first_epoch .. the
+    last, one after the other, of one input pipeline, in per-replica batches, without the first
+    epoch's first skip_batches (global) batches (kdseg.data.pipeline.train_dataset), so a step
+    resumed from a checkpoint saved inside an epoch goes on with the batch after it; each worker
+    of a cluster builds its own shard. It is built once per call: epoch ends are counted here.
     on_checkpoint: called every `checkpoint_seconds` (> 0) between epoch ends; the saved state
     (epoch, optimizer iterations) says where to resume.
     """
-    if callable(dataset):
-      def distribute(epoch_index, skip):
-        return self.strategy.distribute_datasets_from_function(
-            lambda context: dataset(epoch_index, skip, context))
-    else:
-      def distribute(epoch_index, skip):
-        return self.strategy.experimental_distribute_dataset(dataset.skip(skip))
-    means = {}
-    log = _IterationLog(writer, log_every, iteration_offset, verbose, schedule, self.optimizer)
-    saves = _CheckpointTimer(on_checkpoint, checkpoint_seconds)
     # Counted on the host from here on: batches consumed. (Under float16 loss scaling an update
     # skipped for a non-finite gradient counts here but not in optimizer.iterations.)
     iteration = int(self.optimizer.iterations.numpy())
-    for epoch_index in range(int(epoch.numpy()), schedule.num_epochs):
+    first_epoch = int(epoch.numpy())
+    first_skip = max(0, iteration - first_epoch * schedule.iterations_per_epoch)
+    if callable(dataset):
+      batches = iter(self.strategy.distribute_datasets_from_function(
+          lambda context: dataset(first_epoch, first_skip, context)))
+
+      def epoch_batches(epoch_index, skip):
+        for _, batch in zip(range(schedule.iterations_per_epoch - skip), batches):
+          yield batch
+    else:
+      def epoch_batches(epoch_index, skip):
+        yield from self.strategy.experimental_distribute_dataset(dataset.skip(skip))
+    means = {}
+    log = _IterationLog(writer, log_every, iteration_offset, verbose, schedule, self.optimizer)
+    saves = _CheckpointTimer(on_checkpoint, checkpoint_seconds)
+    for epoch_index in range(first_epoch, schedule.num_epochs):
       skip = max(0, iteration - epoch_index * schedule.iterations_per_epoch)
       log.start_epoch()
       sums, count, start = {}, 0, time.time()
-      for batch in distribute(epoch_index, skip):
+      for batch in epoch_batches(epoch_index, skip):
         if iteration >= schedule.total_iterations:
           break  # an iteration budget (Schedule.iterations) ends inside the last pass
         terms = self._iteration(batch)

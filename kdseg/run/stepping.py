@@ -118,8 +118,10 @@ class StepContext:
   frozen: list[str]
 
 
-def _epoch_data(experiment: Experiment, plan: TaskPlan, step: int, ids) -> Callable:
-  """make(epoch, skip_batches, input_context) -> that epoch of the step's training data."""
+def _epoch_data(experiment: Experiment, plan: TaskPlan, step: int, ids,
+                num_epochs: int) -> Callable:
+  """make(first_epoch, skip_batches, input_context) -> the step's training data from
+  first_epoch to its last epoch."""
   config, weak_labels = experiment.config, experiment.weak_labels
   data = config.schedule
   files = (weak_labels.files if weak_labels else experiment.source.split("train")).select(ids)
@@ -132,7 +134,8 @@ def _epoch_data(experiment: Experiment, plan: TaskPlan, step: int, ids) -> Calla
         experiment.source, files, label_table, batch_size=data.batch_size,
         crop_size=data.crop_size, min_scale=data.min_scale, max_scale=data.max_scale,
         seed=config.seed, augmentation=data.augment, epoch=epoch_index,
-        skip_batches=skip_batches, weak=weak, step=step, input_context=input_context)
+        skip_batches=skip_batches, weak=weak, step=step, input_context=input_context,
+        epochs=max(1, num_epochs - epoch_index))
   return epoch_dataset
 
 
@@ -168,9 +171,9 @@ def prepare_step(experiment: Experiment, method: Method, step: int,
     trainer = StepTrainer(strategy, model, old_model, objective, optimizer,
                           schedule.weight_decay, config.jit_compile, regularizer,
                           schedule.weight_decay_on)
+  data = _epoch_data(experiment, plan, step, ids, schedule.num_epochs)
   return StepContext(method, step, plan, directory, save_dir, previous_dir, len(ids), schedule,
-                     _epoch_data(experiment, plan, step, ids), model, trainer, epoch, manager,
-                     regularizer, frozen)
+                     data, model, trainer, epoch, manager, regularizer, frozen)
 
 
 def fit(experiment: Experiment, context: StepContext) -> None:
