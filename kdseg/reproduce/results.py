@@ -56,12 +56,23 @@ def _cell_text(cell: dict) -> str:
   return f"{ours} [{paper}{difference}]"
 
 
-def format_markdown(table: Table, cells: list[dict], budget: str) -> str:
+def _machine_text(machine: dict) -> str:
+  return (f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, "
+          f"{' '.join(machine.get('instruction_sets', [])) or 'no listed extensions'}")
+
+
+def format_markdown(table: Table, cells: list[dict], budget: str,
+                    about: dict | None = None) -> str:
   """One Markdown table per scenario: rows as the paper's, each cell `ours ± std (n) [paper,
-  difference]`."""
+  difference]`; `about` (command, commit, machine, seeds) as a header where given."""
   lines = [f"## {table.paper.upper()} Table {table.id}: {table.caption}", "",
            f"Budget `{budget}`. Each cell: our mean ± sample std (n runs: seeds × variants) "
            "[the paper's number, ours − paper]; mIoU and accuracies in %.", ""]
+  if about:
+    lines += [f"- command: `{about.get('command')}`",
+              f"- commit: {about.get('commit') or 'unknown'}; seeds: "
+              f"{', '.join(str(s) for s in about.get('seeds', []))}",
+              f"- machine: {_machine_text(about.get('machine') or {})}", ""]
   for scenario in table.scenarios:
     lines += [f"### {scenario.name}", "",
               "| row | " + " | ".join(scenario.columns) + " |",
@@ -127,7 +138,7 @@ def write_plots(table: Table, specs: list[runner.RunSpec], directory: str) -> li
 def write_table(table: Table, cells: list[dict], budget: str, directory: str,
                 about: dict) -> str:
   """<directory>/<paper>_table_<N>.md / .csv / .json; returns the Markdown."""
-  markdown = format_markdown(table, cells, budget)
+  markdown = format_markdown(table, cells, budget, about)
   stem = fs.join(directory, f"{table.paper}_table_{table.id}")
   atomic.write_text(stem + ".md", markdown + "\n")
   atomic.write_text(stem + ".csv", format_csv(cells))

@@ -25,6 +25,11 @@ SMOKE_FLAGS = ("--shapes_image_size=32", "--shapes_num_train=80", "--shapes_num_
                "--iterations_per_class=0", "--verbose=0")
 
 
+# The shapes budget: the shapes recipe sized for grids (given after the table's flagfile, before
+# its scenario and row flags, which win).
+BUDGET_FLAGS = {"shapes": ("--flagfile=flags/recipe_shapes_budget.cfg",)}
+
+
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
   """One kdseg.train invocation: its run directory, its flags (method and seeds apart), and
@@ -59,7 +64,8 @@ def run_specs(table: Table, budget: str, run_root: str, rows: list[str] | None =
         if budget == "paper" and not flagfile:
           raise ValueError(f"{table.paper} Table {table.id}, {scenario.name}: no paper "
                            "flagfile for this scenario.")
-        flags = [f"--flagfile={flagfile}", f"--task={task}", f"--setting={scenario.setting}"]
+        flags = [f"--flagfile={flagfile}", *BUDGET_FLAGS.get(budget, ()), f"--task={task}",
+                 f"--setting={scenario.setting}"]
         flags += variant.flags if budget == "paper" else variant.shapes_flags
         flags += row.flags + (row.paper_flags if budget == "paper" else row.shapes_flags)
         if budget == "smoke":
