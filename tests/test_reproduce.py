@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 from contextlib import redirect_stdout
+from unittest import mock
 
 from absl import flags
 import numpy as np
@@ -14,6 +15,7 @@ import tensorflow as tf
 from kdseg import config
 from kdseg.data.datasets import TABLES
 from kdseg.data.orders import task_plan
+from kdseg.engine.loop import TrainingDivergedError
 from kdseg.reproduce import __main__ as reproduce, claims, grids, runner
 from kdseg.reproduce.grids import Claim, GridError
 
@@ -108,6 +110,37 @@ class CheckerTest(tf.test.TestCase):
     self.assertEqual(claims.check(self._claim("b > a"), single)["verdict"], claims.HOLDS)
     with self.assertRaisesRegex(GridError, r"has no row 'pi'"):
       claims.check(self._claim("mib > pi"), cells)
+
+
+class DivergenceTest(tf.test.TestCase):
+
+  def test_a_diverging_method_is_recorded_and_the_grid_goes_on(self):
+    self.addCleanup(os.chdir, os.getcwd())
+    os.chdir(ROOT)
+    base = self.get_temp_dir()
+    trained = []
+
+    def fake_train(argv):
+      del argv
+      trained.append(FLAGS.method)
+      if FLAGS.method == ["kd-enc"]:
+        raise TrainingDivergedError("[kd-enc] step 1: the loss became nan at iteration 4")
+
+    with mock.patch.object(reproduce.train, "main", fake_train):
+      output = SmokeTest._reproduce(self, "--paper=kd", "--table=1", "--budget=smoke",
+                                    "--rows=kd-ft,kd-enc,kd-dec", f"--run_root={base}/runs",
+                                    f"--results_dir={base}/results")
+    # One kdseg.train run per method; the one after the diverged method still runs.
+    self.assertEqual(trained, [["kd-dec"], ["kd-enc"], ["kd-ft"]])
+    self.assertIn("kd-enc diverged", output)
+    with open(f"{base}/results/kd_table_1.json") as handle:
+      cells = {(c["row"], c["column"]): c for c in json.load(handle)["cells"]}
+    self.assertIn("the loss became nan", cells[("kd-enc", "all")]["diverged"])
+    self.assertIsNone(cells[("kd-ft", "all")]["diverged"])
+    with open(f"{base}/results/kd_table_1.md") as handle:
+      markdown = handle.read()
+    self.assertIn("| kd-enc | diverged [", markdown)
+    self.assertIn("- 19-1, kd-enc: [kd-enc] step 1: the loss became nan", markdown)
 
 
 class SmokeTest(tf.test.TestCase):

@@ -25,6 +25,7 @@ from absl import flags  # noqa: E402
 
 from kdseg import atomic, config, fs, machine, train  # noqa: E402  (config defines the flags)
 from kdseg.reproduce import claims as claims_module, grids, results, runner  # noqa: E402
+from kdseg.engine.loop import TrainingDivergedError  # noqa: E402
 from kdseg.run import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -91,12 +92,21 @@ def main(argv):
         print(f"kdseg.reproduce: {spec.run_dir}: {', '.join(spec.rows.values())} finished "
               "for every seed", flush=True)
         continue
-      train_argv = runner.train_argv(spec, todo, seeds, passed_on)
-      print(f"kdseg.reproduce: python -m kdseg.train {' '.join(train_argv[1:])}", flush=True)
-      if not dry_run:
+      # One method per kdseg.train run (they share step 0 through the run directory): a
+      # method that diverges is recorded and the grid goes on with the others.
+      for method in todo:
+        train_argv = runner.train_argv(spec, [method], seeds, passed_on)
+        print(f"kdseg.reproduce: python -m kdseg.train {' '.join(train_argv[1:])}", flush=True)
+        if dry_run:
+          continue
         FLAGS.unparse_flags()
         FLAGS(train_argv)
-        train.main([])
+        try:
+          train.main([])
+        except TrainingDivergedError as error:
+          runner.record_divergence(spec, method, str(error))
+          print(f"kdseg.reproduce: {method} diverged ({error}); its cells are reported as "
+                "diverged, the grid goes on.", flush=True)
     if dry_run:
       continue
     cells = results.collect(table, specs)

@@ -66,11 +66,14 @@ class Scenario:
   shapes_flagfile: str | None = None
   per_class_first: int = 0   # the class (index in the learning order) per_class starts at
 
-  def key(self, budget: str) -> str:
-    """The run-directory name of this scenario: its name and a digest of what it runs, so two
-    tables with the same scenario share the runs (MiB Tables 1 and 2) and no others do."""
+  def key(self, budget: str, flagfile: str | None = None) -> str:
+    """The run-directory name of this scenario: its name and a digest of what it runs (with the
+    table's flagfile), so two tables with the same scenario and recipe share the runs (MiB
+    Tables 1 and 2) and no others do."""
     what = [self.task, self.setting, self.shapes_task if budget != "paper" else None,
             [dataclasses.astuple(v) for v in self.variants]]
+    if flagfile:
+      what.append(flagfile)
     digest = hashlib.sha256(json.dumps(what, default=list).encode()).hexdigest()[:8]
     return f"{slug(self.name)}-{digest}"
 

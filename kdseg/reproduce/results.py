@@ -30,8 +30,12 @@ def collect(table: Table, specs: list[runner.RunSpec]) -> list[dict]:
   cells = []
   for scenario in table.scenarios:
     for row in table.rows:
-      records = [record for spec in specs if spec.scenario is scenario and row.name in spec.rows
+      holding = [spec for spec in specs if spec.scenario is scenario and row.name in spec.rows]
+      records = [record for spec in holding
                  for record in runner.final_records(spec, spec.rows[row.name]).values()]
+      diverged = [message for spec in holding
+                  for method, message in runner.divergences(spec).items()
+                  if method == spec.rows[row.name]]
       for column in scenario.columns:
         values = [v for v in (column_value(r, column) for r in records) if v is not None]
         mean = float(np.mean(values)) if values else None
@@ -40,13 +44,14 @@ def collect(table: Table, specs: list[runner.RunSpec]) -> list[dict]:
         cells.append({"table": table.id, "scenario": scenario.name, "row": row.name,
                       "column": column, "mean": mean, "std": std, "n": len(values),
                       "values": values, "paper": paper,
+                      "diverged": diverged[0] if diverged else None,
                       "difference": None if mean is None or paper is None else mean - paper})
   return cells
 
 
 def _cell_text(cell: dict) -> str:
   if cell["mean"] is None:
-    ours = "–"
+    ours = "diverged" if cell.get("diverged") else "–"
   elif cell["std"] is None:
     ours = f"{cell['mean']:.1f} (n={cell['n']})"
   else:
@@ -82,6 +87,11 @@ def format_markdown(table: Table, cells: list[dict], budget: str,
                if c["scenario"] == scenario.name and c["row"] == row.name}
       lines.append(f"| {row.name} | " + " | ".join(_cell_text(found[column])
                                                    for column in scenario.columns) + " |")
+    lines.append("")
+  stopped = sorted({(c["scenario"], c["row"], c["diverged"]) for c in cells if c.get("diverged")})
+  if stopped:
+    lines += ["Stopped by a non-finite loss (cells with fewer runs than seeds, or none):", ""]
+    lines += [f"- {scenario}, {row}: {message}" for scenario, row, message in stopped]
     lines.append("")
   return "\n".join(lines)
 

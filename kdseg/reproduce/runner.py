@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from kdseg import fs, report
+from kdseg import atomic, fs, report
 from kdseg.reproduce.grids import Row, Scenario, Table, slug
 from kdseg.rundir import RunDir
 from kdseg.run import seeds as seeds_module
@@ -54,7 +54,8 @@ def run_specs(table: Table, budget: str, run_root: str, rows: list[str] | None =
   chosen = [table.row(name) for name in rows] if rows else list(table.rows)
   specs = []
   for scenario in table.scenarios:
-    base = fs.join(run_root, budget, table.paper, scenario.key(budget))
+    recipe = None if budget == "paper" else (scenario.shapes_flagfile or table.shapes_flagfile)
+    base = fs.join(run_root, budget, table.paper, scenario.key(budget, recipe))
     task = scenario.task if budget == "paper" else (scenario.shapes_task or scenario.task)
     for index, variant in enumerate(scenario.variants):
       variant_dir = base if len(scenario.variants) == 1 else fs.join(base, f"v{index}")
@@ -99,6 +100,23 @@ def unfinished(spec: RunSpec, seeds: tuple[int, ...]) -> list[str]:
   """The methods of `spec` some seed of `seeds` has not finished."""
   return sorted({method for method in spec.rows.values()
                  if not set(seeds) <= set(final_records(spec, method))})
+
+
+DIVERGED_FILE = "reproduce_diverged.json"
+
+
+def record_divergence(spec: RunSpec, method: str, message: str) -> None:
+  """Keeps why `method` stopped (a non-finite loss) beside the runs, for the tables."""
+  path = fs.join(spec.run_dir, DIVERGED_FILE)
+  found = fs.read_json(path) if fs.isfile(path) else {}
+  found[method] = message
+  atomic.write_json(path, found)
+
+
+def divergences(spec: RunSpec) -> dict[str, str]:
+  """method -> the message of its last divergence in `spec`'s run directory."""
+  path = fs.join(spec.run_dir, DIVERGED_FILE)
+  return fs.read_json(path) if fs.isfile(path) else {}
 
 
 def train_argv(spec: RunSpec, methods: list[str], seeds: tuple[int, ...],
