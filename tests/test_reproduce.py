@@ -16,7 +16,7 @@ from kdseg import config
 from kdseg.data.datasets import TABLES
 from kdseg.data.orders import task_plan
 from kdseg.engine.loop import TrainingDivergedError
-from kdseg.reproduce import __main__ as reproduce, claims, grids, runner
+from kdseg.reproduce import __main__ as reproduce, claims, grids, results, runner
 from kdseg.reproduce.grids import Claim, GridError
 
 FLAGS = flags.FLAGS
@@ -110,6 +110,30 @@ class CheckerTest(tf.test.TestCase):
     self.assertEqual(claims.check(self._claim("b > a"), single)["verdict"], claims.HOLDS)
     with self.assertRaisesRegex(GridError, r"has no row 'pi'"):
       claims.check(self._claim("mib > pi"), cells)
+
+
+class ColumnsTest(tf.test.TestCase):
+
+  def test_a_column_after_step_k_reads_that_steps_record(self):
+    # KD Table 8: mIoU / mPA / mCA after each step of 15-1, from the per-step records.
+    table = grids.load_tables("kd")["8"]
+    spec = runner.RunSpec(table.scenarios[0], "/unused", (), {row.name: row.method
+                                                               for row in table.rows})
+
+    def record(step, seed):
+      return {"step": step, "miou_all": 0.1 * step + 0.01 * seed,
+              "overall_accuracy": 0.5 + 0.01 * step, "mean_class_accuracy": 0.3}
+
+    steps = {seed: [record(step, seed) for step in range(6)] for seed in (0, 1)}
+    with mock.patch.object(runner, "step_records", lambda spec, method: steps), \
+         mock.patch.object(runner, "final_records",
+                           lambda spec, method: {s: r[-1] for s, r in steps.items()}):
+      cells = results.collect(table, [spec])
+    found = {(c["row"], c["column"]): c for c in cells}
+    self.assertAllClose(found[("ef", "all@2")]["values"], [20.0, 21.0])
+    self.assertAllClose(found[("ef", "pacc@5")]["values"], [55.0, 55.0])
+    self.assertAlmostEqual(found[("ef", "all@5")]["mean"], 50.5)
+    self.assertEqual(found[("ef", "all@3")]["paper"], 65.7)
 
 
 class DivergenceTest(tf.test.TestCase):

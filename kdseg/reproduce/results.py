@@ -15,13 +15,16 @@ from kdseg.reproduce.grids import Table, paper_value, slug
 
 
 def column_value(record: dict, column: str) -> float | None:
-  """A column of a paper's table from a final record, in % (None where undefined)."""
-  _, _, old, new = report.final_columns(record)
-  value = {"old": old, "new": new, "all": record["miou_all"],
-           "pacc": record.get("overall_accuracy"),
-           "cacc": record.get("mean_class_accuracy")}.get(column)
-  if column.startswith("step "):
+  """A column of a paper's table from a record, in % (None where undefined): old, new, all,
+  pacc, cacc or "step k" (mIoU of step k's classes) of the record's step."""
+  if column in ("old", "new"):
+    _, _, old, new = report.final_columns(record)
+    value = old if column == "old" else new
+  elif column.startswith("step "):
     value = record["miou_per_step"].get(column)
+  else:
+    value = {"all": record["miou_all"], "pacc": record.get("overall_accuracy"),
+             "cacc": record.get("mean_class_accuracy")}.get(column)
   return None if value is None else 100.0 * value
 
 
@@ -31,13 +34,19 @@ def collect(table: Table, specs: list[runner.RunSpec]) -> list[dict]:
   for scenario in table.scenarios:
     for row in table.rows:
       holding = [spec for spec in specs if spec.scenario is scenario and row.name in spec.rows]
-      records = [record for spec in holding
-                 for record in runner.final_records(spec, spec.rows[row.name]).values()]
+      finals = [record for spec in holding
+                for record in runner.final_records(spec, spec.rows[row.name]).values()]
       diverged = [message for spec in holding
                   for method, message in runner.divergences(spec).items()
                   if method == spec.rows[row.name]]
       for column in scenario.columns:
-        values = [v for v in (column_value(r, column) for r in records) if v is not None]
+        # "<column>@<k>": the column after step k (KD Table 8's M_k rows), else after the last.
+        name, _, at = column.partition("@")
+        records = finals if not at else [
+            record for spec in holding
+            for per_seed in runner.step_records(spec, spec.rows[row.name]).values()
+            for record in per_seed if record["step"] == int(at)]
+        values = [v for v in (column_value(r, name) for r in records) if v is not None]
         mean = float(np.mean(values)) if values else None
         std = float(np.std(values, ddof=1)) if len(values) > 1 else None
         paper = paper_value(scenario, row.name, column)
