@@ -147,6 +147,43 @@ class FusedBatchNormTest(tf.test.TestCase):
     self.assertAllClose(inference, expected, atol=1e-5)
 
 
+  def test_bfloat16_inputs_take_the_fused_kernel_and_follow_float32(self):
+    # Under mixed_bfloat16 the layer sees bfloat16 inputs: FusedBatchNormV3 (T bfloat16, its
+    # statistics in float32, as PyTorch's batch norm under CPU autocast) instead of Keras'
+    # float32 moments and elementwise ops with a cast each way.
+    from kdseg.models.recompute import BatchNormalization  # pylint: disable=g-import-not-at-top
+    self.addCleanup(keras.config.set_dtype_policy, "float32")
+    images = tf.random.stateless_normal([2, 5, 7, 4], seed=[1, 2]) * 3 + 1
+    upstream = tf.random.stateless_normal([2, 5, 7, 4], seed=[3, 4])
+    weights = [np.array([0.5, -1, 2, 1.5], np.float32), np.array([0.1, 0.2, -0.3, 0], np.float32),
+               np.full(4, 0.2, np.float32), np.full(4, 1.3, np.float32)]
+    results = {}
+    for policy in ("float32", "mixed_bfloat16"):
+      keras.config.set_dtype_policy(policy)
+      layer = BatchNormalization(momentum=0.9, epsilon=1e-5)
+      layer.build(images.shape)
+      layer.set_weights(weights)
+      inputs = tf.cast(images, layer.compute_dtype)
+      with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        outputs = layer(inputs, training=True)
+        loss = tf.reduce_sum(tf.cast(outputs, tf.float32) * upstream)
+      gradients = tape.gradient(loss, [inputs, layer.gamma, layer.beta])
+      results[policy] = (outputs, gradients, layer.moving_mean, layer.moving_variance)
+      graph = tf.function(lambda x, layer=layer: layer(x, training=True)).get_concrete_function(
+          inputs).graph
+      self.assertIn("FusedBatchNormV3", {op.type for op in graph.get_operations()}, policy)
+    (outputs, gradients, mean, variance), expected = (results["mixed_bfloat16"],
+                                                      results["float32"])
+    self.assertEqual(outputs.dtype, tf.bfloat16)
+    self.assertAllClose(tf.cast(outputs, tf.float32), expected[0], atol=0.05)
+    for gradient, reference in zip(gradients, expected[1]):
+      self.assertAllClose(tf.cast(gradient, tf.float32), reference,
+                          atol=0.02 * float(tf.reduce_max(tf.abs(reference))))
+    self.assertAllClose(mean, expected[2], atol=1e-2)
+    self.assertAllClose(variance, expected[3], rtol=1e-2)
+
+
 class SegmenterTest(tf.test.TestCase):
 
   def test_endpoints_and_output_stride(self):

@@ -57,7 +57,7 @@ class BatchNormalization(layers.BatchNormalization):
 
   def _fusable(self, inputs, mask) -> bool:
     return (mask is None and not self.renorm and not self.synchronized
-            and inputs.dtype == tf.float32 and len(inputs.shape) == 4
+            and inputs.dtype in (tf.float32, tf.bfloat16) and len(inputs.shape) == 4
             and tuple(self._reduction_axes) == (0, 1, 2) and self.scale and self.center)
 
   def call(self, inputs, training=None, mask=None):
