@@ -80,6 +80,11 @@ flags.DEFINE_integer("records_images", 0, "Also time building TFDS records (kdse
                      "(crop 512) from records against from folders.", lower_bound=0)
 flags.DEFINE_integer("records_pipeline_images", 1000, "Images the input pipeline comparison "
                      "reads from each (the first of the split).", lower_bound=1)
+flags.DEFINE_bool("graph_audit", False, "Count instead of time: for each configuration of the "
+                  "grid, the traced train step's ops by type and dtype -- which convolution, "
+                  "matmul and batch-norm ops (forward and backward) run in float32, the Cast ops "
+                  "by source and target dtype, the Transpose ops -- to --output. Machine-"
+                  "independent: it needs no bfloat16 units.")
 flags.DEFINE_string("_child", None, "Internal: run one configuration (JSON) and print its result.")
 FLAGS = flags.FLAGS
 
@@ -171,6 +176,72 @@ def run_one(config: dict) -> dict:
           "forward_gflop": gflop,
           "train_gflops": None if gflop is None else 3 * gflop / seconds_per_image,
           "status": "ok"}
+
+
+# The ops that carry a train step's arithmetic (forward and backward).
+HEAVY_OPS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter", "DepthwiseConv2dNative",
+             "MatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum", "FusedBatchNormV3",
+             "FusedBatchNormGradV3")
+
+
+def _attr_dtype(node, *keys: str) -> str | None:
+  """The dtype in the first of `keys` a NodeDef has (T / dtype / DstT: what it computes in)."""
+  from tensorflow.python.framework import dtypes  # pylint: disable=g-import-not-at-top
+  for key in keys:
+    if key in node.attr and node.attr[key].type:
+      return dtypes.as_dtype(node.attr[key].type).name
+  return None
+
+
+def audit_graph(config: dict) -> dict:
+  """Runs in the child process: the traced train step of one configuration, counted (its main
+  graph and every function of its library: the gradient and custom-gradient bodies)."""
+  import collections  # pylint: disable=g-import-not-at-top
+  os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  import keras  # pylint: disable=g-import-not-at-top
+
+  from kdseg.models.segmenter import ModelConfig, build_segmenter  # pylint: disable=g-import-not-at-top
+
+  keras.config.set_dtype_policy(config["precision"])
+  model = build_segmenter(ModelConfig(config["backbone"], OUTPUT_STRIDE[config["head"]], 256,
+                                      head=config["head"], recompute=config["recompute"]),
+                          [NUM_CLASSES])
+  trainer = _ft_trainer(model, 1, config["xla"], config["precision"] == "mixed_float16")
+  batch = _random_batch(config["batch_size"], config["size"])
+  graph_def = trainer._iteration.get_concrete_function(batch).graph.as_graph_def()  # pylint: disable=protected-access
+  nodes = list(graph_def.node) + [node for function in graph_def.library.function
+                                  for node in function.node_def]
+  ops = collections.Counter(f"{node.op}:{_attr_dtype(node, 'T', 'dtype', 'DstT', 'out_type')}"
+                            for node in nodes)
+  casts = collections.Counter(f"{_attr_dtype(node, 'SrcT')}->{_attr_dtype(node, 'DstT')}"
+                              for node in nodes if node.op == "Cast")
+  heavy = {dtype: {op: ops[f"{op}:{dtype}"] for op in HEAVY_OPS if ops[f"{op}:{dtype}"]}
+           for dtype in ("float32", "bfloat16", "float16")}
+  return {**config, "status": "ok", "nodes": len(nodes),
+          "heavy_ops": {dtype: counts for dtype, counts in heavy.items() if counts},
+          "casts": dict(casts), "transposes": sum(v for k, v in ops.items()
+                                                  if k.startswith("Transpose:")),
+          "ops": dict(sorted(ops.items()))}
+
+
+def format_audit_table(rows: list[dict]) -> str:
+  lines = ["| head | backbone | precision | nodes | heavy ops in float32 | heavy ops in bfloat16 "
+           "| Cast ops | Transpose ops |", "| --- | --- | --- | ---: | --- | --- | --- | ---: |"]
+  for r in rows:
+    if r["status"] != "ok":
+      lines.append(f"| {r['head']} | {r['backbone']} | {r['precision']} | {r['status']} "
+                   "| | | | |")
+      continue
+    heavy = r["heavy_ops"]
+
+    def listed(counts: dict) -> str:
+      return ", ".join(f"{op} {n}" for op, n in counts.items()) or "none"
+
+    lines.append(f"| {r['head']} | {r['backbone']} | {r['precision']} | {r['nodes']} | "
+                 f"{listed(heavy.get('float32', {}))} | {listed(heavy.get('bfloat16', {}))} | "
+                 f"{listed(r['casts'])} | {r['transposes']} |")
+  return "\n".join(lines)
 
 
 COMPARED_BACKBONE = {"v3": "resnet101_iabn", "v2": "resnet101_tv"}
@@ -566,7 +637,7 @@ def main(argv):
   if FLAGS._child:  # pylint: disable=protected-access
     config = json.loads(FLAGS._child)  # pylint: disable=protected-access
     runner = (run_compare if config.get("compare") else run_rates if config.get("rates")
-              else run_one)
+              else audit_graph if config.get("audit") else run_one)
     print("RESULT " + json.dumps(runner(config)))
     return
   os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
@@ -575,13 +646,19 @@ def main(argv):
     with open(FLAGS.output) as handle:
       document = json.load(handle)
   for config in _grid() if FLAGS.heads else []:
+    if FLAGS.graph_audit:
+      config["audit"] = True
     label = " ".join(f"{k}={v}" for k, v in config.items())
     print(f"benchmark: {label}", flush=True)
     result = _run_child(config)
-    document.setdefault("comparisons" if FLAGS.compare else "results", []).append(result)
+    document.setdefault("comparisons" if FLAGS.compare else
+                        "audits" if FLAGS.graph_audit else "results", []).append(result)
     _write(FLAGS.output, document)
     if result["status"] != "ok":
       print("  " + result["status"], flush=True)
+    elif FLAGS.graph_audit:
+      print(f"  {result['nodes']} nodes; float32 heavy ops "
+            f"{result['heavy_ops'].get('float32', {})}; casts {result['casts']}", flush=True)
     elif FLAGS.compare:
       print(f"  kdseg {result['kdseg_seconds_per_image']:.2f} s/image, PyTorch "
             f"{result['torch_seconds_per_image']:.2f} s/image: kdseg at "
@@ -618,6 +695,8 @@ def main(argv):
   table = format_table(document["results"]) if document.get("results") else ""
   if document.get("comparisons"):
     table += "\n\n" + format_compare_table(document["comparisons"])
+  if document.get("audits"):
+    table += "\n\n" + format_audit_table(document["audits"])
   if document.get("rates"):
     table += "\n\n" + format_rates_table([r for r in document["rates"] if r["status"] == "ok"])
   if document.get("crf"):
