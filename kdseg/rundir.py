@@ -12,7 +12,7 @@
   <run_dir>/<method>/step_<t>/       train/ (resume checkpoints), final/ (weights, done.json)
   <run_dir>/<method>/results/        step_<t>.json, summary.{md,csv,json}, eval/<name>.json
   <run_dir>/tensorboard/<...>/       event files (training per step dir, eval per method)
-  <run_dir>/comparison.txt, miou_per_step.png
+  <run_dir>/comparison.txt, miou_per_step.png, timing.json (the last run's wall time by phase)
 Every write goes through kdseg.atomic (whole file or none).
 """
 from __future__ import annotations
@@ -238,6 +238,11 @@ class RunDir:
   @property
   def miou_plot(self) -> str:
     return self.join("miou_per_step.png")
+
+  @property
+  def timing_json(self) -> str:
+    """The last kdseg.train run's wall time by phase (data, training, evaluation, reporting)."""
+    return self.join("timing.json")
 
   def splits_dir(self, joint: bool = False) -> str:
     return self.join("splits", "joint") if joint else self.join("splits")

@@ -18,6 +18,7 @@ from absl import flags  # noqa: E402
 import time  # noqa: E402
 
 from kdseg import config  # noqa: E402  (defines the flags)
+from kdseg.engine import progress  # noqa: E402
 from kdseg.engine.distribute import worker_id  # noqa: E402
 from kdseg.run import cli, seeds  # noqa: E402
 from kdseg.run.experiment import build_experiment  # noqa: E402
@@ -46,7 +47,9 @@ def train(run_config: config.RunConfig) -> dict | None:
   """Trains and scores one experiment; returns the final record of each method (None on a
   non-chief worker)."""
   start = time.time()
-  experiment = build_experiment(run_config)
+  progress.phase_seconds(reset=True)
+  with progress.phase("data"):
+    experiment = build_experiment(run_config)
   print(f"kdseg: {experiment.source.name} {run_config.protocol.task} "
         f"{run_config.protocol.setting}, methods {[m.name for m in run_config.methods]}, "
         f"{experiment.strategy.num_replicas_in_sync} replica(s), run dir "
@@ -55,8 +58,15 @@ def train(run_config: config.RunConfig) -> dict | None:
   if not experiment.chief:
     print(f"worker {worker_id(experiment.strategy)} done; the chief wrote the results.")
     return None
+  total = time.time() - start
+  phases = progress.phase_seconds()
+  experiment.run_dir.write_json(experiment.run_dir.timing_json,
+                                {"total_seconds": round(total, 1), "phases": phases,
+                                 "other_seconds": round(total - sum(phases.values()), 1)})
   print(f"\n{report.format_comparison(finals)}\n"
-        f"(total wall time {time.time() - start:.0f}s)")
+        f"(total wall time {total:.0f}s: " +
+        ", ".join(f"{name} {seconds:.0f}" for name, seconds in phases.items()) +
+        f", other {total - sum(phases.values()):.0f})")
   print(f"per-method summaries in {experiment.run_dir.summary('<method>', 'summary.md')}, plot "
         f"{experiment.run_dir.miou_plot}")
   return finals

@@ -1,6 +1,7 @@
 """Step schedules: epochs or an iteration budget, poly decay to an end learning rate."""
 import contextlib
 import io
+import time
 from unittest import mock
 
 import keras
@@ -208,6 +209,18 @@ class ResumeInsideAnEpochTest(tf.test.TestCase):
 
 
 class ProgressTest(tf.test.TestCase):
+
+  def test_phases_count_wall_time_once(self):
+    progress.phase_seconds(reset=True)
+    with progress.phase("training"):
+      time.sleep(0.02)
+      with progress.phase("evaluation"):   # inside training: counted as evaluation only
+        time.sleep(0.3)
+    phases = progress.phase_seconds(reset=True)
+    self.assertEqual(set(phases), {"training", "evaluation"})
+    self.assertGreaterEqual(phases["evaluation"], 0.3)
+    self.assertLess(phases["training"], 0.25)   # 0.32 or more if counted twice
+    self.assertEqual(progress.phase_seconds(), {})
 
   def test_log_lines_with_iteration_and_eta_when_not_a_terminal(self):
     eta = Eta(10, 2, every=0.0)

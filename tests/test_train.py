@@ -120,6 +120,11 @@ class EndToEndTest(tf.test.TestCase):
     with open(f"{run_dir}/mib/results/summary.csv") as handle:
       self.assertEqual([row["step"] for row in csv.DictReader(handle)], ["0", "1"])
     self.assertTrue(os.path.isfile(f"{run_dir}/miou_per_step.png"))
+    with open(f"{run_dir}/timing.json") as handle:   # the last run's wall time by phase
+      timing = json.load(handle)
+    self.assertContainsSubset({"data", "training", "evaluation", "reporting"}, timing["phases"])
+    self.assertAllGreaterEqual(list(timing["phases"].values()), 0.0)
+    self.assertLessEqual(sum(timing["phases"].values()), timing["total_seconds"] + 0.5)
 
     # EF: the whole encoder, BN statistics included, is the step-0 encoder; E2LF: only conv1 and
     # conv2_x are, the rest of the encoder trained.

@@ -17,7 +17,7 @@ import tensorflow as tf
 from kdseg import plot, report
 from kdseg.data import pipeline
 from kdseg.data.tasks import TaskPlan
-from kdseg.engine import checkpoints, summaries
+from kdseg.engine import checkpoints, progress, summaries
 from kdseg.engine.distribute import worker_id
 from kdseg.engine.loop import Schedule, StepTrainer, TrainingDivergedError, make_optimizer
 from kdseg.losses.regularizers import ImportanceRegularizer
@@ -258,11 +258,14 @@ def _run_method(experiment: Experiment, method: Method, steps: list[int]) -> dic
         if checkpoints.is_complete(directory):   # trained meanwhile by the lock's holder
           print(f"[{method.name}] step {step} was trained by another run; evaluating it.")
         else:
-          train_step(experiment, method, step, plan)
-    record = evaluate_step(experiment, method, step, plan)
+          with progress.phase("training"):
+            train_step(experiment, method, step, plan)
+    with progress.phase("evaluation"):
+      record = evaluate_step(experiment, method, step, plan)
     if record:
-      print(report.format_step_table(record, method.name), flush=True)
-      report.write_summary(run_dir, method.name)
+      with progress.phase("reporting"):
+        print(report.format_step_table(record, method.name), flush=True)
+        report.write_summary(run_dir, method.name)
   return record
 
 
@@ -275,11 +278,17 @@ def run_experiment(experiment: Experiment) -> dict[str, dict]:
   finals = {method.name: run_method(experiment, method, steps) for method in config.methods}
   barrier(experiment.strategy)
   if experiment.chief:
-    run_dir = experiment.run_dir
-    every = report.method_records(run_dir)
-    comparison = report.format_comparison({m: records[-1] for m, records in every.items()})
-    run_dir.write_text(run_dir.comparison, comparison + "\n")
-    plot.plot_miou_per_step(
-        every, run_dir.miou_plot,
-        f"{experiment.source.name} {config.protocol.task} {config.protocol.setting}")
+    with progress.phase("reporting"):
+      _write_comparison(experiment)
   return finals
+
+
+def _write_comparison(experiment: Experiment) -> None:
+  """The comparison table and mIoU plot of every method evaluated in the run directory."""
+  config, run_dir = experiment.config, experiment.run_dir
+  every = report.method_records(run_dir)
+  comparison = report.format_comparison({m: records[-1] for m, records in every.items()})
+  run_dir.write_text(run_dir.comparison, comparison + "\n")
+  plot.plot_miou_per_step(
+      every, run_dir.miou_plot,
+      f"{experiment.source.name} {config.protocol.task} {config.protocol.setting}")
