@@ -35,6 +35,17 @@ temporary folder: labels per second of the first (cold-cache) scan, of the cache
 the refresh after 1 % of the labels changed:
 
   python tools/benchmark.py --heads= --presence_images=10000 --append --output=benchmarks/cpu.json
+
+With --demo the README's demo runs in a fresh run directory and data cache, and its wall time by
+phase (kdseg.train's timing.json) is recorded, so a regression anywhere in a whole run shows:
+
+  python tools/benchmark.py --heads= --demo --output=benchmarks/demo.json
+
+With --graph_audit the grid's train steps are traced and counted instead of timed (ops by dtype,
+Cast and Transpose ops; machine-independent):
+
+  python tools/benchmark.py --graph_audit --heads=v2,v3 --backbones=resnet101 --sizes=65 \
+      --xla=false --precisions=mixed_bfloat16,float32 --output=benchmarks/bf16_audit.json
 """
 from __future__ import annotations
 
@@ -85,6 +96,10 @@ flags.DEFINE_bool("graph_audit", False, "Count instead of time: for each configu
                   "matmul and batch-norm ops (forward and backward) run in float32, the Cast ops "
                   "by source and target dtype, the Transpose ops -- to --output. Machine-"
                   "independent: it needs no bfloat16 units.")
+flags.DEFINE_bool("demo", False, "Also run the README's demo (flags/shapes_15_1.cfg) in a "
+                  "fresh run directory and data cache and record its wall time by phase "
+                  "(kdseg.train's timing.json: data -- the shapes generation included --, "
+                  "training, evaluation, reporting) and the process's whole wall time.")
 flags.DEFINE_string("_child", None, "Internal: run one configuration (JSON) and print its result.")
 FLAGS = flags.FLAGS
 
@@ -570,6 +585,41 @@ def time_records(count: int, pipeline_images: int, crop: int = 512, batch: int =
   return result
 
 
+def time_demo() -> dict:
+  """The README's demo in a fresh run directory and cache: its timing.json and table."""
+  import tempfile  # pylint: disable=g-import-not-at-top
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  with tempfile.TemporaryDirectory() as scratch:
+    start = time.perf_counter()
+    child = subprocess.run([sys.executable, "-m", "kdseg.train", "--flagfile=flags/shapes_15_1.cfg",
+                            f"--run_dir={scratch}/run", f"--cache_dir={scratch}/cache"],
+                           cwd=root, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if child.returncode:
+      return {"status": f"failed (exit {child.returncode})",
+              "error": child.stderr.strip().splitlines()[-1:]}
+    with open(f"{scratch}/run/timing.json") as handle:
+      timing = json.load(handle)
+    with open(f"{scratch}/run/comparison.txt") as handle:
+      comparison = handle.read()
+  return {"status": "ok", "process_seconds": round(seconds, 1), **timing,
+          "comparison": comparison}
+
+
+def format_demo_table(rows: list[dict]) -> str:
+  lines = ["| demo (flags/shapes_15_1.cfg) | process s | run s | " + " | ".join(
+      f"{name} s" for name in ("data", "training", "evaluation", "reporting")) + " | other s |",
+           "| --- |" + " ---: |" * 7]
+  for r in rows:
+    phases = r["phases"]
+    lines.append(f"| fresh run dir and cache | {r['process_seconds']:.0f} | "
+                 f"{r['total_seconds']:.0f} | " + " | ".join(
+                     f"{phases.get(name, 0.0):.0f}"
+                     for name in ("data", "training", "evaluation", "reporting")) +
+                 f" | {r['other_seconds']:.0f} |")
+  return "\n".join(lines)
+
+
 def format_records_table(rows: list[dict]) -> str:
   lines = ["| records of fake VOC | build s | images/s built | input from folders images/s | "
            "from records | ratio |", "|" + " --- |" * 6]
@@ -692,6 +742,13 @@ def main(argv):
           f"{row['tfds_images_per_second']:.1f} from records", flush=True)
     document.setdefault("records", []).append(row)
     _write(FLAGS.output, document)
+  if FLAGS.demo:
+    row = time_demo()
+    print("benchmark: demo " + (row["status"] if row["status"] != "ok" else
+                                f"{row['process_seconds']:.0f} s, phases {row['phases']}"),
+          flush=True)
+    document.setdefault("demo", []).append(row)
+    _write(FLAGS.output, document)
   table = format_table(document["results"]) if document.get("results") else ""
   if document.get("comparisons"):
     table += "\n\n" + format_compare_table(document["comparisons"])
@@ -705,6 +762,8 @@ def main(argv):
     table += "\n\n" + format_presence_table(document["presence"])
   if document.get("records"):
     table += "\n\n" + format_records_table(document["records"])
+  if document.get("demo"):
+    table += "\n\n" + format_demo_table([r for r in document["demo"] if r["status"] == "ok"])
   _write(os.path.splitext(FLAGS.output)[0] + ".md",
          f"{json.dumps(document['machine'])}\n\n{table}\n")
   print(table)
