@@ -167,6 +167,25 @@ class DivergenceTest(tf.test.TestCase):
     self.assertIn("- 19-1, kd-enc: [kd-enc] step 1: the loss became nan", markdown)
 
 
+  def test_scenarios_chooses_what_trains(self):
+    self.addCleanup(os.chdir, os.getcwd())
+    os.chdir(ROOT)
+    base = self.get_temp_dir()
+    trained = []
+
+    def fake_train(argv):
+      del argv
+      trained.append((FLAGS.task, FLAGS.setting, FLAGS.method))
+
+    common = ["--paper=mib", "--table=1", "--budget=smoke", "--rows=ft,mib",
+              f"--run_root={base}/runs", f"--results_dir={base}/results"]
+    with mock.patch.object(reproduce.train, "main", fake_train):
+      SmokeTest._reproduce(self, *common, "--scenarios=15-1 overlapped")
+      self.assertEqual(trained, [("15-1", "overlapped", ["ft"]), ("15-1", "overlapped", ["mib"])])
+      with self.assertRaisesRegex(config.FlagValueError, "15-1 overlapped, 15-5 disjoint"):
+        SmokeTest._reproduce(self, *common, "--scenarios=15-1 overlap")
+
+
 class SmokeTest(tf.test.TestCase):
 
   def _reproduce(self, *args):

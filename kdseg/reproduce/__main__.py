@@ -4,6 +4,7 @@
   python -m kdseg.reproduce --paper=kd --table=1 --budget=paper \
       --data_root=/data/VOCdevkit/VOC2012 --backbone_weights=/data/deeplab_resnet_init.ckpt
   python -m kdseg.reproduce --paper=mib --table=1 --rows=mib       # this machine: one row
+  python -m kdseg.reproduce --paper=mib --table=1 --scenarios="15-1 overlapped"   # one scenario
   python -m kdseg.reproduce --paper=mib --table=1 --report_only    # tables from what has run
 
 Every cell is an ordinary run directory under --run_root (finished rows are skipped, an
@@ -37,6 +38,8 @@ flags.DEFINE_enum("budget", None, list(runner.BUDGETS), "kdseg.reproduce: paper 
                   "--data_root) or smoke (seconds per step, for tests).")
 flags.DEFINE_list("rows", [], "kdseg.reproduce: only these rows of each table (methods, or "
                   "the row names of the weak tables); other machines can take the others.")
+flags.DEFINE_list("scenarios", [], "kdseg.reproduce: only these scenarios of each table, by "
+                  "name as printed (e.g. '15-1 overlapped'); the tables show every scenario.")
 flags.DEFINE_string("run_root", "runs/reproduce", "kdseg.reproduce: where the cells' run "
                     "directories go (<run_root>/<budget>/<paper>/<scenario>).")
 flags.DEFINE_string("results_dir", None, "kdseg.reproduce: where tables and claims go; "
@@ -84,9 +87,16 @@ def main(argv):
   command = " ".join(["python -m kdseg.reproduce", *sys.argv[1:]])
   start = time.time()
   every_cell = []
+  names = {scenario.name for table in chosen for scenario in table.scenarios}
+  unknown = [name for name in FLAGS.scenarios if name not in names]
+  if unknown:
+    raise config.FlagValueError(f"--scenarios={','.join(unknown)}: the chosen tables have "
+                                f"scenarios {', '.join(sorted(names))}.")
   for table in chosen:
     specs = runner.run_specs(table, budget, run_root, rows, data_root)
-    for spec in specs if not report_only else ():
+    trained = [spec for spec in specs
+               if not FLAGS.scenarios or spec.scenario.name in FLAGS.scenarios]
+    for spec in trained if not report_only else ():
       todo = runner.unfinished(spec, seeds)
       if not todo:
         print(f"kdseg.reproduce: {spec.run_dir}: {', '.join(spec.rows.values())} finished "
