@@ -7,6 +7,7 @@ from kdseg.data.augment import resize_and_center_crop
 from kdseg.data.pipeline import IMAGENET_MEAN, IMAGENET_STD, denormalize, normalize
 from kdseg.engine.crf import DenseCRF, dense_crf
 from kdseg.engine.evaluation import TestTime, confusion_matrix, predict_probabilities
+from kdseg.models.segmenter import ModelConfig, build_segmenter
 
 
 class ColumnModel:
@@ -60,6 +61,30 @@ class TestTimeTest(tf.test.TestCase):
     half = predict_probabilities(ColumnModel(), tf.zeros([1, 1, 4, 3]), TestTime(scales=(0.5,)))
     self.assertAllClose(half[0, 0, 0, 0], 0.5)            # column 0 of the half image: logits 0
     self.assertAllClose(half[0, 0, 3, 0], softmax2(1, -1))  # right edge: column 1
+
+  def test_flip_batched_with_the_image_equals_separate_passes(self):
+    # The mirror rides in the image's batch (one forward pass per scale): the same result as a
+    # pass per view, for a batch of different images through a real network (BN in inference).
+    model = build_segmenter(ModelConfig("tiny", 16, 8), [3])
+    images = tf.random.stateless_normal([2, 20, 28, 3], seed=[3, 9])
+    size = tf.shape(images)[1:3]
+    for merge in ("mean", "max"):
+      expected = None
+      for scale in (0.5, 1.0, 1.5):
+        scaled = tf.image.resize(images, tf.cast(tf.round(tf.cast(size, tf.float32) * scale),
+                                                 tf.int32), "bilinear")
+        for flipped in (False, True):
+          logits = model(tf.reverse(scaled, axis=[2]) if flipped else scaled)["logits"]
+          logits = tf.image.resize(tf.reverse(logits, axis=[2]) if flipped else logits, size,
+                                   "bilinear")
+          view = tf.nn.softmax(logits, axis=-1)
+          expected = view if expected is None else (
+              tf.maximum(expected, view) if merge == "max" else expected + view)
+      if merge == "mean":
+        expected = expected / 6.0
+      found = predict_probabilities(model, images, TestTime(scales=(0.5, 1.0, 1.5), flip=True,
+                                                            merge=merge))
+      self.assertAllClose(found, expected, atol=1e-5, msg=merge)
 
   def test_crf_refines_the_merged_probabilities_on_the_denormalised_image(self):
     images = normalize(tf.constant(np.random.default_rng(0).uniform(0, 255, [1, 5, 6, 3])))

@@ -63,20 +63,24 @@ def predict_probabilities(model, images: tf.Tensor, test_time: TestTime = TestTi
   for scale in test_time.scales:
     scaled_size = tf.maximum(tf.cast(tf.round(tf.cast(size, tf.float32) * scale), tf.int32), 1)
     scaled = images if scale == 1.0 else tf.image.resize(images, scaled_size, "bilinear")
-    for flipped in ((False, True) if test_time.flip else (False,)):
-      inputs = tf.reverse(scaled, axis=[2]) if flipped else scaled
-      logits = model(inputs, training=False)["logits"]
-      if flipped:
-        logits = tf.reverse(logits, axis=[2])
-      if scale != 1.0:
-        logits = tf.image.resize(logits, size, "bilinear")
-      probabilities = tf.nn.softmax(logits, axis=-1)
+    if test_time.flip:   # the image and its mirror in one batch: one forward pass per scale
+      scaled = tf.concat([scaled, tf.reverse(scaled, axis=[2])], axis=0)
+    logits = model(scaled, training=False)["logits"]
+    if scale != 1.0:
+      logits = tf.image.resize(logits, size, "bilinear")
+    probabilities = tf.nn.softmax(logits, axis=-1)
+    if test_time.flip:
+      plain, mirrored = tf.split(probabilities, 2, axis=0)
+      views = [plain, tf.reverse(mirrored, axis=[2])]
+    else:
+      views = [probabilities]
+    for view in views:
       if combined is None:
-        combined = probabilities
+        combined = view
       elif test_time.merge == "max":
-        combined = tf.maximum(combined, probabilities)
+        combined = tf.maximum(combined, view)
       else:
-        combined = combined + probabilities
+        combined = combined + view
   if test_time.merge == "mean":
     combined = combined / float(len(test_time.scales) * (2 if test_time.flip else 1))
   if test_time.crf is not None:
