@@ -60,13 +60,14 @@ def train(run_config: config.RunConfig) -> dict | None:
     return None
   total = time.time() - start
   phases = progress.phase_seconds()
+  other = max(0.0, total - sum(phases.values()))   # (phases are rounded to 0.1 s)
   experiment.run_dir.write_json(experiment.run_dir.timing_json,
                                 {"total_seconds": round(total, 1), "phases": phases,
-                                 "other_seconds": round(total - sum(phases.values()), 1)})
+                                 "other_seconds": round(other, 1)})
   print(f"\n{report.format_comparison(finals)}\n"
         f"(total wall time {total:.0f}s: " +
         ", ".join(f"{name} {seconds:.0f}" for name, seconds in phases.items()) +
-        f", other {total - sum(phases.values()):.0f})")
+        f", other {other:.0f})")
   print(f"per-method summaries in {experiment.run_dir.summary('<method>', 'summary.md')}, plot "
         f"{experiment.run_dir.miou_plot}")
   return finals
