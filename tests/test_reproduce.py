@@ -137,8 +137,11 @@ class ColumnsTest(tf.test.TestCase):
 
 
 class DivergenceTest(tf.test.TestCase):
+  """Grid runs with kdseg.train's main faked: what would train, in which order."""
 
-  def test_a_diverging_method_is_recorded_and_the_grid_goes_on(self):
+  def _grid(self, record, *args, diverging=None):
+    """Runs kdseg.reproduce on the smoke budget; each faked training appends record() to the
+    returned list, and the method `diverging` raises TrainingDivergedError."""
     self.addCleanup(os.chdir, os.getcwd())
     os.chdir(ROOT)
     base = self.get_temp_dir()
@@ -146,14 +149,18 @@ class DivergenceTest(tf.test.TestCase):
 
     def fake_train(argv):
       del argv
-      trained.append(FLAGS.method)
-      if FLAGS.method == ["kd-enc"]:
-        raise TrainingDivergedError("[kd-enc] step 1: the loss became nan at iteration 4")
+      trained.append(record())
+      if diverging and FLAGS.method == [diverging]:
+        raise TrainingDivergedError(f"[{diverging}] step 1: the loss became nan at iteration 4")
 
     with mock.patch.object(reproduce.train, "main", fake_train):
-      output = SmokeTest._reproduce(self, "--paper=kd", "--table=1", "--budget=smoke",
-                                    "--rows=kd-ft,kd-enc,kd-dec", f"--run_root={base}/runs",
-                                    f"--results_dir={base}/results")
+      output = SmokeTest._reproduce(self, "--budget=smoke", f"--run_root={base}/runs",
+                                    f"--results_dir={base}/results", *args)
+    return trained, output, base
+
+  def test_a_diverging_method_is_recorded_and_the_grid_goes_on(self):
+    trained, output, base = self._grid(lambda: FLAGS.method, "--paper=kd", "--table=1",
+                                       "--rows=kd-ft,kd-enc,kd-dec", diverging="kd-enc")
     # One kdseg.train run per method; the one after the diverged method still runs.
     self.assertEqual(trained, [["kd-dec"], ["kd-enc"], ["kd-ft"]])
     self.assertIn("kd-enc diverged", output)
@@ -166,24 +173,13 @@ class DivergenceTest(tf.test.TestCase):
     self.assertIn("| kd-enc | diverged [", markdown)
     self.assertIn("- 19-1, kd-enc: [kd-enc] step 1: the loss became nan", markdown)
 
-
   def test_scenarios_chooses_what_trains(self):
-    self.addCleanup(os.chdir, os.getcwd())
-    os.chdir(ROOT)
-    base = self.get_temp_dir()
-    trained = []
-
-    def fake_train(argv):
-      del argv
-      trained.append((FLAGS.task, FLAGS.setting, FLAGS.method))
-
-    common = ["--paper=mib", "--table=1", "--budget=smoke", "--rows=ft,mib",
-              f"--run_root={base}/runs", f"--results_dir={base}/results"]
-    with mock.patch.object(reproduce.train, "main", fake_train):
-      SmokeTest._reproduce(self, *common, "--scenarios=15-1 overlapped")
-      self.assertEqual(trained, [("15-1", "overlapped", ["ft"]), ("15-1", "overlapped", ["mib"])])
-      with self.assertRaisesRegex(config.FlagValueError, "15-1 overlapped, 15-5 disjoint"):
-        SmokeTest._reproduce(self, *common, "--scenarios=15-1 overlap")
+    common = ["--paper=mib", "--table=1", "--rows=ft,mib"]
+    record = lambda: (FLAGS.task, FLAGS.setting, FLAGS.method)  # noqa: E731
+    trained, _, _ = self._grid(record, *common, "--scenarios=15-1 overlapped")
+    self.assertEqual(trained, [("15-1", "overlapped", ["ft"]), ("15-1", "overlapped", ["mib"])])
+    with self.assertRaisesRegex(config.FlagValueError, "15-1 overlapped, 15-5 disjoint"):
+      self._grid(record, *common, "--scenarios=15-1 overlap")
 
 
 class SmokeTest(tf.test.TestCase):
