@@ -100,7 +100,8 @@ flags.DEFINE_enum("classification", None, ["ce", "unce", "bce", "bce-old", "bce-
                   "bce-old / bce-old-bg (LwF-MC 'disjoint' variant: old channels' targets are the "
                   "old model's sigmoids; -bg keeps the ground-truth background).")
 flags.DEFINE_list("distill", [], "Distillation terms name:weight to add or re-weight (0 removes): "
-                  "kd, ukd, bce_distill, feature_mse, cls, enc, dec, spkd, spkd_avg.")
+                  "kd, ukd, bce_distill, feature_mse, cls, enc, dec, spkd, spkd_avg, pod, "
+                  "pod_logits (PLOP's Local POD of the features / of the logits).")
 flags.DEFINE_enum("freeze", None, ["none", "encoder", "first-two"],
                   "Freeze from step 1 on: encoder (KD paper EF) or first-two (E2LF: conv1, conv2_x).")
 flags.DEFINE_enum("init", None, ["random", "background"],
@@ -129,6 +130,18 @@ flags.DEFINE_enum("incremental_decay", None, list(INCREMENTAL_DECAYS),
                   "its L_enc code) or over as many iterations as step 0 ran (first_step: the KD "
                   "code's FT, L_cls and EF scripts, whose rate stays near --lr_incremental). "
                   "Default: the method's.")
+
+flags.DEFINE_enum("pseudo", None, ["none", "entropy"],
+                  "Steps >= 1: relabel background pixels with the old model's prediction where "
+                  "its entropy is below a per-class threshold (PLOP), or none. Default: the "
+                  "method's.")
+flags.DEFINE_float("pseudo_threshold", None, "PLOP: the floor of the per-class entropy "
+                   "thresholds (the reference's --threshold, 0.001).")
+flags.DEFINE_enum("pseudo_median", None, ["reference", "histogram"],
+                  "PLOP: the per-class median of the entropy histogram as the reference code "
+                  "computes it (reference) or the histogram's median (kdseg/losses/pseudo.py).")
+flags.DEFINE_boolean("adaptive_factor", None, "PLOP: scale each image's CE by the share of its "
+                     "background pixels that got a pseudo-label. Default: the method's.")
 
 # Model.
 flags.DEFINE_enum("backbone", "tiny", list(resnet.SPECS),
@@ -453,7 +466,10 @@ def resolve_methods() -> tuple[Method, ...]:
                          distill_pixels=FLAGS.distill_pixels,
                          spkd_divide_by=FLAGS.spkd_divide_by, ce_pixels=FLAGS.ce_pixels,
                          feature_normalisation=FLAGS.feature_normalisation,
-                         incremental_decay=FLAGS.incremental_decay)
+                         incremental_decay=FLAGS.incremental_decay, pseudo=FLAGS.pseudo,
+                         pseudo_threshold=FLAGS.pseudo_threshold,
+                         pseudo_median=FLAGS.pseudo_median,
+                         adaptive_factor=FLAGS.adaptive_factor)
                for name in FLAGS.method)
 
 

@@ -19,10 +19,11 @@ from typing import Any, Callable
 import keras
 
 from kdseg.losses.distillation import (FEATURE_NORMALISATIONS, PIXEL_SELECTIONS, SPKD_DIVISORS,
-                                       FeatureDistance, KnowledgeDistillation,
+                                       FeatureDistance, KnowledgeDistillation, LocalPOD,
                                        OutputDistillation, SigmoidDistillation,
                                        SimilarityPreservingDistillation,
                                        UnbiasedKnowledgeDistillation)
+from kdseg.losses.pseudo import MEDIAN_RULES
 from kdseg.losses.regularizers import DEFAULT_WEIGHTS as REGULARIZER_WEIGHTS
 from kdseg.losses.regularizers import KINDS as REGULARIZERS
 from kdseg.losses.weak import weak_loss
@@ -62,6 +63,12 @@ class Method:
   feature_normalisation: str = "mean"      # L_enc/L_dec: "mean" (KD code) | "frobenius" (Eq. 6-7)
   offline: bool = False                    # joint training on all classes at once
   incremental_decay: str = "step"          # steps >= 1 decay over: the "step" | "first_step"
+  # PLOP (kdseg.losses.pseudo): steps >= 1 relabel background pixels with the old model's
+  # confident predictions ("entropy"), the entropy floor, the median rule, the adaptive factor.
+  pseudo: str | None = None
+  pseudo_threshold: float = 0.001
+  pseudo_median: str = "reference"
+  adaptive_factor: bool = False
 
   @property
   def shares_step0(self) -> bool:
@@ -115,7 +122,19 @@ LOSS_TERMS: dict[str, LossTerm] = {
         divide_by=m.spkd_divide_by, name="spkd"), "encoder"),
     "spkd_avg": LossTerm(lambda m: SimilarityPreservingDistillation(
         spatial_sum=True, divide_by=m.spkd_divide_by, name="spkd_avg"), "encoder"),
+    # PLOP: Local POD of the stage outputs and decoder features, and of the logits.
+    "pod": LossTerm(lambda m: LocalPOD("features", _pod_maps(m), name="pod"), "pod"),
+    "pod_logits": LossTerm(lambda m: LocalPOD("logits", _pod_maps(m), name="pod_logits"), "pod"),
 }
+# The feature maps POD compares (four stage outputs and the decoder features).
+POD_FEATURE_MAPS = 5
+PSEUDO_LABELLING = ("entropy",)
+
+
+def _pod_maps(method: "Method") -> int:
+  """What the reference divides POD by: its number of maps, the logits counted with pod_logits
+  (a feature term weighted 0 still counts, as a pod_factor of 0 does there)."""
+  return POD_FEATURE_MAPS + any(t.loss == "pod_logits" for t in method.distillation)
 
 INITS = ("random", "background")
 # Steps >= 1: the poly decay runs over the step itself (MiB; the KD paper's §5.2 and its LD2
@@ -199,6 +218,23 @@ METHODS = {m.name: m for m in (
         "spkd"),
     _kd("kd-spkd-avg", "KD paper SPKD-avg: SPKD on spatially summed encoder outputs (Eq. 9)",
         "spkd_avg"),
+    # PLOP (Douillard et al., CVPR 2021), the reference's --method PLOP (argparser.py:49-57):
+    # CE on entropy pseudo-labels scaled by the adaptive factor, Local POD (features x0.01,
+    # logits x0.0005, its VOC factors), MiB's background init. plop-ade: its ADE20K scripts'
+    # factors (scripts/ade/plop_ade_100-50.sh: 0.001 and 0.00001).
+    Method("plop", "PLOP: CE on entropy pseudo-labels x adaptive factor + Local POD (features "
+           "x0.01, logits x0.0005) + background init", "ce",
+           (Term("pod", 0.01), Term("pod_logits", 0.0005)), init="background",
+           pseudo="entropy", adaptive_factor=True),
+    Method("plop-ade", "PLOP with its ADE20K factors (features x0.001, logits x0.00001)", "ce",
+           (Term("pod", 0.001), Term("pod_logits", 0.00001)), init="background",
+           pseudo="entropy", adaptive_factor=True),
+    Method("plop-pod", "PLOP ablation: Local POD and background init, plain CE (no "
+           "pseudo-labels)", "ce", (Term("pod", 0.01), Term("pod_logits", 0.0005)),
+           init="background"),
+    Method("plop-pseudo", "PLOP ablation: entropy pseudo-labels x adaptive factor and "
+           "background init, no POD", "ce", init="background", pseudo="entropy",
+           adaptive_factor=True),
 )}
 
 
@@ -258,6 +294,16 @@ def validate(method: Method) -> Method:
                     f"{', '.join(INCREMENTAL_DECAYS)})")
   if method.spkd_divide_by not in SPKD_DIVISORS:
     problems.append(f"spkd_divide_by {method.spkd_divide_by!r} ({', '.join(SPKD_DIVISORS)})")
+  if method.pseudo not in (None,) + PSEUDO_LABELLING:
+    problems.append(f"pseudo {method.pseudo!r} (--pseudo: none, {', '.join(PSEUDO_LABELLING)})")
+  if method.pseudo_median not in MEDIAN_RULES:
+    problems.append(f"pseudo_median {method.pseudo_median!r} (--pseudo_median: "
+                    f"{', '.join(MEDIAN_RULES)})")
+  if method.adaptive_factor and method.pseudo is None:
+    problems.append("adaptive_factor without pseudo-labels (--adaptive_factor needs --pseudo)")
+  if method.pseudo is not None and method.classification != "ce":
+    problems.append(f"pseudo-labels with the {method.classification!r} loss (PLOP relabels the "
+                    "targets of the plain CE: --classification=ce)")
   if problems:
     raise MethodError(f"method {method.name}: unknown or invalid " + "; ".join(problems) + ".")
   return method
@@ -297,7 +343,9 @@ def _check_term_options(name: str, terms, **options) -> None:
 
 # How a changed field is named in a customised method's name (the field's name otherwise).
 _LABELS = {"temperature": "T", "kd_alpha": "alpha", "spkd_divide_by": "spkd",
-           "feature_normalisation": "features", "incremental_decay": "decay"}
+           "feature_normalisation": "features", "incremental_decay": "decay",
+           "pseudo_threshold": "threshold", "pseudo_median": "median",
+           "adaptive_factor": "adaptive"}
 
 
 def _regularizer_change(flag: str) -> tuple[str | None, float]:
@@ -341,7 +389,9 @@ def customize(method: Method, *, classification: str | None = None,
               kd_alpha: float | None = None, distill_pixels: str | None = None,
               spkd_divide_by: str | None = None, ce_pixels: str | None = None,
               feature_normalisation: str | None = None,
-              incremental_decay: str | None = None) -> Method:
+              incremental_decay: str | None = None, pseudo: str | None = None,
+              pseudo_threshold: float | None = None, pseudo_median: str | None = None,
+              adaptive_factor: bool | None = None) -> Method:
   """`method` changed by flags; the name records each change (e.g. mib+freeze=first-two+enc=100).
 
   distill: "name:weight" entries add a term or re-weight the method's own (weight 0 removes it;
@@ -354,8 +404,18 @@ def customize(method: Method, *, classification: str | None = None,
   plain = {"classification": classification, "freeze": freeze, "init": init,
            "pixel_mean": pixel_mean, "ce_pixels": ce_pixels, "temperature": temperature,
            "kd_alpha": kd_alpha, "spkd_divide_by": spkd_divide_by,
-           "feature_normalisation": feature_normalisation, "incremental_decay": incremental_decay}
+           "feature_normalisation": feature_normalisation, "incremental_decay": incremental_decay,
+           "pseudo_threshold": pseudo_threshold, "pseudo_median": pseudo_median,
+           "adaptive_factor": adaptive_factor}
+  if pseudo is not None:   # --pseudo=none removes PLOP's pseudo-labels (and their factor)
+    plain["pseudo"] = None if pseudo == "none" else pseudo
+    if pseudo == "none" and adaptive_factor is None:
+      plain["adaptive_factor"] = False
   for field, value in plain.items():
+    if field == "pseudo" and value != method.pseudo:
+      changes[field] = value
+      suffix.append(f"pseudo={value or 'none'}")
+      continue
     if value is not None and value != getattr(method, field):
       changes[field] = value
       suffix.append(f"{_LABELS.get(field, field)}={value}")
@@ -399,6 +459,10 @@ class Objective:
   freeze: str = "none"
   classification_pixels: str | None = None   # pixel selection of the CE (None: the loss's own)
   classification_with_old_logits: bool = False  # y_true = {"labels", "old"} (LwF-MC disjoint)
+  # PLOP: relabel with the old model where its entropy is below these per-class thresholds
+  # (computed before the step, kdseg.run.stepping), and scale the CE by the adaptive factor.
+  pseudo_thresholds: tuple[float, ...] | None = None
+  adaptive_factor: bool = False
 
 
 # Supervised losses that have a weak form (kdseg.losses.weak): CE and MiB's unbiased CE.
@@ -407,6 +471,10 @@ WEAK_FORMS = ("ce", "unce")
 
 def check_weak(method: Method, weak: str) -> None:
   """MethodError if `method`'s supervised loss has no weak form (--weak_loss replaces it)."""
+  if method.pseudo is not None:
+    raise MethodError(f"--supervision with weak labels: method {method.name} relabels full "
+                      "masks with the old model's pseudo-labels (PLOP), which weak labels "
+                      "do not have; use it with full supervision.")
   if method.classification not in WEAK_FORMS or method.ce_pixels is not None:
     raise MethodError(
         f"--supervision with weak labels replaces the supervised loss by --weak_loss={weak}; "
@@ -445,7 +513,8 @@ def build_objective(method: Method, old_classes: int, weak: str | None = None,
   return Objective(classification, tuple(distillation), old_classes, *regularizer,
                    freeze=method.freeze, classification_pixels=method.ce_pixels,
                    classification_with_old_logits=(method.classification in
-                                                   CLASSIFICATION_WITH_OLD_LOGITS))
+                                                   CLASSIFICATION_WITH_OLD_LOGITS),
+                   adaptive_factor=method.adaptive_factor)
 
 
 def describe() -> str:
@@ -456,6 +525,8 @@ def describe() -> str:
     terms = ", ".join(f"{t.loss} x{t.weight:g}" for t in m.distillation) or "-"
     if any(t.loss == "cls" for t in m.distillation) and m.temperature != 1.0:
       terms += f" (T={m.temperature:g})"
+    if m.pseudo:
+      terms += f" (+{m.pseudo} pseudo-labels)"
     regulariser = f"{m.regularizer} x{m.regularizer_weight:g}" if m.regularizer else "-"
     lines.append(f"{m.name:15s} {m.classification:5s} {m.pixel_mean:6s} {terms:26s} "
                  f"{m.freeze:10s} {regulariser:11s} {m.init}" + (" (offline)" if m.offline else ""))

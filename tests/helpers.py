@@ -91,4 +91,4 @@ def write_msrc_tree(root: str, labels: dict[str, dict[str, np.ndarray]]) -> str:
 # recombine these with other weights or temperatures; test_methods.py computes their terms and
 # gradients on a tiny model instead (an end-to-end run costs ~25 s of the suite per method).
 END_TO_END_METHODS = ("ft", "joint", "lwf", "lwf-mc", "ilt", "ewc", "pi", "rw", "mib", "kd-ft",
-                      "kd-cls-t", "ef", "e2lf", "kd-enc", "kd-dec", "kd-spkd-avg")
+                      "kd-cls-t", "ef", "e2lf", "kd-enc", "kd-dec", "kd-spkd-avg", "plop")

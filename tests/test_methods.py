@@ -16,7 +16,8 @@ from tests.helpers import END_TO_END_METHODS
 NAMED = ["ft", "joint", "lwf", "lwf-mc", "ilt", "ewc", "pi", "rw", "mib", "mib-ce-only",
          "mib-ce-kd", "kd-ft", "kd-cls", "kd-cls-t", "ef", "e2lf", "ef+kd-cls", "ef+kd-cls-t",
          "e2lf+kd-cls-t",
-         "kd-enc", "kd-dec", "ef+kd-dec", "kd-spkd", "kd-spkd-avg"]
+         "kd-enc", "kd-dec", "ef+kd-dec", "kd-spkd", "kd-spkd-avg",
+         "plop", "plop-ade", "plop-pod", "plop-pseudo"]
 
 
 def _terms(name, old_classes=16):
@@ -31,7 +32,8 @@ class ObjectiveTest(tf.test.TestCase):
     # tiny model (eager: forward of both models, every term, the gradient).
     left_out = [name for name in METHODS if name not in END_TO_END_METHODS]
     self.assertCountEqual(left_out, ["mib-ce-only", "mib-ce-kd", "kd-cls", "ef+kd-cls",
-                                     "ef+kd-cls-t", "e2lf+kd-cls-t", "ef+kd-dec", "kd-spkd"])
+                                     "ef+kd-cls-t", "e2lf+kd-cls-t", "ef+kd-dec", "kd-spkd",
+                                     "plop-ade", "plop-pod", "plop-pseudo"])
     config = ModelConfig("tiny", 16, 8)
     images = tf.random.stateless_uniform([2, 32, 32, 3], seed=[5, 1])
     labels = tf.random.stateless_uniform([2, 32, 32], seed=[5, 2], maxval=4, dtype=tf.int32)

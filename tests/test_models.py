@@ -374,7 +374,8 @@ class MixedPrecisionTest(tf.test.TestCase):
         self.assertEqual(model.trainable_variables[0].dtype, "float32")   # variables stay f32
         outputs = model(images)
         for name, value in outputs.items():
-          self.assertEqual(value.dtype, tf.float32, f"{policy} {head} {name}")
+          for tensor in tf.nest.flatten(value):   # "pod" holds several maps
+            self.assertEqual(tensor.dtype, tf.float32, f"{policy} {head} {name}")
       model = build_segmenter(ModelConfig("tiny", 16, 16, head="v3"), [3, 1])
       model.set_weights(reference.get_weights())
       tolerance = 0.05 if policy == "mixed_bfloat16" else 0.01

@@ -97,6 +97,14 @@ class EndToEndTest(tf.test.TestCase):
       confusion = np.array(record["confusion"])
       self.assertEqual(confusion.shape, (21, 21) if method == "joint" else (17, 17))
       self.assertGreater(confusion.sum(), 0)
+    # PLOP's thresholds: one per class after the step, saved in its step folder.
+    with open(f"{run_dir}/plop/step_1/pseudo_thresholds.json") as handle:
+      saved = json.load(handle)
+    self.assertLen(saved["thresholds"], 17)
+    self.assertEqual(np.array(saved["histogram"]).shape, (17, 100))
+    self.assertGreater(np.array(saved["histogram"]).sum(), 0)
+    self.assertContainsSubset({"train/ce", "train/pod", "train/pod_logits"},
+                              _event_tags(f"{run_dir}/tensorboard/plop/step_1"))
     self.assertTrue(os.path.isfile(f"{run_dir}/splits/step_1_train.txt"))
     self.assertTrue(os.path.isfile(f"{run_dir}/splits/joint/step_0_train.txt"))
     # TensorBoard, read back: every loss term and the learning rate while training; after

@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from kdseg.engine.optimizer import ReferenceSGD
 from kdseg.engine.progress import Eta
+from kdseg.losses import pseudo
 from kdseg.losses.distillation import pixel_selection
 from kdseg.losses.regularizers import ImportanceRegularizer
 from kdseg.methods import Objective
@@ -143,6 +144,13 @@ class StepTrainer:
       outputs = self.model(images, training=True)
       ce_weight = (None if objective.classification_pixels is None else pixel_selection(
           labels, objective.classification_pixels, objective.old_classes))
+      if objective.pseudo_thresholds is not None:   # PLOP (kdseg.losses.pseudo)
+        targets, factor = pseudo.relabel(
+            labels, tf.stop_gradient(old_outputs["logits"]),
+            tf.constant(objective.pseudo_thresholds, tf.float32),
+            outputs["logits"].shape[-1], objective.old_classes)
+        if objective.adaptive_factor:
+          ce_weight = tf.broadcast_to(factor[:, None, None], tf.shape(targets))
       if objective.classification_with_old_logits:
         targets = {"labels": labels, "old": tf.stop_gradient(old_outputs["logits"])}
       terms = {objective.classification.name: objective.classification(
@@ -151,7 +159,8 @@ class StepTrainer:
         sample_weight = (None if term.pixels is None else
                          pixel_selection(labels, term.pixels, objective.old_classes))
         terms[term.name] = term.weight * term.loss(
-            tf.stop_gradient(old_outputs[term.endpoint]), outputs[term.endpoint],
+            tf.nest.map_structure(tf.stop_gradient, old_outputs[term.endpoint]),
+            outputs[term.endpoint],
             sample_weight=sample_weight)
       # mixed_float16: LossScaleOptimizer scales the loss (other optimizers return it as is).
       scaled_loss = self.optimizer.scale_loss(tf.add_n(list(terms.values())))

@@ -13,6 +13,8 @@ size by default (FeatureDistance, SimilarityPreservingDistillation).
 """
 from __future__ import annotations
 
+import math
+
 import keras
 import tensorflow as tf
 
@@ -212,3 +214,84 @@ class SimilarityPreservingDistillation(keras.losses.Loss):
     if self.divide_by == "batch_squared":
       rows = rows / tf.cast(tf.shape(rows)[0], rows.dtype)
     return rows
+
+
+POD_PARTS = ("features", "logits")
+POD_SCALES = (1, 2, 4)   # CVPR2021_PLOP argparser.py: --spp_scales default
+
+
+def _local_pod_squares(difference: tf.Tensor, scales=POD_SCALES) -> tf.Tensor:
+  """[B, H, W, C] -> [B]: the sum of squares of `difference`'s local POD embedding.
+
+  Local POD (CVPR2021_PLOP train.py:979-1014, _local_pod): at each scale s the map is cut into
+  s x s regions of side k = W // s (rows too are cut with the width's k, as the code does;
+  rows and columns beyond s * k are left out) and each region is pooled to its per-row means
+  over the region's columns and its per-column means over the region's rows. Pooling is linear,
+  so pooling the difference of two maps is the difference of their embeddings; the order of the
+  embedding does not matter to its norm. A region cut short by the map's bottom (H < s * k)
+  averages the rows it has; the reference divides an empty one (or every one of a scale finer
+  than the map, k = 0) by zero and stops on the NaN, here it adds nothing.
+  """
+  shape = tf.shape(difference)
+  height, width, channels = shape[1], shape[2], difference.shape[-1]
+  total = tf.zeros([shape[0]], difference.dtype)
+  for scale in scales:
+    side = width // scale
+    columns = scale * side
+    rows = tf.minimum(height, columns)
+    region = difference[:, :rows, :columns, :]
+    per_row = tf.reduce_mean(tf.reshape(region, [shape[0], rows, scale, side, channels]),
+                             axis=3)
+    per_column = tf.math.segment_mean(tf.transpose(region, [1, 0, 2, 3]),
+                                      tf.range(rows) // side)
+    total += (tf.reduce_sum(tf.square(per_row), axis=[1, 2, 3]) +
+              tf.reduce_sum(tf.square(per_column), axis=[0, 2, 3]))
+  return total
+
+
+def _norm(squares: tf.Tensor) -> tf.Tensor:
+  """sqrt with a zero gradient at zero, as torch.frobenius_norm's backward."""
+  positive = squares > 0
+  return tf.where(positive, tf.sqrt(tf.where(positive, squares, tf.ones_like(squares))), 0.0)
+
+
+class LocalPOD(keras.losses.Loss):
+  """PLOP's Local POD (Douillard et al., CVPR 2021, Eq. 2-4) as CVPR2021_PLOP train.py:716-972
+  (features_distillation) runs it with PLOP's options (argparser.py:49-57).
+
+  y_true / y_pred: the old / new model's "pod" endpoint, {"features": [stage outputs before
+  their activation..., decoder features], "logits": logits before upsampling}. part="features"
+  compares the feature maps, part="logits" the logits, the new model's background channel
+  holding the sum of its background and new-class logits ("extra_channels": "sum"). Per map:
+  each value squared ("pow"), local POD embedding at scales 1, 2, 4, and the L2 norm (not
+  squared) of the old-minus-new embedding, per image. The sum over maps is multiplied by
+  sqrt(C_t / C_new) (the "pod schedule": classes after the step over the step's new classes,
+  from the logits' widths) and divided by `num_layers`, the number of maps both parts compare
+  together (the reference divides by the length of its list: 6 with --pod_logits, 5 without).
+  The term's weight is the reference's factor of that part (pod_factor 0.01 for the features,
+  0.0005 for the logits on VOC). Returns [B]; Keras' mean over B is the reference's mean.
+  """
+
+  def __init__(self, part: str, num_layers: int, scales=POD_SCALES, name: str | None = None):
+    super().__init__(name=name, reduction="sum_over_batch_size")
+    if part not in POD_PARTS:
+      raise ValueError(f"part={part!r}; choose one of {POD_PARTS}")
+    self.part, self.num_layers, self.scales = part, num_layers, tuple(scales)
+
+  def call(self, y_true, y_pred):
+    old_classes, classes = y_true["logits"].shape[-1], y_pred["logits"].shape[-1]
+    if classes <= old_classes:
+      raise ValueError(
+          f"POD's schedule needs the step's new classes: the new model has {classes} outputs, "
+          f"the old one {old_classes} (a classifier built for every step at once, "
+          "--classifier=full, has none).")
+    if self.part == "features":
+      pairs = list(zip(y_true["features"], y_pred["features"]))
+    else:
+      new = y_pred["logits"]
+      background = new[..., :1] + tf.reduce_sum(new[..., old_classes:], axis=-1, keepdims=True)
+      pairs = [(y_true["logits"], tf.concat([background, new[..., 1:old_classes]], axis=-1))]
+    per_image = tf.add_n([_norm(_local_pod_squares(tf.square(old) - tf.square(new),
+                                                   self.scales))
+                          for old, new in pairs])
+    return per_image * math.sqrt(classes / (classes - old_classes)) / self.num_layers

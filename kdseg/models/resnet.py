@@ -197,11 +197,30 @@ def stage_strides(output_stride: int) -> tuple[list[int], list[int]]:
   raise ValueError(f"--output_stride={output_stride}: choose 8, 16 or 32.")
 
 
+def stage_ends(backbone: keras.Model) -> list[str]:
+  """Names of the layers whose outputs end stages conv2..conv5 before their last activation: the
+  residual sum of each stage's last block (`_add`; `_out` in the pre-activation layout, which
+  has no activation after the sum). PLOP's POD distils these (CVPR2021_PLOP
+  modules/residual.py:136-137 returns the sum before the activation of a stage's last block;
+  models/resnet.py:118-139 collects one per stage)."""
+  names = {layer.name for layer in backbone.layers}
+  ends = []
+  for stage in range(2, 6):
+    last = max(int(name.split("_")[1][len("block"):]) for name in names
+               if name.startswith(f"conv{stage}_block"))
+    block = f"conv{stage}_block{last}"
+    ends.append(f"{block}_add" if f"{block}_add" in names else f"{block}_out")
+  return ends
+
+
 def segment_ends(backbone: keras.Model) -> list[str]:
-  """Names of the layers ending the stem, each residual block and (pre-activation layouts) the
-  final BN + activation, in order (recompute segments)."""
+  """Names of the layers ending the stem, each residual block (and, before it, each stage's
+  residual sum, stage_ends) and (pre-activation layouts) the final BN + activation, in order
+  (recompute segments: every stage_ends output is a segment's output)."""
+  stages = set(stage_ends(backbone))
   ends = ["pool1_pool"] + [layer.name for layer in backbone.layers
-                           if layer.name.startswith("conv") and layer.name.endswith("_out")]
+                           if layer.name in stages or (layer.name.startswith("conv")
+                                                       and layer.name.endswith("_out"))]
   if backbone.layers[-1].name != ends[-1]:
     ends.append(backbone.layers[-1].name)
   return ends

@@ -10,6 +10,10 @@ incremental classifier and bilinear upsampling, no ASPP; it has no "aspp" endpoi
   decoder  [B, h, w, F_dec] input of the classifier (v3: head output; v2: the encoder output)
   aspp     [B, h, w, 4, F] the four ASPP branch outputs (v3: the parallel convolutions before
            their BN; v2: the four branches' class scores, F = C_t), for L_dec
+  pod      {"features": the residual sums ending stages conv2..conv5 (before their activation,
+           kdseg.models.resnet.stage_ends) and the decoder features, "logits": the logits before
+           upsampling [B, h, w, C_t]}: what PLOP's POD distils (CVPR2021_PLOP
+           segmentation_module.py:307-313, "attentions" and "sem_logits_small")
 Every endpoint is float32, also under a mixed-precision policy (losses are computed in float32).
 
 Images arrive normalised with ImageNet mean/std (kdseg.data.pipeline). Other input conventions
@@ -37,7 +41,7 @@ from kdseg.constants import IMAGENET_MEAN, IMAGENET_STD
 from kdseg.models.classifier import AsppClassifier, IncrementalClassifier
 from kdseg.models.deeplab import DeepLabV3Head
 from kdseg.models.recompute import checkpointed
-from kdseg.models.resnet import build_resnet, segment_ends
+from kdseg.models.resnet import build_resnet, segment_ends, stage_ends
 
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)   # keras.applications' Caffe ResNets
 DEEPLAB_BGR_MEAN = (104.00698793, 116.66876762, 122.67891434)   # DeepLab-v2's Caffe model
@@ -99,13 +103,19 @@ def step_heads(config: ModelConfig, plan, step: int) -> list[int]:
 
 
 class _Segments:
-  """Sub-models of the backbone, one per recompute segment (held outside Keras' tracking, so
-  checkpoints see the backbone's variables once, under their usual names)."""
+  """Sub-models of the backbone, one per recompute segment, and the backbone with its stage
+  outputs (stage_ends) as outputs too (held outside Keras' tracking, so checkpoints see the
+  backbone's variables once, under their usual names)."""
 
   def __init__(self, backbone: keras.Model):
-    ends = [backbone.get_layer(name).output for name in segment_ends(backbone)]
+    names = segment_ends(backbone)
+    ends = [backbone.get_layer(name).output for name in names]
     starts = [backbone.input] + ends[:-1]
     self.models = [keras.Model(start, end) for start, end in zip(starts, ends)]
+    stages = stage_ends(backbone)
+    self.is_stage_end = [name in stages for name in names]
+    self.with_stages = keras.Model(
+        backbone.input, [backbone.get_layer(name).output for name in stages] + [backbone.output])
 
 
 class Segmenter(keras.Model):
@@ -122,7 +132,7 @@ class Segmenter(keras.Model):
         raise ValueError(f"--{flag}={value!r} is unknown; choose one of {', '.join(choices)}.")
     full_width = sum(classes_per_step) if config.classifier == "full" else None
     self.backbone = build_resnet(config.backbone, config.output_stride)
-    self._segments = _Segments(self.backbone) if config.recompute else None
+    self._segments = _Segments(self.backbone)
     if config.head == "v3":
       self.head = DeepLabV3Head(config.head_channels, config.head_channels, config.output_stride,
                                 name="deeplabv3")
@@ -142,16 +152,20 @@ class Segmenter(keras.Model):
     return sum(self.classifier.classes_per_step)
 
   def _encode(self, images, training):
+    """(the stage outputs, the encoder features)."""
     images = convert_input(images, self.config.input_convention)
-    if self._segments is None or not training:
-      return self.backbone(images, training=training)
-    x = images
-    for segment in self._segments.models:
+    if not (self.config.recompute and training):
+      *stages, encoder = self._segments.with_stages(images, training=training)
+      return stages, encoder
+    x, stages = images, []
+    for segment, is_stage_end in zip(self._segments.models, self._segments.is_stage_end):
       x = checkpointed(lambda inputs, segment=segment: segment(inputs, training=True))(x)
-    return x
+      if is_stage_end:
+        stages.append(x)
+    return stages, x
 
   def call(self, images, training=False):
-    encoder = self._encode(images, training)
+    stages, encoder = self._encode(images, training)
     aspp = None
     if self.head is not None:
       decoder, aspp = self.head(encoder, training=training)
@@ -163,14 +177,16 @@ class Segmenter(keras.Model):
       decoder = encoder
       logits, aspp = self.classifier(encoder)
     size = tf.shape(images)[1:3]
-    logits = tf.cast(logits, tf.float32)
+    small = tf.cast(logits, tf.float32)
     if self.config.upsampling == "legacy":
-      logits = tf.compat.v1.image.resize_bilinear(logits, size, align_corners=False,
+      logits = tf.compat.v1.image.resize_bilinear(small, size, align_corners=False,
                                                   half_pixel_centers=False)
     else:
-      logits = tf.image.resize(logits, size, method="bilinear")
+      logits = tf.image.resize(small, size, method="bilinear")
     outputs = {"logits": logits, "encoder": tf.cast(encoder, tf.float32),
-               "decoder": tf.cast(decoder, tf.float32)}
+               "decoder": tf.cast(decoder, tf.float32),
+               "pod": {"features": [tf.cast(x, tf.float32) for x in stages + [decoder]],
+                       "logits": small}}
     if aspp is not None:
       outputs["aspp"] = tf.cast(aspp, tf.float32)
     return outputs

@@ -12,14 +12,16 @@ import time
 from typing import Callable
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-from kdseg import plot, report
+from kdseg import fs, plot, report
 from kdseg.data import pipeline
 from kdseg.data.tasks import TaskPlan
 from kdseg.engine import checkpoints, progress, summaries
 from kdseg.engine.distribute import worker_id
 from kdseg.engine.loop import Schedule, StepTrainer, TrainingDivergedError, make_optimizer
+from kdseg.losses import pseudo
 from kdseg.losses.regularizers import ImportanceRegularizer
 from kdseg.methods import Method, build_objective
 from kdseg.models import pretrained
@@ -139,6 +141,45 @@ def _epoch_data(experiment: Experiment, plan: TaskPlan, step: int, ids,
   return epoch_dataset
 
 
+PSEUDO_THRESHOLDS = "pseudo_thresholds.json"
+
+
+def pseudo_thresholds(experiment: Experiment, method: Method, old_model, data: Callable,
+                      schedule: Schedule, num_classes: int, directory: str) -> tuple[float, ...]:
+  """PLOP's per-class entropy thresholds of a step (kdseg.losses.pseudo): the old model over one
+  pass of the step's training batches (the first epoch's, as the step then trains on them), once;
+  saved in the step folder with the histogram they come from, and read back when the step
+  resumes."""
+  path = fs.join(directory, PSEUDO_THRESHOLDS)
+  if fs.exists(path):
+    saved = fs.read_json(path)
+    values = saved.get("thresholds") if isinstance(saved, dict) else None
+    if not (isinstance(values, list) and len(values) == num_classes):
+      raise ValueError(f"{path}: not the pseudo-label thresholds of this step ({num_classes} "
+                       "classes expected). Delete the file to compute them again.")
+    print(f"  pseudo-label thresholds read from {path}")
+    return tuple(float(v) for v in values)
+  start = time.time()
+
+  @tf.function
+  def histogram(images, labels):
+    return pseudo.entropy_histogram(old_model(images, training=False)["logits"], labels,
+                                    num_classes)
+
+  counts = np.zeros([num_classes, pseudo.NUM_BINS], np.int64)
+  for images, labels in data(0, 0).take(schedule.iterations_per_epoch):
+    counts += histogram(images, labels).numpy()
+  values = pseudo.thresholds(counts, method.pseudo_threshold, method.pseudo_median)
+  if experiment.chief:
+    experiment.run_dir.write_json(path, {
+        "thresholds": [float(v) for v in values], "floor": method.pseudo_threshold,
+        "median_rule": method.pseudo_median, "max_entropy": pseudo.max_entropy(num_classes),
+        "histogram": counts.tolist()})
+  print(f"  pseudo-label thresholds per class ({time.time() - start:.1f}s): "
+        + " ".join(f"{v:.4g}" for v in values[:num_classes]), flush=True)
+  return tuple(float(v) for v in values)
+
+
 def prepare_step(experiment: Experiment, method: Method, step: int,
                  plan: TaskPlan | None = None) -> StepContext:
   """Everything `step` of `method` trains with, restored from its last save if it was
@@ -168,10 +209,13 @@ def prepare_step(experiment: Experiment, method: Method, step: int,
       restored = checkpoints.restore_training(checkpoint, manager)
       print(f"  resuming step {step} from {restored} (epoch "
             f"{int(epoch.numpy()) + 1}, after iteration {int(optimizer.iterations.numpy())})")
+    data = _epoch_data(experiment, plan, step, ids, schedule.num_epochs)
+    if method.pseudo is not None and old_model is not None:
+      objective = dataclasses.replace(objective, pseudo_thresholds=pseudo_thresholds(
+          experiment, method, old_model, data, schedule, plan.num_classes(step), directory))
     trainer = StepTrainer(strategy, model, old_model, objective, optimizer,
                           schedule.weight_decay, config.jit_compile, regularizer,
                           schedule.weight_decay_on)
-  data = _epoch_data(experiment, plan, step, ids, schedule.num_epochs)
   return StepContext(method, step, plan, directory, save_dir, previous_dir, len(ids), schedule,
                      data, model, trainer, epoch, manager, regularizer, frozen)
 
