@@ -301,6 +301,8 @@ def validate(method: Method) -> Method:
                     f"{', '.join(MEDIAN_RULES)})")
   if method.adaptive_factor and method.pseudo is None:
     problems.append("adaptive_factor without pseudo-labels (--adaptive_factor needs --pseudo)")
+  if method.pseudo is not None and method.ce_pixels is not None:
+    problems.append("pseudo-labels with --ce_pixels (PLOP's CE covers every pixel)")
   if method.pseudo is not None and method.classification != "ce":
     problems.append(f"pseudo-labels with the {method.classification!r} loss (PLOP relabels the "
                     "targets of the plain CE: --classification=ce)")

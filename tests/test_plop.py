@@ -2,7 +2,11 @@
 adaptive factor, against hand-computed cases and the reference's formulas written out in numpy
 (arthurdouillard/CVPR2021_PLOP train.py, channels-first as there)."""
 import dataclasses
+import json
 import math
+import os
+import tempfile
+import types
 
 import numpy as np
 import tensorflow as tf
@@ -12,6 +16,7 @@ from kdseg.losses import pseudo
 from kdseg.losses.distillation import LocalPOD
 from kdseg.methods import build_objective, customize, get_method
 from kdseg.models.segmenter import ModelConfig, build_segmenter
+from kdseg.run import stepping
 
 
 def _reference_local_pod(x, scales=(1, 2, 4)):
@@ -195,3 +200,37 @@ class PlopObjectiveTest(tf.test.TestCase):
     self.assertAllClose(values["all"]["ce"], ce, rtol=1e-4)
     self.assertEqual(float(values["none"]["ce"]), 0.0)
     self.assertGreater(float(values["all"]["pod"]), 0.0)
+
+
+class ThresholdPassTest(tf.test.TestCase):
+
+  def test_thresholds_are_computed_once_saved_and_read_back(self):
+    directory = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
+    written = {}
+
+    def write_json(path, payload):
+      written[path] = payload
+      with open(path, "w") as handle:
+        json.dump(payload, handle)
+
+    experiment = types.SimpleNamespace(chief=True,
+                                       run_dir=types.SimpleNamespace(write_json=write_json))
+    old_model = build_segmenter(ModelConfig("tiny", 16, 8), [3])
+    images = tf.random.stateless_uniform([4, 32, 32, 3], seed=[9, 1])
+    labels = tf.zeros([4, 32, 32], tf.int32)
+    batches = tf.data.Dataset.from_tensors((images, labels)).repeat()
+    method = get_method("plop")
+    schedule = Schedule(0.01, 1, 2)
+    first = stepping.pseudo_thresholds(experiment, method, old_model, lambda e, s: batches,
+                                       schedule, 4, directory)
+    self.assertLen(first, 4)
+    saved = next(iter(written.values()))
+    histogram = np.array(saved["histogram"])
+    self.assertEqual(histogram.sum(), 2 * 4 * 32 * 32)   # two batches, every pixel background
+    self.assertAllClose(first, pseudo.thresholds(histogram, 0.001))
+    # Resumed: read back, the model not run (a failing data source would raise).
+    again = stepping.pseudo_thresholds(experiment, method, old_model, None, schedule, 4,
+                                       directory)
+    self.assertEqual(first, again)
+    with self.assertRaisesRegex(ValueError, "Delete the file"):
+      stepping.pseudo_thresholds(experiment, method, old_model, None, schedule, 5, directory)
