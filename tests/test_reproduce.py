@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from kdseg import config
+from kdseg.data import voc
 from kdseg.data.datasets import TABLES
 from kdseg.data.orders import task_plan
 from kdseg.engine.loop import TrainingDivergedError
@@ -62,7 +63,7 @@ class GridTest(tf.test.TestCase):
       self.assertGreaterEqual(len(every), 25, paper)
       for claim in every:
         scenario = next(s for s in tables[claim.table].scenarios if s.name == claim.scenario)
-        cells = [_cell(row.name, grids.paper_value(scenario, row.name, claim.column),
+        cells = [_cell(row.name, _paper(scenario, row.name, claim.column),
                        column=claim.column, scenario=claim.scenario, table=claim.table)
                  for row in tables[claim.table].rows]
         result = claims.check(claim, cells)
@@ -134,6 +135,45 @@ class ColumnsTest(tf.test.TestCase):
     self.assertAllClose(found[("ef", "pacc@5")]["values"], [55.0, 55.0])
     self.assertAlmostEqual(found[("ef", "all@5")]["mean"], 50.5)
     self.assertEqual(found[("ef", "all@3")]["paper"], 65.7)
+
+
+  def test_rows_at_a_step_and_per_class_cells(self):
+    # KD Table 9: rows M0..M5 are one method's records after step k; the paper's per-class IoU
+    # gets our per-class cells beside it, the classes named by the records.
+    table = grids.load_tables("kd")["9"]
+    spec = runner.RunSpec(table.scenarios[0], "/unused", (), {row.name: row.method
+                                                               for row in table.rows})
+    names = list(voc.VOC_CLASSES)
+
+    def record(step, seed):
+      known = names[:16 + step]
+      return {"step": step, "miou_all": 0.1 * step + 0.01 * seed,
+              "class_iou": {name: (0.5 if name == "chair" else 0.2) + 0.01 * step
+                            for name in known}}
+
+    steps = {seed: [record(step, seed) for step in range(6)] for seed in (0, 1)}
+    with mock.patch.object(runner, "step_records", lambda spec, method: steps), \
+         mock.patch.object(runner, "final_records",
+                           lambda spec, method: {s: r[-1] for s, r in steps.items()}):
+      cells = results.collect(table, [spec])
+    found = {(c["row"], c["column"]): c for c in cells}
+    self.assertAllClose(found[("M2", "all")]["values"], [20.0, 21.0])
+    self.assertAllClose(found[("M3", "iou:chair")]["values"], [53.0, 53.0])
+    self.assertEqual(found[("M3", "iou:chair")]["paper"], 26.2)
+    self.assertEqual(found[("M1", "iou:pottedplant")]["paper"], 29.0)
+    self.assertIsNone(found[("M0", "iou:pottedplant")]["paper"])   # "-": not yet learned
+    self.assertEqual(found[("M0", "iou:pottedplant")]["n"], 0)
+    self.assertEqual(results.per_class_columns(cells, "15-1")[0], "iou:background")
+    self.assertIn("Per-class IoU, 15-1", results.format_markdown(table, cells, "shapes"))
+
+
+def _paper(scenario, row, column):
+  """The paper's number of a cell; per-class columns ("iou:<VOC class>") from the per-class
+  block (the VOC tables' learning order is VOC's, from per_class_first)."""
+  if not column.startswith(results.PER_CLASS):
+    return grids.paper_value(scenario, row, column)
+  index = voc.VOC_CLASSES.index(column[len(results.PER_CLASS):]) - scenario.per_class_first
+  return scenario.per_class[row][index]
 
 
 class DivergenceTest(tf.test.TestCase):

@@ -37,6 +37,7 @@ class Row:
   shapes_flags: tuple[str, ...] = ()
   flagfile: str | None = None
   shapes_flagfile: str | None = None
+  step: int | None = None   # the record after this step (KD Table 9's M_k rows); default last
 
   @property
   def own_run(self) -> bool:

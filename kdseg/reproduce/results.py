@@ -14,10 +14,15 @@ from kdseg.reproduce import runner
 from kdseg.reproduce.grids import Table, paper_value, slug
 
 
+PER_CLASS = "iou:"   # "iou:<class name>": that class's IoU (per-class columns)
+
+
 def column_value(record: dict, column: str) -> float | None:
   """A column of a paper's table from a record, in % (None where undefined): old, new, all,
-  pacc, cacc or "step k" (mIoU of step k's classes) of the record's step."""
-  if column in ("old", "new"):
+  pacc, cacc, "step k" (mIoU of step k's classes) or "iou:<class>" of the record's step."""
+  if column.startswith(PER_CLASS):
+    value = record.get("class_iou", {}).get(column[len(PER_CLASS):])
+  elif column in ("old", "new"):
     _, _, old, new = report.final_columns(record)
     value = old if column == "old" else new
   elif column.startswith("step "):
@@ -28,10 +33,33 @@ def column_value(record: dict, column: str) -> float | None:
   return None if value is None else 100.0 * value
 
 
+def _class_names(table: Table, scenario, specs: list[runner.RunSpec]) -> list[str]:
+  """The classes of the scenario's per-class columns, in learning order from its
+  per_class_first: read from any final record of its runs (none run yet: [])."""
+  if not scenario.per_class:
+    return []
+  for row in table.rows:
+    for spec in specs:
+      if spec.scenario is scenario and row.name in spec.rows:
+        for record in runner.final_records(spec, spec.rows[row.name]).values():
+          names = list(record.get("class_iou", {}))
+          width = max(len(values) for values in scenario.per_class.values())
+          return names[scenario.per_class_first:scenario.per_class_first + width]
+  return []
+
+
+def per_class_columns(cells: list[dict], scenario_name: str) -> list[str]:
+  """The per-class columns collected for a scenario, in order."""
+  return list(dict.fromkeys(c["column"] for c in cells if c["scenario"] == scenario_name
+                            and c["column"].startswith(PER_CLASS)))
+
+
 def collect(table: Table, specs: list[runner.RunSpec]) -> list[dict]:
-  """One cell per (scenario, row, column): our values over seeds and variants, the paper's."""
+  """One cell per (scenario, row, column): our values over seeds and variants, the paper's; and
+  where the paper prints per-class IoU, one per (row, class) too ("iou:<class>")."""
   cells = []
   for scenario in table.scenarios:
+    classes = _class_names(table, scenario, specs)
     for row in table.rows:
       holding = [spec for spec in specs if spec.scenario is scenario and row.name in spec.rows]
       finals = [record for spec in holding
@@ -39,9 +67,15 @@ def collect(table: Table, specs: list[runner.RunSpec]) -> list[dict]:
       diverged = [message for spec in holding
                   for method, message in runner.divergences(spec).items()
                   if method == spec.rows[row.name]]
-      for column in scenario.columns:
-        # "<column>@<k>": the column after step k (KD Table 8's M_k rows), else after the last.
+      paper_classes = scenario.per_class.get(row.name, ())
+      columns = [(c, paper_value(scenario, row.name, c)) for c in scenario.columns]
+      columns += [(PER_CLASS + name, paper_classes[i] if i < len(paper_classes) else None)
+                  for i, name in enumerate(classes)]
+      for column, paper in columns:
+        # "<column>@<k>": the column after step k (KD Table 8's M_k rows); a row with a step
+        # (Table 9's) reads every column there; else after the last step.
         name, _, at = column.partition("@")
+        at = at or ("" if row.step is None else str(row.step))
         records = finals if not at else [
             record for spec in holding
             for per_seed in runner.step_records(spec, spec.rows[row.name]).values()
@@ -49,7 +83,7 @@ def collect(table: Table, specs: list[runner.RunSpec]) -> list[dict]:
         values = [v for v in (column_value(r, name) for r in records) if v is not None]
         mean = float(np.mean(values)) if values else None
         std = float(np.std(values, ddof=1)) if len(values) > 1 else None
-        paper = paper_value(scenario, row.name, column)
+        paper = None if paper is None or math.isnan(paper) else paper
         cells.append({"table": table.id, "scenario": scenario.name, "row": row.name,
                       "column": column, "mean": mean, "std": std, "n": len(values),
                       "values": values, "paper": paper,
@@ -97,6 +131,17 @@ def format_markdown(table: Table, cells: list[dict], budget: str,
       lines.append(f"| {row.name} | " + " | ".join(_cell_text(found[column])
                                                    for column in scenario.columns) + " |")
     lines.append("")
+    classes = per_class_columns(cells, scenario.name)
+    if classes:   # the paper's per-class IoU: one row per table row, one column per class
+      lines += [f"Per-class IoU, {scenario.name}:", "",
+                "| row | " + " | ".join(c[len(PER_CLASS):] for c in classes) + " |",
+                "| --- |" + " --- |" * len(classes)]
+      for row in table.rows:
+        found = {c["column"]: c for c in cells
+                 if c["scenario"] == scenario.name and c["row"] == row.name}
+        lines.append(f"| {row.name} | " + " | ".join(_cell_text(found[c]) for c in classes)
+                     + " |")
+      lines.append("")
   stopped = sorted({(c["scenario"], c["row"], c["diverged"]) for c in cells if c.get("diverged")})
   if stopped:
     lines += ["Stopped by a non-finite loss (cells with fewer runs than seeds, or none):", ""]
@@ -138,6 +183,8 @@ def write_plots(table: Table, specs: list[runner.RunSpec], directory: str) -> li
   written = []
   for scenario in table.scenarios:
     by_row = {}
+    if any(row.step is not None for row in table.rows):   # rows are steps (Table 9): no curve
+      continue
     for row in table.rows:
       spec = next((s for s in specs if s.scenario is scenario and row.name in s.rows), None)
       if spec is None:
