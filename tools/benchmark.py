@@ -81,6 +81,10 @@ flags.DEFINE_enum("compare", None, ["torch"], "Time the same networks in PyTorch
                   "v3 = the MiB network (resnet101_iabn, DeepLab-v3, OS16), v2 = the KD paper's "
                   "(resnet101_tv, DeepLab-v2, OS8); --heads, --sizes, --precisions choose; "
                   "PyTorch runs eager, bfloat16 under torch.autocast.")
+flags.DEFINE_list("torch_norms", ["rebuild"], "--compare=torch, v3: the PyTorch baselines' norm "
+                  "layers (tools/torch_networks.py NORMS): rebuild (this repository's in-place "
+                  "ABN rebuild), inplace_abn (mapillary's compiled extension), bn (PyTorch's "
+                  "BatchNorm2d + LeakyReLU in place); one row each.")
 flags.DEFINE_integer("rates_crop", 0, "Also measure, for the MiB network (DeepLab-v3, "
                      "resnet101_iabn, OS16), as ratios to its train step's image rate at this crop "
                      "(0: skip): evaluation images/s on 500x375 images (single scale; scales "
@@ -292,6 +296,7 @@ def run_compare(config: dict) -> dict:
 
   torch.set_num_threads(os.cpu_count() or 1)
   torch.manual_seed(0)
+  torch_networks.set_norm(config.get("torch_norm", "rebuild"))
   network = (torch_networks.Segmentation([NUM_CLASSES]) if head == "v3"
              else torch_networks.DeepLabV2(NUM_CLASSES))
   network.train()
@@ -418,17 +423,22 @@ def format_rates_table(rows: list[dict]) -> str:
 
 
 def format_compare_table(rows: list[dict]) -> str:
-  lines = ["| network | size | precision | batch | kdseg s/image | PyTorch s/image | kdseg speed / "
-           "PyTorch |", "|" + " --- |" * 7]
+  lines = ["| network | PyTorch baseline | size | precision | batch | kdseg s/image | "
+           "PyTorch s/image | kdseg speed / PyTorch |", "|" + " --- |" * 8]
+  baselines = {"rebuild": "tools/torch_networks.py in-place ABN rebuild",
+               "inplace_abn": "mapillary inplace_abn (compiled CPU extension)",
+               "bn": "nn.BatchNorm2d + LeakyReLU(inplace)",
+               "torchvision": "torchvision ResNet (BatchNorm2d + ReLU)"}
   for r in rows:
     network = (f"DeepLab-{r['head']} {r.get('backbone', '')} OS{OUTPUT_STRIDE[r['head']]}")
+    baseline = baselines.get(r.get("torch_norm", "rebuild"), r.get("torch_norm"))
     if r["status"] != "ok":
-      lines.append(f"| {network} | {r['size']} | {r['precision']} | {r['batch_size']} | "
-                   f"{r['status']} | | |")
+      lines.append(f"| {network} | {baseline} | {r['size']} | {r['precision']} | "
+                   f"{r['batch_size']} | {r['status']} | | |")
       continue
-    lines.append(f"| {network} | {r['size']} | {r['precision']} | {r['batch_size']} | "
-                 f"{r['kdseg_seconds_per_image']:.2f} | {r['torch_seconds_per_image']:.2f} | "
-                 f"{r['speed_ratio']:.2f}x |")
+    lines.append(f"| {network} | {baseline} | {r['size']} | {r['precision']} | "
+                 f"{r['batch_size']} | {r['kdseg_seconds_per_image']:.2f} | "
+                 f"{r['torch_seconds_per_image']:.2f} | {r['speed_ratio']:.2f}x |")
   return "\n".join(lines)
 
 
@@ -436,9 +446,10 @@ def _grid() -> list[dict]:
   if FLAGS.compare:
     return [{"compare": FLAGS.compare, "head": head, "size": int(size), "precision": precision,
              "xla": False, "batch_size": FLAGS.batch_size, "warmup": FLAGS.warmup,
-             "steps": FLAGS.steps}
+             "steps": FLAGS.steps, "torch_norm": norm if head == "v3" else "torchvision"}
             for head, size, precision in itertools.product(FLAGS.heads, FLAGS.sizes,
-                                                           FLAGS.precisions)]
+                                                           FLAGS.precisions)
+            for norm in (FLAGS.torch_norms if head == "v3" else ["torchvision"])]
   return [{"head": head, "backbone": backbone, "size": int(size), "xla": _bool(xla),
            "precision": precision, "recompute": _bool(recompute),
            "deterministic": _bool(deterministic),

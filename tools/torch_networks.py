@@ -10,13 +10,25 @@ torchvision's dilated ResNet. Module names are the references', so their state d
 those repositories save. Used by tools/compare_torch_forward.py (forward parity) and
 tools/benchmark.py --compare=torch (speed). Import this before TensorFlow: the other order
 crashes in triton's import (torchvision pulls it in).
+
+Norm layers of the MiB network (`NORMS`, the speed baselines of tools/benchmark.py):
+  rebuild      this file's ABN: F.batch_norm with |weight| + eps, then leaky ReLU (two passes,
+               not in place); numerically the reference's layer.
+  inplace_abn  mapillary's InPlaceABN from its compiled extension (what a MiB user runs). Its CPU
+               extension builds from the v1.1.0 source once setup.py's `torch.has_cuda` (gone
+               from recent torch) reads `torch.cuda.is_available()`:
+               SETUPTOOLS_SCM_PRETEND_VERSION=1.1.0 pip install --no-build-isolation <source>
+               (with setuptools_scm, ninja); measured equal to `rebuild` (loss of a train step,
+               eval logits within 1e-7) with torch 2.13 CPU.
+  bn           PyTorch's own nn.BatchNorm2d followed by nn.LeakyReLU(0.01, inplace=True): the
+               standard layers of the same shapes (oneDNN's batch norm), without the |weight|.
+torchvision is imported only by DeepLabV2 (its ResNet); the MiB networks need only torch.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 import torch.nn.functional as F
-import torchvision
 
 MIB_DILATIONS = {16: (1, 1, 1, 2), 8: (1, 1, 2, 4)}
 MIB_ASPP_RATES = {16: (6, 12, 18), 8: (12, 24, 32)}
@@ -37,6 +49,34 @@ class ABN(nn.BatchNorm2d):
     return F.leaky_relu(x, 0.01) if self.activation == "leaky_relu" else x
 
 
+NORMS = ("rebuild", "inplace_abn", "bn")
+_NORM = {"kind": "rebuild"}
+
+
+def set_norm(kind: str) -> None:
+  """The norm layer the MiB networks built after this call use (NORMS)."""
+  if kind not in NORMS:
+    raise ValueError(f"norm {kind!r}; choose one of {', '.join(NORMS)}")
+  _NORM["kind"] = kind
+
+
+def _bn_leaky(channels, activation="leaky_relu"):
+  if activation == "identity":
+    return nn.BatchNorm2d(channels)
+  return nn.Sequential(nn.BatchNorm2d(channels), nn.LeakyReLU(0.01, inplace=True))
+
+
+def norm_act(channels, activation="leaky_relu"):
+  """BN + activation of the kind set_norm chose."""
+  kind = _NORM["kind"]
+  if kind == "inplace_abn":
+    import inplace_abn  # pylint: disable=g-import-not-at-top
+    return inplace_abn.InPlaceABN(channels, activation=activation, activation_param=0.01)
+  if kind == "bn":
+    return _bn_leaky(channels, activation)
+  return ABN(channels, activation)
+
+
 def conv(cin, cout, k, stride=1, dilation=1, groups=1):
   return nn.Conv2d(cin, cout, k, stride=stride, padding=dilation * (k - 1) // 2,
                    dilation=dilation, groups=groups, bias=False)
@@ -49,14 +89,14 @@ class ResidualBlock(nn.Module):
     super().__init__()
     self.convs = nn.Sequential()
     self.convs.add_module("conv1", conv(cin, channels[0], 1))
-    self.convs.add_module("bn1", ABN(channels[0]))
+    self.convs.add_module("bn1", norm_act(channels[0]))
     self.convs.add_module("conv2", conv(channels[0], channels[1], 3, stride, dilation))
-    self.convs.add_module("bn2", ABN(channels[1]))
+    self.convs.add_module("bn2", norm_act(channels[1]))
     self.convs.add_module("conv3", conv(channels[1], channels[2], 1))
-    self.convs.add_module("bn3", ABN(channels[2], "identity"))
+    self.convs.add_module("bn3", norm_act(channels[2], "identity"))
     if stride != 1 or cin != channels[2]:
       self.proj_conv = conv(cin, channels[2], 1, stride)
-      self.proj_bn = ABN(channels[2], "identity")
+      self.proj_bn = norm_act(channels[2], "identity")
 
   def forward(self, x):
     residual = self.proj_bn(self.proj_conv(x)) if hasattr(self, "proj_conv") else x
@@ -69,19 +109,23 @@ class IdentityResidualBlock(nn.Module):
 
   def __init__(self, cin, channels, stride, dilation, groups):
     super().__init__()
-    self.bn1 = ABN(cin)
+    self.bn1 = norm_act(cin)
     self.convs = nn.Sequential()
     self.convs.add_module("conv1", conv(cin, channels[0], 1, stride))
-    self.convs.add_module("bn2", ABN(channels[0]))
+    self.convs.add_module("bn2", norm_act(channels[0]))
     self.convs.add_module("conv2", conv(channels[0], channels[1], 3, 1, dilation, groups))
-    self.convs.add_module("bn3", ABN(channels[1]))
+    self.convs.add_module("bn3", norm_act(channels[1]))
     self.convs.add_module("conv3", conv(channels[1], channels[2], 1))
     if stride != 1 or cin != channels[2]:
       self.proj_conv = conv(cin, channels[2], 1, stride)
 
   def forward(self, x):
-    pre = self.bn1(x)
-    shortcut = self.proj_conv(pre) if hasattr(self, "proj_conv") else x
+    if hasattr(self, "proj_conv"):
+      pre = self.bn1(x)
+      shortcut = self.proj_conv(pre)
+    else:   # an in-place ABN overwrites x: keep the shortcut's copy first
+      shortcut = x.clone() if _NORM["kind"] == "inplace_abn" else x
+      pre = self.bn1(x)
     return self.convs(pre) + shortcut
 
 
@@ -105,7 +149,7 @@ class ResNet(nn.Module):
     super().__init__()
     self.mod1 = nn.Sequential()
     self.mod1.add_module("conv1", nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False))
-    self.mod1.add_module("bn1", ABN(64))
+    self.mod1.add_module("bn1", norm_act(64))
     self.mod1.add_module("pool1", nn.MaxPool2d(3, stride=2, padding=1))
     _stages(self, structure, (64, 64, 256), MIB_DILATIONS[output_stride],
             lambda cin, ch, s, d: ResidualBlock(cin, ch, s, d))
@@ -123,14 +167,14 @@ class ResNeXt(nn.Module):
     super().__init__()
     self.mod1 = nn.Sequential()
     self.mod1.add_module("conv1", nn.Conv2d(3, 64, 3, stride=2, padding=1, bias=False))
-    self.mod1.add_module("bn1", ABN(64))
+    self.mod1.add_module("bn1", norm_act(64))
     self.mod1.add_module("conv2", nn.Conv2d(64, 64, 3, padding=1, bias=False))
-    self.mod1.add_module("bn2", ABN(64))
+    self.mod1.add_module("bn2", norm_act(64))
     self.mod1.add_module("conv3", nn.Conv2d(64, 64, 3, padding=1, bias=False))
     self.mod1.add_module("pool", nn.MaxPool2d(3, stride=2, padding=1))
     _stages(self, structure, (128, 128, 256), MIB_DILATIONS[output_stride],
             lambda cin, ch, s, d: IdentityResidualBlock(cin, ch, s, d, 64))
-    self.bn_out = ABN(2048)
+    self.bn_out = norm_act(2048)
 
   def forward(self, x):
     for mod in (self.mod1, self.mod2, self.mod3, self.mod4, self.mod5):
@@ -146,12 +190,12 @@ class DeeplabV3(nn.Module):
     rates = MIB_ASPP_RATES[output_stride]
     self.map_convs = nn.ModuleList([conv(cin, hidden, 1)] +
                                    [conv(cin, hidden, 3, 1, r) for r in rates])
-    self.map_bn = ABN(hidden * 4)
+    self.map_bn = norm_act(hidden * 4)
     self.global_pooling_conv = conv(cin, hidden, 1)
-    self.global_pooling_bn = ABN(hidden)
+    self.global_pooling_bn = norm_act(hidden)
     self.red_conv = conv(hidden * 4, out, 1)
     self.pool_red_conv = conv(hidden, out, 1)
-    self.red_bn = ABN(out)
+    self.red_bn = norm_act(out)
 
   def forward(self, x):
     out = self.red_conv(self.map_bn(torch.cat([m(x) for m in self.map_convs], dim=1)))
@@ -183,6 +227,7 @@ class DeepLabV2(nn.Module):
   def __init__(self, num_classes, depth="resnet101", output_stride=8):
     super().__init__()
     dilate = [False, True, True] if output_stride == 8 else [False, False, True]
+    import torchvision  # pylint: disable=g-import-not-at-top
     net = getattr(torchvision.models, depth)(weights=None, replace_stride_with_dilation=dilate)
     self.body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1,
                               net.layer2, net.layer3, net.layer4)
