@@ -248,6 +248,22 @@ def get_method(name: str) -> Method:
   return METHODS[name]
 
 
+# Fields added after run directories recorded their methods, recorded only when not at these
+# defaults, so a run directory written before they existed still matches its method.
+_RECORDED_IF_CHANGED = {"pseudo": None, "pseudo_threshold": 0.001, "pseudo_median": "reference",
+                        "adaptive_factor": False}
+
+
+def method_record(method: Method) -> dict:
+  """What a run directory records of a method (method.json): its fields, those of
+  _RECORDED_IF_CHANGED only when they differ from their defaults."""
+  record = dataclasses.asdict(method)
+  for name, default in _RECORDED_IF_CHANGED.items():
+    if record[name] == default:
+      del record[name]
+  return record
+
+
 def method_from_record(record: dict) -> Method:
   """The Method a run directory recorded (dataclasses.asdict of it) in its method.json; fields
   added since take their defaults."""

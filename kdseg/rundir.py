@@ -323,14 +323,17 @@ class RunDir:
       raise ValueError(f"{path} is outside the run directory {self.path}")
     return path
 
-  def guard(self, path: str, payload: dict, write: bool = True) -> None:
-    """Records `payload` at `path`, or checks it equals what an earlier run recorded there.
+  def guard(self, path: str, payload: dict, write: bool = True, normalize=None) -> None:
+    """Records `payload` at `path`, or checks it equals what an earlier run recorded there
+    (both passed through `normalize` first, if given: records of other kdseg versions).
 
     With write=False (non-chief workers) an absent record is left for the chief to write.
     """
     payload = json.loads(json.dumps(payload))
     if fs.isfile(path):
       recorded = fs.read_json(path)
+      if normalize is not None:
+        recorded, payload = normalize(recorded), normalize(payload)
       changed = sorted(k for k in set(recorded) | set(payload)
                        if recorded.get(k) != payload.get(k))
       if changed:

@@ -228,3 +228,31 @@ class WeakObjectiveTest(tf.test.TestCase):
 
 if __name__ == "__main__":
   tf.test.main()
+
+
+class MethodRecordTest(tf.test.TestCase):
+
+  def test_fields_added_later_are_recorded_only_when_changed(self):
+    # Run directories written before PLOP's fields existed still match their methods.
+    from kdseg.methods import method_from_record, method_record  # pylint: disable=g-import-not-at-top
+    for name in ("mib", "kd-cls-t", "plop", "plop-pod"):
+      method = get_method(name)
+      record = method_record(method)
+      self.assertEqual(method_from_record(record), method, msg=name)
+    self.assertNotIn("pseudo", method_record(get_method("mib")))
+    self.assertEqual(method_record(get_method("plop"))["pseudo"], "entropy")
+    self.assertNotIn("pseudo_median", method_record(get_method("plop")))
+
+  def test_a_method_json_of_another_version_matches(self):
+    import dataclasses  # pylint: disable=g-import-not-at-top
+    from kdseg.methods import method_record  # pylint: disable=g-import-not-at-top
+    from kdseg.run.stepping import _canonical_method  # pylint: disable=g-import-not-at-top
+    method = get_method("mib")
+    now = {"method": method_record(method), "lr_incremental": 0.001}
+    older = {"method": {k: v for k, v in now["method"].items()}, "lr_incremental": 0.001}
+    fuller = {"method": dataclasses.asdict(method), "lr_incremental": 0.001}
+    fuller["method"]["distillation"] = [dataclasses.asdict(t) for t in method.distillation]
+    for recorded in (older, fuller):
+      self.assertEqual(_canonical_method(recorded), _canonical_method(now))
+    changed = {"method": {**now["method"], "kd_alpha": 2.0}, "lr_incremental": 0.001}
+    self.assertNotEqual(_canonical_method(changed), _canonical_method(now))

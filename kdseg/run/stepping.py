@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import time
 from typing import Callable
 
@@ -23,7 +24,7 @@ from kdseg.engine.distribute import worker_id
 from kdseg.engine.loop import Schedule, StepTrainer, TrainingDivergedError, make_optimizer
 from kdseg.losses import pseudo
 from kdseg.losses.regularizers import ImportanceRegularizer
-from kdseg.methods import Method, build_objective
+from kdseg.methods import Method, build_objective, method_from_record, method_record
 from kdseg.models import pretrained
 from kdseg.models.classifier import HEAD_INITIALIZERS
 from kdseg.models.freezing import freeze, freeze_statistics
@@ -278,12 +279,24 @@ def _locked(experiment: Experiment, directory: str, what: str, wait: bool):
   return lock(directory, what, wait) if experiment.chief else contextlib.nullcontext()
 
 
+def _canonical_method(record: dict) -> dict:
+  """A method.json with its method in canonical form (method_record): a record written with
+  fields at their defaults, or without fields added since, matches."""
+  if not isinstance(record.get("method"), dict):
+    return record
+  try:
+    method = method_from_record(record["method"])
+  except (TypeError, ValueError):   # not a method record: compared as it is
+    return record
+  return {**record, "method": json.loads(json.dumps(method_record(method)))}
+
+
 def _run_method(experiment: Experiment, method: Method, steps: list[int]) -> dict:
   config, run_dir = experiment.config, experiment.run_dir
   run_dir.guard(run_dir.method_json(method.name), {
-      "method": dataclasses.asdict(method), "lr_incremental": config.schedule.lr_incremental,
+      "method": method_record(method), "lr_incremental": config.schedule.lr_incremental,
       "epochs_incremental": config.schedule.epochs_incremental,
-      **config.schedule.shared_record()}, write=experiment.chief)
+      **config.schedule.shared_record()}, write=experiment.chief, normalize=_canonical_method)
   if experiment.chief:
     run_dir.write_text(run_dir.flags_txt(method.name), config.flags_text)
   plan = None
