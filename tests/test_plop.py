@@ -234,3 +234,21 @@ class ThresholdPassTest(tf.test.TestCase):
     self.assertEqual(first, again)
     with self.assertRaisesRegex(ValueError, "Delete the file"):
       stepping.pseudo_thresholds(experiment, method, old_model, None, schedule, 5, directory)
+
+
+class StageEndpointTest(tf.test.TestCase):
+
+  def test_stage_outputs_are_the_residual_sums_with_and_without_recompute(self):
+    images = tf.random.stateless_normal([2, 64, 64, 3], seed=[3, 1])
+    plain = build_segmenter(ModelConfig("resnet50_iabn", 16, 8), [3, 1])
+    recomputed = build_segmenter(ModelConfig("resnet50_iabn", 16, 8, recompute=True), [3, 1])
+    recomputed.set_weights(plain.get_weights())
+    expected = plain(images, training=True)["pod"]["features"]
+    got = recomputed(images, training=True)["pod"]["features"]
+    self.assertLen(expected, 5)
+    for one, other in zip(expected, got):
+      self.assertAllClose(one, other, atol=1e-4)
+    # Before the activation: the stage sums take negative values (leaky ReLU would scale them).
+    self.assertLess(float(tf.reduce_min(expected[3])), 0.0)
+    self.assertAllClose(tf.nn.leaky_relu(expected[3], 0.01),
+                        plain(images, training=True)["encoder"], atol=1e-4)
