@@ -118,31 +118,22 @@ class ColumnsTest(tf.test.TestCase):
   def test_a_column_after_step_k_reads_that_steps_record(self):
     # KD Table 8: mIoU / mPA / mCA after each step of 15-1, from the per-step records.
     table = grids.load_tables("kd")["8"]
-    spec = runner.RunSpec(table.scenarios[0], "/unused", (), {row.name: row.method
-                                                               for row in table.rows})
 
     def record(step, seed):
       return {"step": step, "miou_all": 0.1 * step + 0.01 * seed,
               "overall_accuracy": 0.5 + 0.01 * step, "mean_class_accuracy": 0.3}
 
-    steps = {seed: [record(step, seed) for step in range(6)] for seed in (0, 1)}
-    with mock.patch.object(runner, "step_records", lambda spec, method: steps), \
-         mock.patch.object(runner, "final_records",
-                           lambda spec, method: {s: r[-1] for s, r in steps.items()}):
-      cells = results.collect(table, [spec])
+    cells = _collect_faked(table, record)
     found = {(c["row"], c["column"]): c for c in cells}
     self.assertAllClose(found[("ef", "all@2")]["values"], [20.0, 21.0])
     self.assertAllClose(found[("ef", "pacc@5")]["values"], [55.0, 55.0])
     self.assertAlmostEqual(found[("ef", "all@5")]["mean"], 50.5)
     self.assertEqual(found[("ef", "all@3")]["paper"], 65.7)
 
-
   def test_rows_at_a_step_and_per_class_cells(self):
     # KD Table 9: rows M0..M5 are one method's records after step k; the paper's per-class IoU
     # gets our per-class cells beside it, the classes named by the records.
     table = grids.load_tables("kd")["9"]
-    spec = runner.RunSpec(table.scenarios[0], "/unused", (), {row.name: row.method
-                                                               for row in table.rows})
     names = list(voc.VOC_CLASSES)
 
     def record(step, seed):
@@ -151,11 +142,7 @@ class ColumnsTest(tf.test.TestCase):
               "class_iou": {name: (0.5 if name == "chair" else 0.2) + 0.01 * step
                             for name in known}}
 
-    steps = {seed: [record(step, seed) for step in range(6)] for seed in (0, 1)}
-    with mock.patch.object(runner, "step_records", lambda spec, method: steps), \
-         mock.patch.object(runner, "final_records",
-                           lambda spec, method: {s: r[-1] for s, r in steps.items()}):
-      cells = results.collect(table, [spec])
+    cells = _collect_faked(table, record)
     found = {(c["row"], c["column"]): c for c in cells}
     self.assertAllClose(found[("M2", "all")]["values"], [20.0, 21.0])
     self.assertAllClose(found[("M3", "iou:chair")]["values"], [53.0, 53.0])
@@ -165,6 +152,18 @@ class ColumnsTest(tf.test.TestCase):
     self.assertEqual(found[("M0", "iou:pottedplant")]["n"], 0)
     self.assertEqual(results.per_class_columns(cells, "15-1")[0], "iou:background")
     self.assertIn("Per-class IoU, 15-1", results.format_markdown(table, cells, "shapes"))
+
+
+def _collect_faked(table, record):
+  """The cells of `table`'s first scenario with every run's step records faked: record(step,
+  seed) for steps 0..5 and seeds 0, 1."""
+  spec = runner.RunSpec(table.scenarios[0], "/unused", (), {row.name: row.method
+                                                             for row in table.rows})
+  steps = {seed: [record(step, seed) for step in range(6)] for seed in (0, 1)}
+  with mock.patch.object(runner, "step_records", lambda spec, method: steps), \
+       mock.patch.object(runner, "final_records",
+                         lambda spec, method: {s: r[-1] for s, r in steps.items()}):
+    return results.collect(table, [spec])
 
 
 def _paper(scenario, row, column):

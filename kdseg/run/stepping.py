@@ -155,7 +155,8 @@ def pseudo_thresholds(experiment: Experiment, method: Method, old_model, data: C
   if fs.exists(path):
     saved = fs.read_json(path)
     values = saved.get("thresholds") if isinstance(saved, dict) else None
-    if not (isinstance(values, list) and len(values) == num_classes):
+    if not (isinstance(values, list) and len(values) == num_classes
+            and all(isinstance(v, (int, float)) for v in values)):
       raise ValueError(f"{path}: not the pseudo-label thresholds of this step ({num_classes} "
                        "classes expected). Delete the file to compute them again.")
     print(f"  pseudo-label thresholds read from {path}")
