@@ -6,7 +6,7 @@ with in-place ABN (BN scaled by |weight| + eps, then leaky ReLU 0.01; mapillary/
 functions.py), its DeepLab-v3 head (modules/deeplab.py, global image pooling) and incremental
 classifiers (segmentation_module.py), In-place ABN's pre-activation ResNeXt-101
 (models/resnext.py), and the KD paper's DeepLab-v2 (four dilated 3x3 classifiers summed) on
-torchvision's dilated ResNet. Module names are the references', so their state dicts are what
+torchvision's dilated ResNet (rebuilt with torchvision's layers and names). Module names are the references', so their state dicts are what
 those repositories save. Used by tools/compare_torch_forward.py (forward parity) and
 tools/benchmark.py --compare=torch (speed). Import this before TensorFlow: the other order
 crashes in triton's import (torchvision pulls it in).
@@ -22,7 +22,7 @@ Norm layers of the MiB network (`NORMS`, the speed baselines of tools/benchmark.
                eval logits within 1e-7) with torch 2.13 CPU.
   bn           PyTorch's own nn.BatchNorm2d followed by nn.LeakyReLU(0.01, inplace=True): the
                standard layers of the same shapes (oneDNN's batch norm), without the |weight|.
-torchvision is imported only by DeepLabV2 (its ResNet); the MiB networks need only torch.
+Nothing here imports torchvision: only torch.
 """
 from __future__ import annotations
 
@@ -220,17 +220,60 @@ class Segmentation(nn.Module):
     return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
+class Bottleneck(nn.Module):
+  """torchvision's ResNet bottleneck (v1.5: stride on the 3x3), same module names, so a
+  torchvision state dict loads: conv1/bn1, conv2/bn2, conv3/bn3, downsample; ReLU."""
+
+  def __init__(self, cin, planes, stride, dilation):
+    super().__init__()
+    self.conv1, self.bn1 = conv(cin, planes, 1), nn.BatchNorm2d(planes)
+    self.conv2, self.bn2 = conv(planes, planes, 3, stride, dilation), nn.BatchNorm2d(planes)
+    self.conv3, self.bn3 = conv(planes, planes * 4, 1), nn.BatchNorm2d(planes * 4)
+    self.relu = nn.ReLU(inplace=True)
+    self.downsample = (nn.Sequential(conv(cin, planes * 4, 1, stride), nn.BatchNorm2d(planes * 4))
+                       if stride != 1 or cin != planes * 4 else None)
+
+  def forward(self, x):
+    shortcut = x if self.downsample is None else self.downsample(x)
+    out = self.relu(self.bn1(self.conv1(x)))
+    out = self.relu(self.bn2(self.conv2(out)))
+    return self.relu(self.bn3(self.conv3(out)) + shortcut)
+
+
+class TorchvisionResNet(nn.Module):
+  """torchvision.models.resnet{50,101}(replace_stride_with_dilation=...) without torchvision
+  (PyPI's torchvision wheels link the CUDA torch): the same layers, names and dilation rule --
+  a dilated layer's first block keeps the previous dilation, the rest take the new one."""
+
+  def __init__(self, blocks=(3, 4, 23, 3), output_stride=8):
+    super().__init__()
+    self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
+    self.bn1, self.relu = nn.BatchNorm2d(64), nn.ReLU(inplace=True)
+    self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+    dilate = {8: (False, True, True), 16: (False, False, True)}[output_stride]
+    cin, dilation = 64, 1
+    for index, (planes, count) in enumerate(zip((64, 128, 256, 512), blocks)):
+      stride, previous = (1 if index == 0 else 2), dilation
+      if index and dilate[index - 1]:
+        dilation, stride = dilation * stride, 1
+      layer = [Bottleneck(cin, planes, stride, previous)]
+      layer += [Bottleneck(planes * 4, planes, 1, dilation) for _ in range(count - 1)]
+      self.add_module(f"layer{index + 1}", nn.Sequential(*layer))
+      cin = planes * 4
+
+  def forward(self, x):
+    x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+    return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
 class DeepLabV2(nn.Module):
   """The KD paper's DeepLab-v2: torchvision's ResNet dilated to output stride 8 (torchvision
   layout, ReLU), four dilated 3x3 classifiers (6, 12, 18, 24) summed, bilinear upsampling."""
 
   def __init__(self, num_classes, depth="resnet101", output_stride=8):
     super().__init__()
-    dilate = [False, True, True] if output_stride == 8 else [False, False, True]
-    import torchvision  # pylint: disable=g-import-not-at-top
-    net = getattr(torchvision.models, depth)(weights=None, replace_stride_with_dilation=dilate)
-    self.body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1,
-                              net.layer2, net.layer3, net.layer4)
+    self.body = TorchvisionResNet({"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3)}[depth],
+                                  output_stride)
     self.branches = nn.ModuleList([nn.Conv2d(2048, num_classes, 3, padding=r, dilation=r)
                                    for r in V2_RATES[output_stride]])
 
