@@ -108,12 +108,13 @@ flags.DEFINE_string("_child", None, "Internal: run one configuration (JSON) and 
 FLAGS = flags.FLAGS
 
 OUTPUT_STRIDE = {"v2": 8, "v3": 16}
+EVAL_SIZE = (375, 500)   # VOC's usual image, height x width: the evaluation rates' input
 NUM_CLASSES = 21
 
 
 def _write(path: str, document: dict | str) -> None:
   """Writes a results file whole (a dict as JSON). kdseg is imported here, not at the top: it
-  imports TensorFlow, and a --compare=torch child must import torch (torchvision) first -- the
+  imports TensorFlow, and a --compare=torch child must import torch first -- the
   other order crashes in triton's import."""
   from kdseg import atomic  # pylint: disable=g-import-not-at-top
   if isinstance(document, str):
@@ -139,11 +140,12 @@ def forward_gflop(model, size: int) -> float | None:
   return stats.total_float_ops / 1e9 if stats.total_float_ops else None
 
 
-def _random_batch(batch: int, size: int):
-  """Seeded random images and labels of one train step."""
+def _random_batch(batch: int, size: int, width: int | None = None):
+  """Seeded random images and labels of one train step (size x size, or size x width)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  return (tf.random.stateless_normal([batch, size, size, 3], seed=[0, 1]),
-          tf.random.stateless_uniform([batch, size, size], seed=[0, 2], maxval=NUM_CLASSES,
+  width = width or size
+  return (tf.random.stateless_normal([batch, size, width, 3], seed=[0, 1]),
+          tf.random.stateless_uniform([batch, size, width], seed=[0, 2], maxval=NUM_CLASSES,
                                       dtype=tf.int32))
 
 
@@ -296,7 +298,8 @@ def run_compare(config: dict) -> dict:
 
   torch.set_num_threads(os.cpu_count() or 1)
   torch.manual_seed(0)
-  torch_networks.set_norm(config.get("torch_norm", "rebuild"))
+  if head == "v3":   # the MiB network's norm layers; DeepLab-v2 is torchvision's layout
+    torch_networks.set_norm(config.get("torch_norm", "rebuild"))
   network = (torch_networks.Segmentation([NUM_CLASSES]) if head == "v3"
              else torch_networks.DeepLabV2(NUM_CLASSES))
   network.train()
@@ -365,12 +368,19 @@ def run_rates(config: dict) -> dict:
   constant = _random_batch(batch, crop)
   result = {**config}
   result["train_images_per_second"] = batch / seconds_per_call(train, itertools.repeat(constant))
+  # The same train step on images of the evaluation's size (VOC's 500x375): the rate the
+  # evaluation rates compare with pixel for pixel.
+  result["train_images_per_second_at_eval_size"] = batch / seconds_per_call(
+      train, itertools.repeat(_random_batch(batch, EVAL_SIZE[0], EVAL_SIZE[1])))
+  scales = (0.5, 0.75, 1.0, 1.25, 1.5)
   for name, test_time in (("eval_single", TestTime()),
-                          ("eval_multiscale_flip", TestTime((0.5, 0.75, 1.0, 1.25, 1.5), True))):
+                          ("eval_multiscale_flip", TestTime(scales, True))):
     predict = tf.function(lambda images, t=test_time: predict_probabilities(model, images, t))
-    image = tf.random.stateless_normal([1, 375, 500, 3], seed=[0, 3])
+    image = tf.random.stateless_normal([1, *EVAL_SIZE, 3], seed=[0, 3])
     result[f"{name}_images_per_second"] = 1 / seconds_per_call(
         lambda x: predict(x).numpy(), itertools.repeat(image))
+  # What the multi-scale + flip test computes, in single-scale forwards: sum of scale^2, twice.
+  result["multiscale_flip_forwards"] = 2 * sum(s * s for s in scales)
   root = tempfile.mkdtemp(prefix="kdseg_input_")
   try:
     count = max(64, batch * (steps + 2) * 4)
@@ -400,6 +410,14 @@ def run_rates(config: dict) -> dict:
                           ("input_ratio", "input_images_per_second"),
                           ("train_with_input_ratio", "train_images_per_second_with_input")):
     result[ratio] = result[measured] / rate
+  same_size = result["train_images_per_second_at_eval_size"]
+  for name in ("eval_single", "eval_multiscale_flip"):
+    result[f"{name}_ratio_same_size"] = result[f"{name}_images_per_second"] / same_size
+  # The train step in single-scale forwards of the same size, and the best ratio the
+  # multi-scale test could reach if each of its forwards cost what the single-scale one does.
+  result["train_step_forwards"] = (result["eval_single_images_per_second"] / same_size)
+  result["multiscale_flip_ratio_bound"] = (result["train_step_forwards"]
+                                           / result["multiscale_flip_forwards"])
   result["status"] = "ok"
   return result
 
@@ -419,6 +437,17 @@ def format_rates_table(rows: list[dict]) -> str:
               f"| evaluation, scales 0.5-1.5 + flip | "
               f"{r['eval_multiscale_flip_images_per_second']:.3f} | "
               f"{r['eval_multiscale_flip_ratio']:.2f} |"]
+    if "train_images_per_second_at_eval_size" in r:
+      lines += [f"| train step at the evaluation's size (500x375), batch {r['batch_size']} | "
+                f"{r['train_images_per_second_at_eval_size']:.3f} | "
+                f"{r['train_images_per_second_at_eval_size'] / r['train_images_per_second']:.2f} |",
+                "", "| at the evaluation's size (500x375) | ratio to that train step |",
+                "| --- | --- |",
+                f"| evaluation, single scale | {r['eval_single_ratio_same_size']:.2f} |",
+                f"| evaluation, scales 0.5-1.5 + flip | "
+                f"{r['eval_multiscale_flip_ratio_same_size']:.2f} |",
+                f"| its bound: train step = {r['train_step_forwards']:.2f} forwards, the test "
+                f"{r['multiscale_flip_forwards']:.2f} | {r['multiscale_flip_ratio_bound']:.2f} |"]
   return "\n".join(lines)
 
 
@@ -428,7 +457,7 @@ def format_compare_table(rows: list[dict]) -> str:
   baselines = {"rebuild": "tools/torch_networks.py in-place ABN rebuild",
                "inplace_abn": "mapillary inplace_abn (compiled CPU extension)",
                "bn": "nn.BatchNorm2d + LeakyReLU(inplace)",
-               "torchvision": "torchvision ResNet (BatchNorm2d + ReLU)"}
+               "torchvision": "torchvision's ResNet layers (BatchNorm2d + ReLU), rebuilt"}
   for r in rows:
     network = (f"DeepLab-{r['head']} {r.get('backbone', '')} OS{OUTPUT_STRIDE[r['head']]}")
     baseline = baselines.get(r.get("torch_norm", "rebuild"), r.get("torch_norm"))
