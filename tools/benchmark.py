@@ -413,11 +413,12 @@ def run_rates(config: dict) -> dict:
   same_size = result["train_images_per_second_at_eval_size"]
   for name in ("eval_single", "eval_multiscale_flip"):
     result[f"{name}_ratio_same_size"] = result[f"{name}_images_per_second"] / same_size
-  # The train step in single-scale forwards of the same size, and the best ratio the
-  # multi-scale test could reach if each of its forwards cost what the single-scale one does.
+  # The train step in single-scale forwards of the same size, and the ratio the multi-scale
+  # test would have if each of its forwards cost its pixels' share of a single-scale one
+  # (measured rates beat it a little: the flipped pair runs as one batch).
   result["train_step_forwards"] = (result["eval_single_images_per_second"] / same_size)
-  result["multiscale_flip_ratio_bound"] = (result["train_step_forwards"]
-                                           / result["multiscale_flip_forwards"])
+  result["multiscale_flip_ratio_from_pixels"] = (result["train_step_forwards"]
+                                                 / result["multiscale_flip_forwards"])
   result["status"] = "ok"
   return result
 
@@ -446,8 +447,9 @@ def format_rates_table(rows: list[dict]) -> str:
                 f"| evaluation, single scale | {r['eval_single_ratio_same_size']:.2f} |",
                 f"| evaluation, scales 0.5-1.5 + flip | "
                 f"{r['eval_multiscale_flip_ratio_same_size']:.2f} |",
-                f"| its bound: train step = {r['train_step_forwards']:.2f} forwards, the test "
-                f"{r['multiscale_flip_forwards']:.2f} | {r['multiscale_flip_ratio_bound']:.2f} |"]
+                f"| from pixels alone: a train step costs {r['train_step_forwards']:.2f} "
+                f"single-scale forwards, the test {r['multiscale_flip_forwards']:.2f} | "
+                f"{r['multiscale_flip_ratio_from_pixels']:.2f} |"]
   return "\n".join(lines)
 
 
