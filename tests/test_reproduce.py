@@ -106,6 +106,7 @@ class CheckerTest(tf.test.TestCase):
       self.assertEqual(result["verdict"], expected, (check, result["compared"]))
     self.assertEqual(claims.check(self._claim("mib > lwf"), cells)["compared"],
                      ["mib 40.0±1.0 > lwf 30.0±2.0"])
+    self.assertEqual(claims.check(self._claim("ft < 5"), cells)["compared"], ["ft 3.0±0.5 < 5"])
     # One seed: no spread, the means decide.
     single = [_cell("a", 10.0), _cell("b", 10.2)]
     self.assertEqual(claims.check(self._claim("b > a"), single)["verdict"], claims.HOLDS)
