@@ -6,10 +6,11 @@ with in-place ABN (BN scaled by |weight| + eps, then leaky ReLU 0.01; mapillary/
 functions.py), its DeepLab-v3 head (modules/deeplab.py, global image pooling) and incremental
 classifiers (segmentation_module.py), In-place ABN's pre-activation ResNeXt-101
 (models/resnext.py), and the KD paper's DeepLab-v2 (four dilated 3x3 classifiers summed) on
-torchvision's dilated ResNet (rebuilt with torchvision's layers and names). Module names are the references', so their state dicts are what
-those repositories save. Used by tools/compare_torch_forward.py (forward parity) and
-tools/benchmark.py --compare=torch (speed). Import this before TensorFlow: the other order
-crashes in triton's import (torchvision pulls it in).
+torchvision's dilated ResNet (rebuilt with torchvision's layers and names). Module names are
+the references', so their state dicts are what those repositories save. Used by
+tools/compare_torch_forward.py (forward parity) and tools/benchmark.py --compare=torch (speed).
+Import this before TensorFlow: the other order crashed in triton's import (seen when this file
+still imported torchvision).
 
 Norm layers of the MiB network (`NORMS`, the speed baselines of tools/benchmark.py):
   rebuild      this file's ABN: F.batch_norm with |weight| + eps, then leaky ReLU (two passes,
