@@ -234,6 +234,12 @@ class ThresholdPassTest(tf.test.TestCase):
     self.assertEqual(first, again)
     with self.assertRaisesRegex(ValueError, "Delete the file"):
       stepping.pseudo_thresholds(experiment, method, old_model, None, schedule, 5, directory)
+    # Right length, not numbers: refused the same way.
+    path = next(iter(written))
+    with open(path, "w") as handle:
+      json.dump({"thresholds": ["0.1", None, 0.2, 0.3]}, handle)
+    with self.assertRaisesRegex(ValueError, "Delete the file"):
+      stepping.pseudo_thresholds(experiment, method, old_model, None, schedule, 4, directory)
 
 
 class StageEndpointTest(tf.test.TestCase):
