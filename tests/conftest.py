@@ -17,7 +17,7 @@ if "TEST_TMPDIR" not in os.environ:
 
 # The longest tests (minutes each on 2 cores) start first, so that under pytest-xdist (-n 2, the
 # README's command) none of them is left running alone at the end.
-FIRST = ("test_two_steps_of_15_1_every_kind_of_method", "test_replicas.py", "test_train.py",
+FIRST = ("test_two_steps_of_15_1_", "test_replicas.py", "test_train.py",
          "test_tf1_weights.py",
          "test_filesystems.py", "test_records.py")
 

@@ -90,5 +90,12 @@ def write_msrc_tree(root: str, labels: dict[str, dict[str, np.ndarray]]) -> str:
 # loss, regulariser, freezing mode and the offline bound at least once. The other named methods
 # recombine these with other weights or temperatures; test_methods.py computes their terms and
 # gradients on a tiny model instead (an end-to-end run costs ~25 s of the suite per method).
-END_TO_END_METHODS = ("ft", "joint", "lwf", "lwf-mc", "ilt", "ewc", "pi", "rw", "mib", "kd-ft",
-                      "kd-cls-t", "ef", "e2lf", "kd-enc", "kd-dec", "kd-spkd-avg", "plop")
+# Grouped by the step 0 they start from (test_train.py trains each group in a run directory of
+# its own, so pytest-xdist's workers take them side by side): the MiB paper's shared CE step 0,
+# the KD paper's shared valid-pixel CE step 0, and the methods that train their own.
+END_TO_END_GROUPS = {
+    "mib_step_0": ("ft", "lwf", "lwf-mc", "ilt", "mib", "plop"),
+    "kd_step_0": ("kd-ft", "kd-cls-t", "ef", "e2lf", "kd-enc", "kd-dec", "kd-spkd-avg"),
+    "own_step_0": ("ewc", "pi", "rw", "joint"),
+}
+END_TO_END_METHODS = tuple(m for group in END_TO_END_GROUPS.values() for m in group)

@@ -23,7 +23,7 @@ from kdseg.models.segmenter import ModelConfig
 from kdseg.data import presence
 from kdseg.data.cityscapes import CITYSCAPES_CLASSES
 from kdseg.data.shapes import CLASS_NAMES, ShapesConfig, load_shapes
-from tests.helpers import END_TO_END_METHODS, free_port, write_cityscapes_tree
+from tests.helpers import END_TO_END_GROUPS, free_port, write_cityscapes_tree
 
 FLAGS = flags.FLAGS
 MODEL = ModelConfig("tiny", 16, 16)
@@ -65,25 +65,17 @@ class EndToEndTest(tf.test.TestCase):
         "--output_stride=16", "--head_channels=16", "--batch_size=8", "--crop_size=32",
         "--lr=0.01", "--lr_incremental=0.001", "--eval_batch_size=12", "--verbose=0"]
 
-  def test_two_steps_of_15_1_every_kind_of_method(self):
-    # Every loss term, classifier loss, regulariser, freezing mode and the offline bound
-    # (helpers.END_TO_END_METHODS; test_methods.py checks the other named methods' terms).
-    run_dir = f"{self.base}/two_steps"
-    methods = END_TO_END_METHODS
+  def _two_steps_of_15_1(self, group: str) -> tuple[str, list[str]]:
+    """Trains one group of helpers.END_TO_END_GROUPS through steps 0 and 1 of 15-1 in a run
+    directory of its own (the groups are three tests, so pytest-xdist's workers take them side
+    by side) and checks every method's records; returns the run directory and the flags."""
+    run_dir = f"{self.base}/two_steps_{group}"
+    methods = END_TO_END_GROUPS[group]
     # 15-1's first added class is in only 3 of the 64 training images: batches of 2.
     args = [*self.common, "--task=15-1", "--batch_size=2", f"--run_dir={run_dir}",
             f"--method={','.join(methods)}", "--epochs=1", "--epochs_incremental=1"]
     run_train(*args, "--step=0")
     run_train(*args, "--step=1")
-    # Step 0 is shared by recipe: MiB-paper CE, KD-paper valid-pixel CE; the regularised
-    # methods and joint train their own.
-    self.assertTrue(checkpoints.is_complete(f"{run_dir}/step_0"))
-    self.assertTrue(checkpoints.is_complete(f"{run_dir}/step_0_ce-valid"))
-    for method in ("ewc", "pi", "rw", "joint"):
-      self.assertTrue(checkpoints.is_complete(f"{run_dir}/{method}/step_0"), msg=method)
-    for method in ("ewc", "pi", "rw"):   # state saved with each step for the next one
-      for step in (0, 1):
-        self.assertTrue(os.path.isfile(f"{run_dir}/{method}/step_{step}/final/regularizer.npz"))
     for method in methods:
       if method != "joint":
         self.assertTrue(checkpoints.is_complete(f"{run_dir}/{method}/step_1"), msg=method)
@@ -97,6 +89,31 @@ class EndToEndTest(tf.test.TestCase):
       confusion = np.array(record["confusion"])
       self.assertEqual(confusion.shape, (21, 21) if method == "joint" else (17, 17))
       self.assertGreater(confusion.sum(), 0)
+      self.assertTrue(os.path.isfile(f"{run_dir}/{method}/results/summary.md"), msg=method)
+    with open(f"{run_dir}/comparison.txt") as handle:
+      table = handle.read()
+    for method in methods:
+      self.assertIn(method, table)
+    self.assertTrue(os.path.isfile(f"{run_dir}/splits/step_1_train.txt"))
+    self.assertTrue(os.path.isfile(f"{run_dir}/miou_per_step.png"))
+    with open(f"{run_dir}/timing.json") as handle:   # the last run's wall time by phase
+      timing = json.load(handle)
+    self.assertContainsSubset({"data", "training", "evaluation", "reporting"}, timing["phases"])
+    self.assertAllGreaterEqual(list(timing["phases"].values()), 0.0)
+    self.assertLessEqual(sum(timing["phases"].values()), timing["total_seconds"] + 0.5)
+    return run_dir, args
+
+  # Every loss term, classifier loss, regulariser, freezing mode and the offline bound trains two
+  # steps in one of the three tests below (helpers.END_TO_END_GROUPS; test_methods.py checks the
+  # other named methods' terms).
+
+  def test_two_steps_of_15_1_mib_paper_methods_share_step_0(self):
+    run_dir, args = self._two_steps_of_15_1("mib_step_0")
+    # Step 0 is shared by recipe: these methods start from the one MiB-paper CE step 0.
+    self.assertTrue(checkpoints.is_complete(f"{run_dir}/step_0"))
+    self.assertFalse(os.path.exists(f"{run_dir}/step_0_ce-valid"))
+    for method in END_TO_END_GROUPS["mib_step_0"]:
+      self.assertFalse(os.path.exists(f"{run_dir}/{method}/step_0"), msg=method)
     # PLOP's thresholds: one per class after the step, saved in its step folder.
     with open(f"{run_dir}/plop/step_1/pseudo_thresholds.json") as handle:
       saved = json.load(handle)
@@ -105,8 +122,6 @@ class EndToEndTest(tf.test.TestCase):
     self.assertGreater(np.array(saved["histogram"]).sum(), 0)
     self.assertContainsSubset({"train/ce", "train/pod", "train/pod_logits"},
                               _event_tags(f"{run_dir}/tensorboard/plop/step_1"))
-    self.assertTrue(os.path.isfile(f"{run_dir}/splits/step_1_train.txt"))
-    self.assertTrue(os.path.isfile(f"{run_dir}/splits/joint/step_0_train.txt"))
     # TensorBoard, read back: every loss term and the learning rate while training; after
     # each step mIoU old/new/all, image panels, the per-class table and the hparams record.
     train_tags = _event_tags(f"{run_dir}/tensorboard/mib/step_1")
@@ -120,20 +135,27 @@ class EndToEndTest(tf.test.TestCase):
     # An image summary holds width, height, then the encoded PNGs: input | truth | prediction.
     self.assertEqual([int(v) for v in panels[:2]], [3 * 32, 32])
     self.assertLen(panels, 2 + 4)
-    with open(f"{run_dir}/comparison.txt") as handle:
-      table = handle.read()
-    for method in methods:
-      self.assertIn(method, table)
-      self.assertTrue(os.path.isfile(f"{run_dir}/{method}/results/summary.md"), msg=method)
     with open(f"{run_dir}/mib/results/summary.csv") as handle:
       self.assertEqual([row["step"] for row in csv.DictReader(handle)], ["0", "1"])
-    self.assertTrue(os.path.isfile(f"{run_dir}/miou_per_step.png"))
-    with open(f"{run_dir}/timing.json") as handle:   # the last run's wall time by phase
-      timing = json.load(handle)
-    self.assertContainsSubset({"data", "training", "evaluation", "reporting"}, timing["phases"])
-    self.assertAllGreaterEqual(list(timing["phases"].values()), 0.0)
-    self.assertLessEqual(sum(timing["phases"].values()), timing["total_seconds"] + 0.5)
 
+    # Running again finds every step finished: nothing is retrained or rewritten.
+    before = os.path.getmtime(f"{run_dir}/mib/step_1/final/done.json")
+    evaluations = len(_event_values(f"{run_dir}/tensorboard/mib/eval", "eval/miou_all"))
+    self.assertEqual(evaluations, 2)
+    run_train(*args[:-3], "--method=mib", "--epochs=1", "--epochs_incremental=1", "--step=1")
+    self.assertEqual(before, os.path.getmtime(f"{run_dir}/mib/step_1/final/done.json"))
+    # ... nor logged again to TensorBoard (unchanged evaluations are not repeated).
+    self.assertLen(_event_values(f"{run_dir}/tensorboard/mib/eval", "eval/miou_all"), 2)
+
+    # Other flags in the same run directory are refused before anything is touched.
+    with self.assertRaisesRegex(ConfigMismatchError, "epochs"):
+      run_train(*args[:-3], "--method=mib", "--epochs=3", "--epochs_incremental=1")
+
+  def test_two_steps_of_15_1_kd_paper_methods_and_encoder_freezing(self):
+    run_dir, _ = self._two_steps_of_15_1("kd_step_0")
+    # The KD paper's methods share its valid-pixel CE step 0, not the MiB paper's.
+    self.assertTrue(checkpoints.is_complete(f"{run_dir}/step_0_ce-valid"))
+    self.assertFalse(os.path.exists(f"{run_dir}/step_0"))
     # EF: the whole encoder, BN statistics included, is the step-0 encoder; E2LF: only conv1 and
     # conv2_x are, the rest of the encoder trained.
     step0 = checkpoints.load_final(f"{run_dir}/step_0_ce-valid", MODEL, [16])
@@ -148,18 +170,17 @@ class EndToEndTest(tf.test.TestCase):
                  if not np.array_equal(v.numpy(), before[v.path])]
       self.assertEqual(bool(changed), method == "e2lf", msg=method)
 
-    # Running again finds every step finished: nothing is retrained or rewritten.
-    before = os.path.getmtime(f"{run_dir}/mib/step_1/final/done.json")
-    evaluations = len(_event_values(f"{run_dir}/tensorboard/mib/eval", "eval/miou_all"))
-    self.assertEqual(evaluations, 2)
-    run_train(*args[:-3], "--method=mib", "--epochs=1", "--epochs_incremental=1", "--step=1")
-    self.assertEqual(before, os.path.getmtime(f"{run_dir}/mib/step_1/final/done.json"))
-    # ... nor logged again to TensorBoard (unchanged evaluations are not repeated).
-    self.assertLen(_event_values(f"{run_dir}/tensorboard/mib/eval", "eval/miou_all"), 2)
-
-    # Other flags in the same run directory are refused before anything is touched.
-    with self.assertRaisesRegex(ConfigMismatchError, "epochs"):
-      run_train(*args[:-3], "--method=mib", "--epochs=3", "--epochs_incremental=1")
+  def test_two_steps_of_15_1_regularised_methods_and_joint_train_their_own_step_0(self):
+    run_dir, _ = self._two_steps_of_15_1("own_step_0")
+    # EWC, PI and RW gather their importance while training step 0, and joint trains every
+    # class at once: each trains a step 0 of its own, and no shared one is trained.
+    self.assertFalse(os.path.exists(f"{run_dir}/step_0"))
+    for method in ("ewc", "pi", "rw", "joint"):
+      self.assertTrue(checkpoints.is_complete(f"{run_dir}/{method}/step_0"), msg=method)
+    for method in ("ewc", "pi", "rw"):   # state saved with each step for the next one
+      for step in (0, 1):
+        self.assertTrue(os.path.isfile(f"{run_dir}/{method}/step_{step}/final/regularizer.npz"))
+    self.assertTrue(os.path.isfile(f"{run_dir}/splits/joint/step_0_train.txt"))
 
   def test_deeplab_v2_decoder_distillation_and_composed_flags(self):
     run_dir = f"{self.base}/v2"
