@@ -153,6 +153,16 @@ class ColumnsTest(tf.test.TestCase):
     self.assertEqual(found[("M0", "iou:pottedplant")]["n"], 0)
     self.assertEqual(results.per_class_columns(cells, "15-1")[0], "iou:background")
     self.assertIn("Per-class IoU, 15-1", results.format_markdown(table, cells, "shapes"))
+    # The header names the seeds asked for and the runs the cells hold: the faked records have
+    # no accuracies (pacc, cacc: n = 0); per-class cells (M0's pottedplant: 0) are not counted.
+    header = results.format_markdown(table, cells, "shapes", {"command": "c", "seeds": [0, 1, 2]})
+    self.assertIn("seeds asked: 0, 1, 2; runs per cell: n = 0-2", header)
+    filled = [{**c, "n": 2} if c["column"] in ("pacc", "cacc") else c for c in cells]
+    self.assertIn("runs per cell: n = 2", results.format_markdown(table, filled, "shapes",
+                                                                  {"seeds": [0, 1]}))
+    filled[0] = {**filled[0], "n": 1}
+    self.assertIn("runs per cell: n = 1-2", results.format_markdown(table, filled, "shapes",
+                                                                    {"seeds": [0, 1]}))
 
 
 def _collect_faked(table, record):

@@ -117,9 +117,13 @@ def format_markdown(table: Table, cells: list[dict], budget: str,
            f"Budget `{budget}`. Each cell: our mean ± sample std (n runs: seeds × variants) "
            "[the paper's number, ours − paper]; mIoU and accuracies in %.", ""]
   if about:
+    # The seeds a command asks for are not always the runs there are (a grid still running, or
+    # tables reported over seeds only some of them finished): say how many each cell holds.
+    counts = sorted({c["n"] for c in cells if not c["column"].startswith(PER_CLASS)})
+    held = (f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}") if counts else "0"
     lines += [f"- command: `{about.get('command')}`",
-              f"- commit: {about.get('commit') or 'unknown'}; seeds: "
-              f"{', '.join(str(s) for s in about.get('seeds', []))}",
+              f"- commit: {about.get('commit') or 'unknown'}; seeds asked: "
+              f"{', '.join(str(s) for s in about.get('seeds', []))}; runs per cell: n = {held}",
               f"- machine: {_machine_text(about.get('machine') or {})}", ""]
   for scenario in table.scenarios:
     lines += [f"### {scenario.name}", "",
