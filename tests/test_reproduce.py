@@ -110,6 +110,11 @@ class CheckerTest(tf.test.TestCase):
     # One seed: no spread, the means decide.
     single = [_cell("a", 10.0), _cell("b", 10.2)]
     self.assertEqual(claims.check(self._claim("b > a"), single)["verdict"], claims.HOLDS)
+    self.assertEqual(claims.check(self._claim("b > a"), single)["compared"], ["b 10.2 > a 10.0"])
+    # Two identical runs: a std of 0, shown as such (not as one run).
+    same = [_cell("a", 5.5, 0.0), _cell("b", 9.0, 1.0)]
+    self.assertEqual(claims.check(self._claim("b > a"), same)["compared"],
+                     ["b 9.0±1.0 > a 5.5±0.0"])
     with self.assertRaisesRegex(GridError, r"has no row 'pi'"):
       claims.check(self._claim("mib > pi"), cells)
 

@@ -44,9 +44,11 @@ def _compare(op: str, left: dict, right: dict | float) -> tuple[str, str]:
   greater = op in (">", ">=")
   satisfied = gap > 0 if op == ">" else gap < 0 if op == "<" else (gap >= 0 if greater else gap <= 0)
   verdict = SPREAD if spread >= abs(gap) and spread > 0 else HOLDS if satisfied else FAILS
-  if isinstance(right, dict):   # a row: its name and mean (± std); a number: itself
-    right_text += f" {right_mean:.1f}" + (f"±{right_std:.1f}" if right_std else "")
-  shown = (f"{left['row']} {left['mean']:.1f}" + (f"±{left['std']:.1f}" if left["std"] else "")
+  # A row: its name and mean, ± std where it has several runs (identical runs show ±0.0, one run
+  # no std); a number: itself.
+  if isinstance(right, dict):
+    right_text += f" {right_mean:.1f}" + (f"±{right_std:.1f}" if right_std is not None else "")
+  shown = (f"{left['row']} {left['mean']:.1f}" + (f"±{left['std']:.1f}" if left["std"] is not None else "")
            + f" {op} {right_text}")
   return verdict, shown
 
