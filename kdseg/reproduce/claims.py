@@ -48,8 +48,8 @@ def _compare(op: str, left: dict, right: dict | float) -> tuple[str, str]:
   # no std); a number: itself.
   if isinstance(right, dict):
     right_text += f" {right_mean:.1f}" + (f"±{right_std:.1f}" if right_std is not None else "")
-  shown = (f"{left['row']} {left['mean']:.1f}" + (f"±{left['std']:.1f}" if left["std"] is not None else "")
-           + f" {op} {right_text}")
+  left_std = "" if left["std"] is None else f"±{left['std']:.1f}"
+  shown = f"{left['row']} {left['mean']:.1f}{left_std} {op} {right_text}"
   return verdict, shown
 
 
