@@ -170,11 +170,94 @@ class ColumnsTest(tf.test.TestCase):
                                                                     {"seeds": [0, 1]}))
 
 
+class MergeTest(tf.test.TestCase):
+  """--merge_results: earlier results' runs join a table's cells, each run (run directory and
+  seed) once; files that cannot be merged are refused with the reason."""
+
+  def setUp(self):
+    super().setUp()
+    self.table = grids.load_tables("kd")["8"]
+
+    def record(step, seed):
+      return {"step": step, "miou_all": 0.1 * step + 0.01 * seed,
+              "overall_accuracy": 0.5, "mean_class_accuracy": 0.3,
+              "miou_per_step": {"step 0": 0.5 - 0.01 * step}, "class_iou": {"a": 0.5}}
+
+    self.record = record
+    self.cells = _collect_faked(self.table, record)
+    self.labels = {(c["scenario"], c["row"]): {"s-key"} for c in self.cells}
+
+  def _earlier(self, seeds, shift=0.0, label="s-key", **overrides):
+    """A table JSON of the same cells from runs of `seeds` (values + shift)."""
+    cells = []
+    for cell in self.cells:
+      runs = [{"run": label, "seed": seed} for seed in seeds]
+      cells.append({**cell, "runs": runs, "values": [cell["values"][0] + shift] * len(seeds)})
+    return {"table": "8", "budget": "shapes", "cells": cells, **overrides}
+
+  def test_each_value_names_its_run_and_seed(self):
+    cell = next(c for c in self.cells if (c["row"], c["column"]) == ("ef", "all@2"))
+    self.assertEqual(cell["runs"], [{"run": "s-key", "seed": 0}, {"run": "s-key", "seed": 1}])
+    self.assertAllClose(cell["values"], [20.0, 21.0])
+
+  def test_runs_found_in_both_count_once(self):
+    earlier = self._earlier([1, 2], shift=100.0)
+    results.check_earlier(self.table, "shapes", "e.json", earlier, self.labels)
+    merged = {(c["row"], c["column"]): c for c in results.merge(self.cells, [earlier])}
+    cell = merged[("ef", "all@2")]
+    # seeds 0, 1 from the runs here (seed 1's earlier value is not counted), seed 2 from earlier
+    self.assertAllClose(cell["values"], [20.0, 21.0, 120.0])
+    self.assertEqual([source["seed"] for source in cell["runs"]], [0, 1, 2])
+    self.assertEqual(cell["n"], 3)
+    self.assertAlmostEqual(cell["mean"], np.mean([20.0, 21.0, 120.0]))
+    self.assertAlmostEqual(cell["std"], np.std([20.0, 21.0, 120.0], ddof=1))
+    self.assertAlmostEqual(cell["difference"], cell["mean"] - cell["paper"])
+    # merging the same file twice, or a table with itself, adds nothing
+    again = results.merge(results.merge(self.cells, [earlier]), [earlier, earlier])
+    self.assertEqual([c["n"] for c in again], [c["n"] for c in merged.values()])
+
+  def test_unmergeable_files_are_refused(self):
+    for earlier, message in [
+        (self._earlier([2], budget="smoke"), "not Table 8 of budget 'shapes'"),
+        (self._earlier([2], table="7"), "not Table 8"),
+        (self._earlier([2], label="s-other"), "run s-other, which this grid no longer trains"),
+        ({**self._earlier([2]), "cells": [{k: v for k, v in c.items() if k != "runs"}
+                                          for c in self.cells]}, "which run and seed"),
+        ([1, 2], "no cells")]:
+      with self.assertRaisesRegex(results.MergeError, message):
+        results.check_earlier(self.table, "shapes", "e.json", earlier, self.labels)
+    unknown = self._earlier([2])
+    unknown["cells"][0] = {**unknown["cells"][0], "row": "no-such-row"}
+    with self.assertRaisesRegex(results.MergeError, "no-such-row is not in kd Table 8"):
+      results.check_earlier(self.table, "shapes", "e.json", unknown, self.labels)
+
+  def test_plots_average_every_runs_curve_and_name_the_seeds(self):
+    table = grids.load_tables("mib")["1"]
+    spec = runner.RunSpec(table.scenarios[0], "/unused", (), {"ft": "ft"}, "s-key")
+    steps = {seed: [self.record(step, seed) for step in range(3)] for seed in (0, 1)}
+    with mock.patch.object(runner, "step_records", lambda spec, method: steps):
+      curves = results.collect_curves(table, [spec])
+    self.assertEqual([(c["row"], c["seed"], len(c["records"])) for c in curves],
+                     [("ft", 0, 3), ("ft", 1, 3)])
+    later = [{**curves[0], "seed": 2, "records": [
+        {**r, "miou_all": r["miou_all"] + 0.3} for r in curves[0]["records"]]}]
+    merged = results.merge_curves(curves, [{"curves": later + curves}])
+    self.assertEqual([c["seed"] for c in merged], [0, 1, 2])
+    drawn = {}
+    with mock.patch.object(results.plot, "plot_miou_per_step",
+                           lambda by_row, path, title: drawn.update(by_row=by_row, title=title)):
+      results.write_plots(table, merged, self.get_temp_dir())
+    self.assertIn("(mean over seeds 0, 1, 2)", drawn["title"])
+    self.assertAllClose([r["miou_all"] for r in drawn["by_row"]["ft"]],
+                        [np.mean([0.0, 0.01, 0.3]), np.mean([0.1, 0.11, 0.4]),
+                         np.mean([0.2, 0.21, 0.5])])
+
+
 def _collect_faked(table, record):
   """The cells of `table`'s first scenario with every run's step records faked: record(step,
   seed) for steps 0..5 and seeds 0, 1."""
   spec = runner.RunSpec(table.scenarios[0], "/unused", (), {row.name: row.method
-                                                             for row in table.rows})
+                                                             for row in table.rows}, "s-key")
   steps = {seed: [record(step, seed) for step in range(6)] for seed in (0, 1)}
   with mock.patch.object(runner, "step_records", lambda spec, method: steps), \
        mock.patch.object(runner, "final_records",
@@ -280,6 +363,22 @@ class SmokeTest(tf.test.TestCase):
     again = self._reproduce("--paper=kd", "--table=1", "--rows=kd-ft,ef+kd-cls-t", *common)
     self.assertIn("finished for every seed", again)
     self.assertNotIn("python -m kdseg.train", again)
+    # Results of another machine (here: this one's, its runs since deleted) merge in, each run
+    # once: the table from them alone equals the original; merged with its own runs, n stays 1.
+    for run_root, name in ((f"{base}/elsewhere", "merged"), (f"{base}/runs", "again")):
+      self._reproduce("--paper=kd", "--table=1", "--report_only", f"--run_root={run_root}",
+                      "--budget=smoke", f"--results_dir={base}/{name}",
+                      f"--merge_results={base}/results")
+      with open(f"{base}/{name}/kd_table_1.json") as handle:
+        merged = json.load(handle)
+      self.assertEqual([(c["n"], c["values"]) for c in merged["cells"]],
+                       [(c["n"], c["values"]) for c in table["cells"]])
+      self.assertEqual(merged["merged"][0]["path"], f"{base}/results/kd_table_1.json")
+    with open(f"{base}/merged/kd_table_1.md") as handle:
+      self.assertIn(f"- with the runs of `{base}/results/kd_table_1.json`", handle.read())
+    with self.assertRaisesRegex(config.FlagValueError, "no such folder"):
+      self._reproduce("--paper=kd", "--table=1", "--report_only", "--budget=smoke",
+                      f"--run_root={base}/runs", f"--merge_results={base}/nowhere")
 
 
 if __name__ == "__main__":

@@ -46,6 +46,10 @@ flags.DEFINE_string("results_dir", None, "kdseg.reproduce: where tables and clai
                     "default <run_root>/<budget>/results.")
 flags.DEFINE_bool("report_only", False, "kdseg.reproduce: train nothing; tables from the runs "
                   "that exist.")
+flags.DEFINE_list("merge_results", [], "kdseg.reproduce: results folders of earlier grids (their "
+                  "<paper>_table_<N>.json; other machines, other seeds, runs since deleted): "
+                  "their runs join the ones found here in every cell, a run (run directory "
+                  "and seed) in both counted once. Checked before anything trains.")
 flags.DEFINE_bool("dry_run", False, "kdseg.reproduce: print each kdseg.train command, run none.")
 
 # Flags of kdseg.train a grid passes on to every run when given (the rest come from the grid).
@@ -60,6 +64,36 @@ def _commit() -> str | None:
                           check=True).stdout.strip() or None
   except (OSError, subprocess.SubprocessError):
     return None
+
+
+def _earlier_results(chosen, budget: str, run_root: str, data_root) -> dict[str, list[dict]]:
+  """table id -> the checked contents of --merge_results' <paper>_table_<N>.json files (each
+  with its path); a folder without a chosen table's file is skipped with a message."""
+  found: dict[str, list[dict]] = {}
+  for folder in FLAGS.merge_results:
+    if not fs.isdir(folder):
+      raise config.FlagValueError(f"--merge_results={folder}: no such folder (give the "
+                                  "results folders of earlier grids, e.g. docs/results).")
+    for table in chosen:
+      path = fs.join(folder, f"{table.paper}_table_{table.id}.json")
+      if not fs.isfile(path):
+        print(f"kdseg.reproduce: --merge_results: {path} does not exist; Table {table.id} "
+              "takes nothing from that folder.", flush=True)
+        continue
+      try:
+        earlier = fs.read_json(path)
+      except fs.CorruptFileError as error:
+        raise config.FlagValueError(f"--merge_results: {error}") from None
+      labels: dict = {}
+      for spec in runner.run_specs(table, budget, run_root, None, data_root):
+        for row in spec.rows:
+          labels.setdefault((spec.scenario.name, row), set()).add(spec.label)
+      try:
+        results.check_earlier(table, budget, path, earlier, labels)
+      except results.MergeError as error:
+        raise config.FlagValueError(f"--merge_results: {error}") from None
+      found.setdefault(table.id, []).append({**earlier, "path": path})
+  return found
 
 
 def main(argv):
@@ -85,6 +119,7 @@ def main(argv):
   rows, data_root = list(FLAGS.rows), FLAGS.data_root
   report_only, dry_run, paper = FLAGS.report_only, FLAGS.dry_run, FLAGS.paper
   command = " ".join(["python -m kdseg.reproduce", *sys.argv[1:]])
+  earlier = _earlier_results(chosen, budget, run_root, data_root)
   start = time.time()
   every_cell = []
   names = {scenario.name for table in chosen for scenario in table.scenarios}
@@ -119,11 +154,19 @@ def main(argv):
                 "diverged, the grid goes on.", flush=True)
     if dry_run:
       continue
-    cells = results.collect(table, specs)
+    before = earlier.get(table.id, [])
+    cells = results.merge(results.collect(table, specs), before)
+    curves = results.merge_curves(results.collect_curves(table, specs), before)
     about = {"command": command, "budget": budget, "seeds": list(seeds), "commit": _commit(),
-             "machine": machine.describe(), "wall_seconds_so_far": round(time.time() - start)}
-    print("\n" + results.write_table(table, cells, budget, results_dir, about), flush=True)
-    for path in results.write_plots(table, specs, results_dir):
+             "machine": machine.describe(), "wall_seconds_so_far": round(time.time() - start),
+             # whose runs the cells hold besides this machine's: each earlier file, and the
+             # files it had merged in turn
+             "merged": [entry for result in before
+                        for entry in [*result.get("merged", ()),
+                                      {k: result.get(k) for k in ("path", "commit", "command")}]]}
+    print("\n" + results.write_table(table, cells, budget, results_dir, about, curves),
+          flush=True)
+    for path in results.write_plots(table, curves, results_dir):
       print(f"plot: {path}")
     every_cell += cells
   if dry_run:

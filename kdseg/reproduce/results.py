@@ -54,16 +54,32 @@ def per_class_columns(cells: list[dict], scenario_name: str) -> list[str]:
                             and c["column"].startswith(PER_CLASS)))
 
 
+def _source(spec: runner.RunSpec, seed: int) -> dict:
+  """Which run a value comes from: its run directory below <run_root>/<budget>/<paper> and seed
+  (the same on every machine, so results of several machines merge without counting twice)."""
+  return {"run": spec.label, "seed": seed}
+
+
+def summarise(cell: dict) -> dict:
+  """`cell` with mean, sample std, n and the difference to the paper from its values."""
+  values = cell["values"]
+  mean = float(np.mean(values)) if values else None
+  return {**cell, "mean": mean, "std": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+          "n": len(values),
+          "difference": None if mean is None or cell["paper"] is None else mean - cell["paper"]}
+
+
 def collect(table: Table, specs: list[runner.RunSpec]) -> list[dict]:
-  """One cell per (scenario, row, column): our values over seeds and variants, the paper's; and
-  where the paper prints per-class IoU, one per (row, class) too ("iou:<class>")."""
+  """One cell per (scenario, row, column): our values over seeds and variants (each with its
+  run in "runs"), the paper's; and where the paper prints per-class IoU, one per (row, class)
+  too ("iou:<class>")."""
   cells = []
   for scenario in table.scenarios:
     classes = _class_names(table, scenario, specs)
     for row in table.rows:
       holding = [spec for spec in specs if spec.scenario is scenario and row.name in spec.rows]
-      finals = [record for spec in holding
-                for record in runner.final_records(spec, spec.rows[row.name]).values()]
+      finals = [(_source(spec, seed), record) for spec in holding
+                for seed, record in runner.final_records(spec, spec.rows[row.name]).items()]
       diverged = [message for spec in holding
                   for method, message in runner.divergences(spec).items()
                   if method == spec.rows[row.name]]
@@ -77,19 +93,86 @@ def collect(table: Table, specs: list[runner.RunSpec]) -> list[dict]:
         name, _, at = column.partition("@")
         at = at or ("" if row.step is None else str(row.step))
         records = finals if not at else [
-            record for spec in holding
-            for per_seed in runner.step_records(spec, spec.rows[row.name]).values()
+            (_source(spec, seed), record) for spec in holding
+            for seed, per_seed in runner.step_records(spec, spec.rows[row.name]).items()
             for record in per_seed if record["step"] == int(at)]
-        values = [v for v in (column_value(r, name) for r in records) if v is not None]
-        mean = float(np.mean(values)) if values else None
-        std = float(np.std(values, ddof=1)) if len(values) > 1 else None
+        found = [(source, value) for source, value in
+                 ((source, column_value(record, name)) for source, record in records)
+                 if value is not None]
         paper = None if paper is None or math.isnan(paper) else paper
-        cells.append({"table": table.id, "scenario": scenario.name, "row": row.name,
-                      "column": column, "mean": mean, "std": std, "n": len(values),
-                      "values": values, "paper": paper,
-                      "diverged": diverged[0] if diverged else None,
-                      "difference": None if mean is None or paper is None else mean - paper})
+        cells.append(summarise({
+            "table": table.id, "scenario": scenario.name, "row": row.name, "column": column,
+            "values": [value for _, value in found], "runs": [source for source, _ in found],
+            "paper": paper, "diverged": diverged[0] if diverged else None}))
   return cells
+
+
+def _key(cell: dict) -> tuple:
+  return cell["scenario"], cell["row"], cell["column"]
+
+
+def _run_key(source: dict) -> tuple:
+  return source["run"], source["seed"]
+
+
+class MergeError(ValueError):
+  """Earlier results that cannot join a table's (another table, budget or recipe; too old)."""
+
+
+def check_earlier(table: Table, budget: str, path: str, earlier: dict,
+                  labels: dict[tuple[str, str], set[str]]) -> None:
+  """Raises MergeError unless `earlier` (a <paper>_table_<N>.json read from `path`) holds runs
+  of this table under this budget, every value with its run, from run directories this grid
+  would write (labels: (scenario, row) -> the grid's run-directory labels)."""
+  if not isinstance(earlier, dict) or not isinstance(earlier.get("cells"), list):
+    raise MergeError(f"{path}: not a table kdseg.reproduce wrote (no cells).")
+  if earlier.get("table") != table.id or earlier.get("budget") != budget:
+    raise MergeError(f"{path}: holds {table.paper} Table {earlier.get('table')} of budget "
+                     f"{earlier.get('budget')!r}, not Table {table.id} of budget {budget!r}.")
+  for cell in earlier["cells"]:
+    if "runs" not in cell or len(cell["runs"]) != len(cell.get("values", ())):
+      raise MergeError(f"{path}: its cells do not say which run and seed each value comes from "
+                       "(written before kdseg recorded it): write it again with --report_only "
+                       "where its run directories are, or leave it out.")
+    expected = labels.get((cell["scenario"], cell["row"]))
+    if expected is None:
+      raise MergeError(f"{path}: cell {cell['scenario']} / {cell['row']} is not in "
+                       f"{table.paper} Table {table.id} as this kdseg defines it.")
+    stray = sorted({source["run"] for source in cell["runs"]} - expected)
+    if stray:
+      raise MergeError(f"{path}: {cell['scenario']} / {cell['row']} comes from run "
+                       f"{stray[0]}, which this grid no longer trains (its recipe or scenario "
+                       f"changed; this grid's: {', '.join(sorted(expected))}): its numbers "
+                       "would not be comparable. Leave the file out.")
+
+
+def merge(cells: list[dict], earlier: list[dict]) -> list[dict]:
+  """`cells` with the values of earlier results' cells (checked by check_earlier) added: a run
+  (run directory and seed) found in both is counted once, from `cells`. Cells only the earlier
+  results have (per-class columns, named by runs that are not here) follow their row's."""
+  known = {_key(cell) for cell in cells}
+  only_earlier = {_key(c): {**c, "values": [], "runs": []} for result in earlier
+                  for c in result["cells"] if _key(c) not in known}
+  ordered = []
+  for index, cell in enumerate(cells):
+    ordered.append(cell)
+    group = _key(cell)[:2]
+    if index + 1 == len(cells) or _key(cells[index + 1])[:2] != group:
+      ordered += [c for key, c in only_earlier.items() if key[:2] == group]
+  merged = []
+  for cell in ordered:
+    values, runs = list(cell["values"]), list(cell["runs"])
+    seen = {_run_key(source) for source in runs}
+    diverged = cell.get("diverged")
+    for other in (c for result in earlier for c in result["cells"] if _key(c) == _key(cell)):
+      for value, source in zip(other["values"], other["runs"]):
+        if _run_key(source) not in seen:
+          seen.add(_run_key(source))
+          values.append(value)
+          runs.append(source)
+      diverged = diverged or other.get("diverged")
+    merged.append(summarise({**cell, "values": values, "runs": runs, "diverged": diverged}))
+  return merged
 
 
 def _cell_text(cell: dict) -> str:
@@ -121,10 +204,15 @@ def format_markdown(table: Table, cells: list[dict], budget: str,
     # tables reported over seeds only some of them finished): say how many each cell holds.
     counts = sorted({c["n"] for c in cells if not c["column"].startswith(PER_CLASS)})
     held = (f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}") if counts else "0"
+    found = sorted({source["seed"] for c in cells for source in c.get("runs", ())})
     lines += [f"- command: `{about.get('command')}`",
               f"- commit: {about.get('commit') or 'unknown'}; seeds asked: "
-              f"{', '.join(str(s) for s in about.get('seeds', []))}; runs per cell: n = {held}",
-              f"- machine: {_machine_text(about.get('machine') or {})}", ""]
+              f"{', '.join(str(s) for s in about.get('seeds', []))}; runs per cell: n = {held}"
+              + (f" (seeds {', '.join(str(s) for s in found)})" if found else ""),
+              f"- machine: {_machine_text(about.get('machine') or {})}"]
+    lines += [f"- with the runs of `{earlier['path']}` (commit {earlier.get('commit') or '?'}: "
+              f"`{earlier.get('command')}`)" for earlier in about.get("merged", ())]
+    lines.append("")
   for scenario in table.scenarios:
     lines += [f"### {scenario.name}", "",
               "| row | " + " | ".join(scenario.columns) + " |",
@@ -143,8 +231,8 @@ def format_markdown(table: Table, cells: list[dict], budget: str,
       for row in table.rows:
         found = {c["column"]: c for c in cells
                  if c["scenario"] == scenario.name and c["row"] == row.name}
-        lines.append(f"| {row.name} | " + " | ".join(_cell_text(found[c]) for c in classes)
-                     + " |")
+        lines.append(f"| {row.name} | " + " | ".join(_cell_text(found[c]) if c in found else "–"
+                                                   for c in classes) + " |")
       lines.append("")
   stopped = sorted({(c["scenario"], c["row"], c["diverged"]) for c in cells if c.get("diverged")})
   if stopped:
@@ -181,33 +269,69 @@ def _mean_records(per_seed: list[list[dict]]) -> list[dict]:
   return averaged
 
 
-def write_plots(table: Table, specs: list[runner.RunSpec], directory: str) -> list[str]:
-  """Per scenario with two or more incremental steps: old-class mIoU per step per row (mean over
-  seeds of the first variant). Returns the paths written."""
+# The fields of a step record the per-step plot reads (kept in the table's JSON, so results of
+# several machines can be drawn together).
+CURVE_FIELDS = ("step", "num_steps", "task", "classes_per_step", "miou_all", "class_iou")
+
+
+def collect_curves(table: Table, specs: list[runner.RunSpec]) -> list[dict]:
+  """Per scenario with two or more incremental steps, per row and run: the run's step records,
+  trimmed to what the plot reads ({"scenario", "row", "run", "seed", "records"})."""
+  if any(row.step is not None for row in table.rows):   # rows are steps (Table 9): no curve
+    return []
+  curves = []
+  for scenario in table.scenarios:
+    found = [{"scenario": scenario.name, "row": row.name, **_source(spec, seed),
+              "records": [{**{k: r[k] for k in CURVE_FIELDS if k in r},
+                           "miou_per_step": {"step 0": r["miou_per_step"]["step 0"]}}
+                          for r in records]}
+             for row in table.rows
+             for spec in specs if spec.scenario is scenario and row.name in spec.rows
+             for seed, records in runner.step_records(spec, spec.rows[row.name]).items()
+             if records]
+    if found and max(len(curve["records"]) for curve in found) >= 3:
+      curves += found
+  return curves
+
+
+def merge_curves(curves: list[dict], earlier: list[dict]) -> list[dict]:
+  """`curves` with earlier results' curves of other runs (run directory and seed) added."""
+  key = lambda curve: (curve["scenario"], curve["row"], curve["run"], curve["seed"])  # noqa: E731
+  seen = {key(curve) for curve in curves}
+  extra = [curve for result in earlier for curve in result.get("curves", ())
+           if key(curve) not in seen]
+  return curves + extra
+
+
+def write_plots(table: Table, curves: list[dict], directory: str) -> list[str]:
+  """Per scenario with curves: old-class mIoU per step per row (mean over the seeds of each
+  row's first run directory, its first variant), the seeds named in the title. Returns the
+  paths written."""
   written = []
   for scenario in table.scenarios:
-    by_row = {}
-    if any(row.step is not None for row in table.rows):   # rows are steps (Table 9): no curve
-      continue
+    by_row, seeds = {}, set()
     for row in table.rows:
-      spec = next((s for s in specs if s.scenario is scenario and row.name in s.rows), None)
-      if spec is None:
+      mine = [c for c in curves if c["scenario"] == scenario.name and c["row"] == row.name]
+      if not mine:
         continue
-      per_seed = [r for r in runner.step_records(spec, spec.rows[row.name]).values() if r]
-      if per_seed:
-        by_row[row.name] = _mean_records(per_seed)
-    if not by_row or max(len(records) for records in by_row.values()) < 3:
+      first = min(curve["run"] for curve in mine)
+      chosen = sorted((c for c in mine if c["run"] == first), key=lambda c: c["seed"])
+      by_row[row.name] = _mean_records([curve["records"] for curve in chosen])
+      seeds.update(curve["seed"] for curve in chosen)
+    if not by_row:
       continue
     path = fs.join(directory, f"{table.paper}_table_{table.id}_{slug(scenario.name)}.png")
     plot.plot_miou_per_step(by_row, path, f"{table.paper.upper()} Table {table.id}, "
-                            f"{scenario.name} (mean over seeds)")
+                            f"{scenario.name} (mean over seeds "
+                            f"{', '.join(str(seed) for seed in sorted(seeds))})")
     written.append(path)
   return written
 
 
 def write_table(table: Table, cells: list[dict], budget: str, directory: str,
-                about: dict) -> str:
-  """<directory>/<paper>_table_<N>.md / .csv / .json; returns the Markdown."""
+                about: dict, curves: list[dict] = ()) -> str:
+  """<directory>/<paper>_table_<N>.md / .csv / .json (with the curves the plots draw); returns
+  the Markdown."""
   markdown = format_markdown(table, cells, budget, about)
   stem = fs.join(directory, f"{table.paper}_table_{table.id}")
   atomic.write_text(stem + ".md", markdown + "\n")
@@ -215,5 +339,6 @@ def write_table(table: Table, cells: list[dict], budget: str, directory: str,
   atomic.write_json(stem + ".json", {**about, "table": table.id, "caption": table.caption,
                                      "cells": [{k: (None if isinstance(v, float) and math.isnan(v)
                                                     else v) for k, v in cell.items()}
-                                               for cell in cells]})
+                                               for cell in cells],
+                                     "curves": list(curves)})
   return markdown

@@ -33,11 +33,13 @@ BUDGET_FLAGS = {"shapes": ("--flagfile=flags/recipe_shapes_budget.cfg",)}
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
   """One kdseg.train invocation: its run directory, its flags (method and seeds apart), and
-  which table rows it holds (row name -> method folder)."""
+  which table rows it holds (row name -> method folder). label: the run directory below
+  <run_root>/<budget>/<paper>, the same on every machine (merging results across machines)."""
   scenario: Scenario
   run_dir: str
   flags: tuple[str, ...]
   rows: dict
+  label: str = ""
 
 
 def _flagfile(row: Row, scenario: Scenario, variant, table: Table, budget: str) -> str | None:
@@ -55,10 +57,10 @@ def run_specs(table: Table, budget: str, run_root: str, rows: list[str] | None =
   specs = []
   for scenario in table.scenarios:
     recipe = None if budget == "paper" else (scenario.shapes_flagfile or table.shapes_flagfile)
-    base = fs.join(run_root, budget, table.paper, scenario.key(budget, recipe))
+    key = scenario.key(budget, recipe)
     task = scenario.task if budget == "paper" else (scenario.shapes_task or scenario.task)
     for index, variant in enumerate(scenario.variants):
-      variant_dir = base if len(scenario.variants) == 1 else fs.join(base, f"v{index}")
+      folder = "" if len(scenario.variants) == 1 else f"v{index}"
       groups: dict = {}
       for row in chosen:
         flagfile = _flagfile(row, scenario, variant, table, budget)
@@ -73,8 +75,10 @@ def run_specs(table: Table, budget: str, run_root: str, rows: list[str] | None =
           flags += SMOKE_FLAGS
         if budget == "paper" and data_root:
           flags.append(f"--data_root={data_root}")
-        run_dir = fs.join(variant_dir, slug(row.name)) if row.own_run else variant_dir
-        spec = groups.setdefault(run_dir, RunSpec(scenario, run_dir, tuple(flags), {}))
+        label = "/".join(part for part in (key, folder, slug(row.name) if row.own_run else "")
+                         if part)
+        run_dir = fs.join(run_root, budget, table.paper, *label.split("/"))
+        spec = groups.setdefault(run_dir, RunSpec(scenario, run_dir, tuple(flags), {}, label))
         spec.rows[row.name] = row.method
       specs.extend(groups.values())
   return specs
