@@ -212,6 +212,11 @@ class MergeTest(tf.test.TestCase):
     self.assertAlmostEqual(cell["mean"], np.mean([20.0, 21.0, 120.0]))
     self.assertAlmostEqual(cell["std"], np.std([20.0, 21.0, 120.0], ddof=1))
     self.assertAlmostEqual(cell["difference"], cell["mean"] - cell["paper"])
+    # values come in run and seed order whichever side holds them
+    reverse = {(c["row"], c["column"]): c
+               for c in results.merge(self._earlier([2])["cells"], [{"cells": self.cells}])}
+    self.assertEqual([source["seed"] for source in reverse[("ef", "all@2")]["runs"]], [0, 1, 2])
+    self.assertAllClose(reverse[("ef", "all@2")]["values"], [20.0, 21.0, 20.0])
     # merging the same file twice, or a table with itself, adds nothing
     again = results.merge(results.merge(self.cells, [earlier]), [earlier, earlier])
     self.assertEqual([c["n"] for c in again], [c["n"] for c in merged.values()])
@@ -247,10 +252,12 @@ class MergeTest(tf.test.TestCase):
     with mock.patch.object(results.plot, "plot_miou_per_step",
                            lambda by_row, path, title: drawn.update(by_row=by_row, title=title)):
       results.write_plots(table, merged, self.get_temp_dir())
-    self.assertIn("(mean over seeds 0, 1, 2)", drawn["title"])
-    self.assertAllClose([r["miou_all"] for r in drawn["by_row"]["ft"]],
-                        [np.mean([0.0, 0.01, 0.3]), np.mean([0.1, 0.11, 0.4]),
-                         np.mean([0.2, 0.21, 0.5])])
+      self.assertIn("(mean over seeds 0, 1, 2)", drawn["title"])
+      self.assertAllClose([r["miou_all"] for r in drawn["by_row"]["ft"]],
+                          [np.mean([0.0, 0.01, 0.3]), np.mean([0.1, 0.11, 0.4]),
+                           np.mean([0.2, 0.21, 0.5])])
+      results.write_plots(table, curves[:1], self.get_temp_dir())
+      self.assertIn("1, 19-1 disjoint (seed 0)", drawn["title"])
 
 
 def _collect_faked(table, record):

@@ -147,9 +147,10 @@ def check_earlier(table: Table, budget: str, path: str, earlier: dict,
 
 
 def merge(cells: list[dict], earlier: list[dict]) -> list[dict]:
-  """`cells` with the values of earlier results' cells (checked by check_earlier) added: a run
-  (run directory and seed) found in both is counted once, from `cells`. Cells only the earlier
-  results have (per-class columns, named by runs that are not here) follow their row's."""
+  """`cells` with the values of earlier results' cells (checked by check_earlier) added, in run
+  and seed order: a run (run directory and seed) found in both is counted once, from `cells`.
+  Cells only the earlier results have (per-class columns, named by runs that are not here)
+  follow their row's."""
   known = {_key(cell) for cell in cells}
   only_earlier = {_key(c): {**c, "values": [], "runs": []} for result in earlier
                   for c in result["cells"] if _key(c) not in known}
@@ -171,7 +172,9 @@ def merge(cells: list[dict], earlier: list[dict]) -> list[dict]:
           values.append(value)
           runs.append(source)
       diverged = diverged or other.get("diverged")
-    merged.append(summarise({**cell, "values": values, "runs": runs, "diverged": diverged}))
+    ordered_runs = sorted(range(len(runs)), key=lambda i: _run_key(runs[i]))   # seed order
+    merged.append(summarise({**cell, "values": [values[i] for i in ordered_runs],
+                             "runs": [runs[i] for i in ordered_runs], "diverged": diverged}))
   return merged
 
 
@@ -321,9 +324,10 @@ def write_plots(table: Table, curves: list[dict], directory: str) -> list[str]:
     if not by_row:
       continue
     path = fs.join(directory, f"{table.paper}_table_{table.id}_{slug(scenario.name)}.png")
+    named = ", ".join(str(seed) for seed in sorted(seeds))
     plot.plot_miou_per_step(by_row, path, f"{table.paper.upper()} Table {table.id}, "
-                            f"{scenario.name} (mean over seeds "
-                            f"{', '.join(str(seed) for seed in sorted(seeds))})")
+                            f"{scenario.name} " + (f"(mean over seeds {named})"
+                                                   if len(seeds) > 1 else f"(seed {named})"))
     written.append(path)
   return written
 
