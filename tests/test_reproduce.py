@@ -228,7 +228,9 @@ class MergeTest(tf.test.TestCase):
         (self._earlier([2], label="s-other"), "run s-other, which this grid no longer trains"),
         ({**self._earlier([2]), "cells": [{k: v for k, v in c.items() if k != "runs"}
                                           for c in self.cells]}, "which run and seed"),
-        ([1, 2], "no cells")]:
+        ([1, 2], "no cells"),
+        ({**self._earlier([2]), "curves": [{"scenario": "15-1", "row": "ef", "run": "s-other",
+                                            "seed": 2, "records": []}]}, "per-step curve")]:
       with self.assertRaisesRegex(results.MergeError, message):
         results.check_earlier(self.table, "shapes", "e.json", earlier, self.labels)
     unknown = self._earlier([2])
@@ -258,6 +260,8 @@ class MergeTest(tf.test.TestCase):
                            np.mean([0.2, 0.21, 0.5])])
       results.write_plots(table, curves[:1], self.get_temp_dir())
       self.assertIn("1, 19-1 disjoint (seed 0)", drawn["title"])
+      results.write_plots(table, curves + [{**later[0], "row": "mib"}], self.get_temp_dir())
+      self.assertIn("(mean over each row's runs among seeds 0, 1, 2)", drawn["title"])
 
 
 def _collect_faked(table, record):

@@ -144,6 +144,11 @@ def check_earlier(table: Table, budget: str, path: str, earlier: dict,
                        f"{stray[0]}, which this grid no longer trains (its recipe or scenario "
                        f"changed; this grid's: {', '.join(sorted(expected))}): its numbers "
                        "would not be comparable. Leave the file out.")
+  for curve in earlier.get("curves", ()):
+    if not (isinstance(curve, dict) and {"scenario", "row", "run", "seed", "records"} <= set(curve)
+            and curve["run"] in labels.get((curve["scenario"], curve["row"]), ())):
+      raise MergeError(f"{path}: a per-step curve ({str(curve)[:80]}) is not one of this grid's "
+                       "runs with its records: leave the file out.")
 
 
 def merge(cells: list[dict], earlier: list[dict]) -> list[dict]:
@@ -312,7 +317,7 @@ def write_plots(table: Table, curves: list[dict], directory: str) -> list[str]:
   paths written."""
   written = []
   for scenario in table.scenarios:
-    by_row, seeds = {}, set()
+    by_row, seeds, every = {}, set(), None
     for row in table.rows:
       mine = [c for c in curves if c["scenario"] == scenario.name and c["row"] == row.name]
       if not mine:
@@ -321,13 +326,17 @@ def write_plots(table: Table, curves: list[dict], directory: str) -> list[str]:
       chosen = sorted((c for c in mine if c["run"] == first), key=lambda c: c["seed"])
       by_row[row.name] = _mean_records([curve["records"] for curve in chosen])
       seeds.update(curve["seed"] for curve in chosen)
+      mine_seeds = {curve["seed"] for curve in chosen}
+      every = mine_seeds if every is None else every & mine_seeds
     if not by_row:
       continue
     path = fs.join(directory, f"{table.paper}_table_{table.id}_{slug(scenario.name)}.png")
     named = ", ".join(str(seed) for seed in sorted(seeds))
     plot.plot_miou_per_step(by_row, path, f"{table.paper.upper()} Table {table.id}, "
-                            f"{scenario.name} " + (f"(mean over seeds {named})"
-                                                   if len(seeds) > 1 else f"(seed {named})"))
+                            f"{scenario.name} " + (
+                                f"(seed {named})" if len(seeds) == 1 else
+                                f"(mean over seeds {named})" if every == seeds else
+                                f"(mean over each row's runs among seeds {named})"))
     written.append(path)
   return written
 
