@@ -74,7 +74,12 @@ def _earlier_results(chosen, budget: str, run_root: str, data_root) -> dict[str,
     if not fs.isdir(folder):
       raise config.FlagValueError(f"--merge_results={folder}: no such folder (give the "
                                   "results folders of earlier grids, e.g. docs/results).")
-    for table in chosen:
+  for table in chosen:
+    labels: dict = {}   # (scenario, row) -> the run directories this grid gives the cell
+    for spec in runner.run_specs(table, budget, run_root, None, data_root):
+      for row in spec.rows:
+        labels.setdefault((spec.scenario.name, row), set()).add(spec.label)
+    for folder in FLAGS.merge_results:
       path = fs.join(folder, f"{table.paper}_table_{table.id}.json")
       if not fs.isfile(path):
         print(f"kdseg.reproduce: --merge_results: {path} does not exist; Table {table.id} "
@@ -84,10 +89,6 @@ def _earlier_results(chosen, budget: str, run_root: str, data_root) -> dict[str,
         earlier = fs.read_json(path)
       except fs.CorruptFileError as error:
         raise config.FlagValueError(f"--merge_results: {error}") from None
-      labels: dict = {}
-      for spec in runner.run_specs(table, budget, run_root, None, data_root):
-        for row in spec.rows:
-          labels.setdefault((spec.scenario.name, row), set()).add(spec.label)
       try:
         results.check_earlier(table, budget, path, earlier, labels)
       except results.MergeError as error:

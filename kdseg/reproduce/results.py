@@ -156,21 +156,27 @@ def merge(cells: list[dict], earlier: list[dict]) -> list[dict]:
   and seed order: a run (run directory and seed) found in both is counted once, from `cells`.
   Cells only the earlier results have (per-class columns, named by runs that are not here)
   follow their row's."""
+  by_key: dict[tuple, list[dict]] = {}
+  for result in earlier:
+    for other in result["cells"]:
+      by_key.setdefault(_key(other), []).append(other)
   known = {_key(cell) for cell in cells}
-  only_earlier = {_key(c): {**c, "values": [], "runs": []} for result in earlier
-                  for c in result["cells"] if _key(c) not in known}
+  only_earlier: dict[tuple, list[dict]] = {}   # (scenario, row) -> cells not in `cells`
+  for key, found in by_key.items():
+    if key not in known:
+      only_earlier.setdefault(key[:2], []).append({**found[0], "values": [], "runs": []})
   ordered = []
   for index, cell in enumerate(cells):
     ordered.append(cell)
     group = _key(cell)[:2]
     if index + 1 == len(cells) or _key(cells[index + 1])[:2] != group:
-      ordered += [c for key, c in only_earlier.items() if key[:2] == group]
+      ordered += only_earlier.get(group, [])
   merged = []
   for cell in ordered:
     values, runs = list(cell["values"]), list(cell["runs"])
     seen = {_run_key(source) for source in runs}
     diverged = cell.get("diverged")
-    for other in (c for result in earlier for c in result["cells"] if _key(c) == _key(cell)):
+    for other in by_key.get(_key(cell), ()):
       for value, source in zip(other["values"], other["runs"]):
         if _run_key(source) not in seen:
           seen.add(_run_key(source))
