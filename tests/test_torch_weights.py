@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import importlib.util
+import json
 import os
 import pickle
 import re
@@ -150,6 +151,30 @@ class ImportOrderTest(tf.test.TestCase):
       result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                               text=True, check=True)
       self.assertEqual(result.stdout.strip().splitlines()[-1], "[]", msg=tool)
+
+
+class BenchmarkTablesTest(tf.test.TestCase):
+
+  def test_efficiency_table_against_the_faster_matrix_product(self):
+    # Hand-computed: peak = max(100, 200) = 200 GFLOP/s, forward 10 GFLOP per image. kdseg
+    # 1.0 s/image of which forward 0.25: forward 10 / 0.25 / 200 = 20 %, backward + update
+    # 2 * 10 / 0.75 / 200 = 13 %, step 30 / 1.0 / 200 = 15 %. PyTorch 1.5 s, forward 0.5:
+    # 10 / 0.5 / 200 = 10 %, backward 20 / 1.0 / 200 = 10 %, step 30 / 1.5 / 200 = 10 %;
+    # 1.2x PyTorch's speed: 30 / 1.25 / 200 = 12 %. A row without timings is left out.
+    row = {"status": "ok", "head": "v2", "backbone": "resnet101_tv", "torch_norm": "torchvision",
+           "precision": "float32", "gemm_gflops": {"tensorflow": 100.0, "torch": 200.0},
+           "forward_gflop": 10.0, "kdseg_seconds_per_image": 1.0,
+           "kdseg_forward_seconds_per_image": 0.25, "torch_seconds_per_image": 1.5,
+           "torch_forward_seconds_per_image": 0.5}
+    code = ("import json, sys; sys.path.insert(0, 'tools'); import benchmark; "
+            "print(benchmark.format_efficiency_table(json.loads(sys.argv[1])))")
+    result = subprocess.run([sys.executable, "-c", code, json.dumps([row, {"status": "timeout"}])],
+                            cwd=ROOT, capture_output=True, text=True, check=True)
+    lines = result.stdout.strip().splitlines()
+    self.assertLen(lines, 3)   # header, rule, the one row with timings
+    cells = [cell.strip() for cell in lines[2].strip("|").split("|")]
+    self.assertEqual(cells[3:], ["100 / 200", "10.0", "20 %", "13 %", "10 %", "10 %", "15 %",
+                                 "10 %", "12 %"])
 
 
 class MappingTest(tf.test.TestCase):

@@ -265,6 +265,31 @@ def format_audit_table(rows: list[dict]) -> str:
   return "\n".join(lines)
 
 
+GEMM_SIDE = 2048
+
+
+def gemm_rates(torch, tf, bfloat16: bool, repeats: int = 15) -> dict:
+  """This machine's matrix-multiply rate in GFLOP/s, each framework's own (TensorFlow's oneDNN
+  MatMul, torch.mm): the fastest of `repeats` products of two 2048 x 2048 matrices of the step's
+  compute dtype -- the yardstick the step efficiencies of format_efficiency_table use."""
+  side, rates = GEMM_SIDE, {}
+  a = tf.random.stateless_normal([side, side], seed=[0, 5],
+                                 dtype=tf.bfloat16 if bfloat16 else tf.float32)
+  product = tf.function(lambda x: tf.reduce_sum(tf.matmul(x, x)))
+  ta = torch.from_numpy(tf.cast(a, tf.float32).numpy())
+  ta = ta.bfloat16() if bfloat16 else ta
+  for name, run in (("tensorflow", lambda: float(product(a))),
+                    ("torch", lambda: float(torch.mm(ta, ta).float().sum()))):
+    run()
+    times = []
+    for _ in range(repeats):
+      start = time.perf_counter()
+      run()
+      times.append(time.perf_counter() - start)
+    rates[name] = 2 * side ** 3 / min(times) / 1e9
+  return rates
+
+
 COMPARED_BACKBONE = {"v3": "resnet101_iabn", "v2": "resnet101_tv"}
 
 
@@ -319,9 +344,21 @@ def run_compare(config: dict) -> dict:
   def kdseg_step():
     return float(trainer._iteration((images, labels))["total"])  # pylint: disable=protected-access
 
-  timed = {"kdseg": [], "torch": []}
+  # The forward alone (training mode: batch statistics, as in the step; nothing recorded for a
+  # backward), to split each step into forward and backward + update.
+  kdseg_forward_graph = tf.function(lambda x: model(x, training=True)["logits"])
+
+  def kdseg_forward():
+    return float(tf.reduce_sum(kdseg_forward_graph(images)))
+
+  def torch_forward():
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
+      return float(network(torch_images).float().sum())
+
+  timed = {"kdseg": [], "torch": [], "kdseg_forward": [], "torch_forward": []}
   for index in range(total):
-    for name, step in (("kdseg", kdseg_step), ("torch", torch_step)):
+    for name, step in (("kdseg", kdseg_step), ("torch", torch_step),
+                       ("kdseg_forward", kdseg_forward), ("torch_forward", torch_forward)):
       start = time.perf_counter()
       step()
       if index >= config["warmup"]:
@@ -332,6 +369,10 @@ def run_compare(config: dict) -> dict:
           "torch_seconds_per_image": torch_time / batch,
           "speed_ratio": torch_time / kdseg_time,   # > 1: kdseg faster
           "kdseg_step_seconds": timed["kdseg"], "torch_step_seconds": timed["torch"],
+          "kdseg_forward_seconds_per_image": _median(timed["kdseg_forward"]) / batch,
+          "torch_forward_seconds_per_image": _median(timed["torch_forward"]) / batch,
+          "forward_gflop": forward_gflop(model, size),
+          "gemm_gflops": gemm_rates(torch, tf, bfloat16),
           "torch": torch.__version__, "tensorflow": tf.__version__,
           "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
           "status": "ok"}
@@ -453,16 +494,22 @@ def format_rates_table(rows: list[dict]) -> str:
   return "\n".join(lines)
 
 
+BASELINES = {"rebuild": "tools/torch_networks.py in-place ABN rebuild",
+             "inplace_abn": "mapillary inplace_abn (compiled CPU extension)",
+             "bn": "nn.BatchNorm2d + LeakyReLU(inplace)",
+             "torchvision": "torchvision's ResNet layers (BatchNorm2d + ReLU), rebuilt"}
+
+
+def _baseline(row: dict) -> str:
+  return BASELINES.get(row.get("torch_norm", "rebuild"), row.get("torch_norm"))
+
+
 def format_compare_table(rows: list[dict]) -> str:
   lines = ["| network | PyTorch baseline | size | precision | batch | kdseg s/image | "
            "PyTorch s/image | kdseg speed / PyTorch |", "|" + " --- |" * 8]
-  baselines = {"rebuild": "tools/torch_networks.py in-place ABN rebuild",
-               "inplace_abn": "mapillary inplace_abn (compiled CPU extension)",
-               "bn": "nn.BatchNorm2d + LeakyReLU(inplace)",
-               "torchvision": "torchvision's ResNet layers (BatchNorm2d + ReLU), rebuilt"}
   for r in rows:
     network = (f"DeepLab-{r['head']} {r.get('backbone', '')} OS{OUTPUT_STRIDE[r['head']]}")
-    baseline = baselines.get(r.get("torch_norm", "rebuild"), r.get("torch_norm"))
+    baseline = _baseline(r)
     if r["status"] != "ok":
       lines.append(f"| {network} | {baseline} | {r['size']} | {r['precision']} | "
                    f"{r['batch_size']} | {r['status']} | | |")
@@ -471,6 +518,39 @@ def format_compare_table(rows: list[dict]) -> str:
                  f"{r['batch_size']} | {r['kdseg_seconds_per_image']:.2f} | "
                  f"{r['torch_seconds_per_image']:.2f} | {r['speed_ratio']:.2f}x |")
   return "\n".join(lines)
+
+
+def format_efficiency_table(rows: list[dict]) -> str:
+  """Each framework's forward and backward + update against the machine's matrix-multiply
+  rate (the faster of the two frameworks' 2048^3 products): forward GFLOP from TensorFlow's
+  profiler (convolutions and products of kdseg's graph, the same network on both sides),
+  backward nominally twice the forward (input and kernel gradients), so the percentages compare
+  the two frameworks' work on equal terms, and the last column is what kdseg's whole step would
+  need for 1.2x PyTorch's speed."""
+  lines = ["| network | PyTorch baseline | precision | GEMM GFLOP/s (TF / torch) | forward "
+           "GFLOP / image | kdseg forward | kdseg backward + update | PyTorch forward | "
+           "PyTorch backward + update | kdseg step | PyTorch step | kdseg step at 1.2x |",
+           "|" + " --- |" * 12]
+  for r in rows:
+    if r["status"] != "ok" or not r.get("forward_gflop") or "gemm_gflops" not in r:
+      continue
+    peak, gflop = max(r["gemm_gflops"].values()), r["forward_gflop"]
+
+    def share(flop: float, seconds: float) -> str:
+      return f"{100 * flop / seconds / peak:.0f} %" if seconds > 0 else "n/a"
+
+    kdseg, torch_ = r["kdseg_seconds_per_image"], r["torch_seconds_per_image"]
+    kdseg_forward, torch_forward = (r["kdseg_forward_seconds_per_image"],
+                                    r["torch_forward_seconds_per_image"])
+    network = f"DeepLab-{r['head']} {r.get('backbone', '')} OS{OUTPUT_STRIDE[r['head']]}"
+    lines.append(
+        f"| {network} | {_baseline(r)} | {r['precision']} | "
+        f"{r['gemm_gflops']['tensorflow']:.0f} / {r['gemm_gflops']['torch']:.0f} | "
+        f"{gflop:.1f} | {share(gflop, kdseg_forward)} | "
+        f"{share(2 * gflop, kdseg - kdseg_forward)} | {share(gflop, torch_forward)} | "
+        f"{share(2 * gflop, torch_ - torch_forward)} | {share(3 * gflop, kdseg)} | "
+        f"{share(3 * gflop, torch_)} | {share(3 * gflop, torch_ / 1.2)} |")
+  return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def _grid() -> list[dict]:
@@ -794,6 +874,8 @@ def main(argv):
   table = format_table(document["results"]) if document.get("results") else ""
   if document.get("comparisons"):
     table += "\n\n" + format_compare_table(document["comparisons"])
+    efficiency = format_efficiency_table(document["comparisons"])
+    table += "\n\n" + efficiency if efficiency else ""
   if document.get("audits"):
     table += "\n\n" + format_audit_table(document["audits"])
   if document.get("rates"):
