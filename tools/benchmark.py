@@ -302,7 +302,9 @@ def _median(values: list[float]) -> float:
 def run_compare(config: dict) -> dict:
   """Runs in the child process: kdseg's train step and PyTorch's on the same network, inputs
   and batch, alternating step by step (both use every core; neither runs while the other
-  does), `warmup` untimed steps each, then `steps` timed ones; medians reported."""
+  does), then each framework's forward alone, in the same rotation; `warmup` untimed rounds,
+  then `steps` timed ones; medians reported, with the forward's FLOPs and both frameworks'
+  matrix-product rates (format_efficiency_table)."""
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
   import torch  # pylint: disable=g-import-not-at-top  (before TensorFlow, see torch_networks)
   import torch_networks  # pylint: disable=g-import-not-at-top
