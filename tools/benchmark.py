@@ -506,12 +506,15 @@ def _baseline(row: dict) -> str:
   return BASELINES.get(row.get("torch_norm", "rebuild"), row.get("torch_norm"))
 
 
+def _network(row: dict) -> str:
+  return f"DeepLab-{row['head']} {row.get('backbone', '')} OS{OUTPUT_STRIDE[row['head']]}"
+
+
 def format_compare_table(rows: list[dict]) -> str:
   lines = ["| network | PyTorch baseline | size | precision | batch | kdseg s/image | "
            "PyTorch s/image | kdseg speed / PyTorch |", "|" + " --- |" * 8]
   for r in rows:
-    network = (f"DeepLab-{r['head']} {r.get('backbone', '')} OS{OUTPUT_STRIDE[r['head']]}")
-    baseline = _baseline(r)
+    network, baseline = _network(r), _baseline(r)
     if r["status"] != "ok":
       lines.append(f"| {network} | {baseline} | {r['size']} | {r['precision']} | "
                    f"{r['batch_size']} | {r['status']} | | |")
@@ -544,9 +547,8 @@ def format_efficiency_table(rows: list[dict]) -> str:
     kdseg, torch_ = r["kdseg_seconds_per_image"], r["torch_seconds_per_image"]
     kdseg_forward, torch_forward = (r["kdseg_forward_seconds_per_image"],
                                     r["torch_forward_seconds_per_image"])
-    network = f"DeepLab-{r['head']} {r.get('backbone', '')} OS{OUTPUT_STRIDE[r['head']]}"
     lines.append(
-        f"| {network} | {_baseline(r)} | {r['precision']} | "
+        f"| {_network(r)} | {_baseline(r)} | {r['precision']} | "
         f"{r['gemm_gflops']['tensorflow']:.0f} / {r['gemm_gflops']['torch']:.0f} | "
         f"{gflop:.1f} | {share(gflop, kdseg_forward)} | "
         f"{share(2 * gflop, kdseg - kdseg_forward)} | {share(gflop, torch_forward)} | "
