@@ -284,8 +284,9 @@ flags.DEFINE_bool("deterministic", False, "Bit-reproducible runs: TensorFlow's o
 flags.DEFINE_float("checkpoint_minutes", 10.0, "Besides every epoch end, save the step in "
                    "progress this often (minutes; 0: epoch ends only); a resumed step goes on "
                    "with the batch after the last save.", lower_bound=0.0)
-flags.DEFINE_integer("eval_batch_size", 8, "Evaluation batch size (images padded to the largest).",
-                     lower_bound=1)
+flags.DEFINE_integer("eval_batch_size", 8, "Evaluation batch size: up to this many images of one "
+                     "size predicted together (never padded: results do not depend on it; "
+                     "larger is faster per image).", lower_bound=1)
 
 # Test time (evaluation after each step, and kdseg.evaluate).
 flags.DEFINE_integer("eval_crop", 0, "0: evaluate at full resolution (KD paper, Cityscapes); N: "

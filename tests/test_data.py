@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from kdseg.data import pipeline, presence, splits
-from kdseg.data.source import DatasetLayoutError
+from kdseg.data.source import DatasetLayoutError, identity_table
 from kdseg.data.tasks import make_plan
 from kdseg.data.voc import decode_voc_label, read_voc_layout, voc_palette
 from tests.helpers import write_label, write_voc_tree
@@ -122,6 +122,29 @@ class PipelineTest(tf.test.TestCase):
     expected_a = np.where(np.isin(LABEL_A, [0, 1, 2]), LABEL_A, 255)
     expected_b = np.where(LABEL_B == 0, 0, 255)
     self.assertAllEqual(labels, [expected_a, expected_b])
+
+  def test_eval_batches_hold_one_image_size_and_no_padding(self):
+    # Six images of three sizes, each label filled with its own value: a batch of 2 may only
+    # join images of one size (4x4: 3 images -> 2 batches, 3x5: 2 -> 1, 5x3: 1 -> 1), and every
+    # image comes exactly once, unpadded.
+    shapes = {"a": (4, 4), "b": (3, 5), "c": (4, 4), "d": (5, 3), "e": (3, 5), "f": (4, 4)}
+    labels = {image_id: np.full(shape, value, np.uint8)
+              for value, (image_id, shape) in enumerate(shapes.items(), start=1)}
+    root = write_voc_tree(os.path.join(self.get_temp_dir(), "VOC2012"), {"val": labels})
+    source = read_voc_layout(root, splits=("val",))
+    dataset = pipeline.eval_dataset(source, source.split("val"), identity_table(21),
+                                    batch_size=2)
+    seen, batch_sizes = [], []
+    for images, batch_labels in dataset:
+      self.assertEqual(images.dtype, tf.float32)
+      self.assertEqual(images.shape[1:3], batch_labels.shape[1:3])
+      batch_sizes.append(int(images.shape[0]))
+      for label in batch_labels.numpy():
+        self.assertLen(np.unique(label), 1)   # no padding (255) beside the image's value
+        seen.append((int(label[0, 0]), label.shape))
+    self.assertCountEqual(seen, [(value, shapes[image_id]) for value, image_id
+                                 in enumerate(shapes, start=1)])
+    self.assertCountEqual(batch_sizes, [2, 1, 2, 1])
 
   def test_train_pipeline_crops_and_keeps_label_values_valid(self):
     root = write_voc_tree(os.path.join(self.get_temp_dir(), "VOC2012"),

@@ -1,13 +1,18 @@
 """Test-time options (multi-scale, flip, merge), the MiB center-crop test and the evaluation
 confusion matrix, against hand-computed values."""
+import os
+
 import numpy as np
 import tensorflow as tf
 
 from kdseg.data.augment import resize_and_center_crop
-from kdseg.data.pipeline import IMAGENET_MEAN, IMAGENET_STD, denormalize, normalize
+from kdseg.data.pipeline import IMAGENET_MEAN, IMAGENET_STD, denormalize, eval_dataset, normalize
+from kdseg.data.source import identity_table
+from kdseg.data.voc import read_voc_layout
 from kdseg.engine.crf import DenseCRF, dense_crf
 from kdseg.engine.evaluation import TestTime, confusion_matrix, predict_probabilities
 from kdseg.models.segmenter import ModelConfig, build_segmenter
+from tests.helpers import write_voc_tree
 
 
 class ColumnModel:
@@ -29,6 +34,15 @@ class ContentModel:
 
 def softmax2(a, b):
   return np.exp(a) / (np.exp(a) + np.exp(b))
+
+
+class ImageMeanModel:
+  """logits = the first two input channels less their image means: every pixel's prediction
+  depends on the whole image, as through DeepLab-v3's image pooling."""
+
+  def __call__(self, images, training=False):
+    channels = images[..., :2]
+    return {"logits": channels - tf.reduce_mean(channels, axis=[1, 2], keepdims=True)}
 
 
 class TestTimeTest(tf.test.TestCase):
@@ -110,6 +124,28 @@ class TestTimeTest(tf.test.TestCase):
     confusion = confusion_matrix(ColumnModel(), dataset, 2)
     # Predictions are 0 everywhere (x >= -x); labels: 0,1 | 1,0,0 (255 dropped).
     self.assertAllEqual(confusion, [[3, 0], [2, 0]])
+
+
+class EvaluationBatchTest(tf.test.TestCase):
+
+  def test_full_resolution_results_do_not_depend_on_the_batch_size(self):
+    # Images of three sizes in an interleaved order: padding a smaller image into a batch with a
+    # larger one would change its image mean, and so its predictions.
+    rng = np.random.default_rng(3)
+    shapes = [(6, 8), (8, 6), (6, 8), (5, 5), (8, 6), (6, 8), (5, 5)]
+    labels = {f"i{k}": rng.integers(0, 2, shape).astype(np.uint8)
+              for k, shape in enumerate(shapes)}
+    root = write_voc_tree(os.path.join(self.get_temp_dir(), "VOC2012"), {"val": labels})
+    source = read_voc_layout(root, splits=("val",))
+
+    def confusion(batch_size):
+      dataset = eval_dataset(source, source.split("val"), identity_table(2), batch_size)
+      return confusion_matrix(ImageMeanModel(), dataset, 2)
+
+    alone = confusion(1)
+    self.assertEqual(alone.sum(), sum(h * w for h, w in shapes))
+    for batch_size in (2, 3, 8):
+      self.assertAllEqual(confusion(batch_size), alone)
 
 
 class CenterCropTest(tf.test.TestCase):

@@ -24,8 +24,8 @@ approximately does). No CRF package builds on Python 3.11 from the registry's wh
 Everything is vectorised over the batch and the pixels (images of a batch never exchange
 messages). Defaults are the ones pydensecrf's documentation uses (appearance theta_a 80,
 theta_b 13, w 10; smoothness theta_g 3, w 3; 5 iterations); the MiB paper does not list its own.
-Padded pixels of a padded batch take part like real ones; evaluate with --eval_batch_size=1 at
-full resolution for an exactly per-image CRF.
+The evaluation's batches hold images of one size, unpadded (kdseg.data.pipeline.eval_dataset):
+the CRF sees each image alone.
 """
 from __future__ import annotations
 
