@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import tensorflow as tf
@@ -23,26 +24,28 @@ def _load(path):
     return {key: stored[key] for key in stored.files}
 
 
-def _run(mode, method, directory, jit=False):
-  """Results of worker 0 (every worker's, for multiworker)."""
+def _run(mode, methods, directory, jit=False):
+  """{method: results} of every worker (one for "one" and "mirrored", two for "multiworker"),
+  all `methods` trained one after the other in each worker's process."""
   workers = 2 if mode == "multiworker" else 1
   addresses = [f"localhost:{free_port()}" for _ in range(workers)]
   processes, outs = [], []
   for index in range(workers):
-    out = os.path.join(directory, f"{method}_{mode}_{jit}_{index}.npz")
+    out = tempfile.mkdtemp(prefix=f"{mode}_{jit}_{index}_", dir=directory)
     env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE))
     if mode == "multiworker":
       env["TF_CONFIG"] = json.dumps({"cluster": {"worker": addresses},
                                      "task": {"type": "worker", "index": index}})
     processes.append(subprocess.Popen(
-        [sys.executable, os.path.join(HERE, "replica_step.py"), mode, method, out] +
+        [sys.executable, os.path.join(HERE, "replica_step.py"), mode, ",".join(methods), out] +
         (["jit"] if jit else []), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
     outs.append(out)
   for process in processes:
     output, _ = process.communicate(timeout=600)
     if process.returncode:
-      raise AssertionError(f"{mode} {method} failed:\n{output.decode()[-3000:]}")
-  return [_load(out) for out in outs]
+      raise AssertionError(f"{mode} {methods} failed:\n{output.decode()[-3000:]}")
+  return [{method: _load(os.path.join(out, method.replace(":", "_") + ".npz"))
+           for method in methods} for out in outs]
 
 
 class ReplicaInvarianceTest(tf.test.TestCase):
@@ -57,22 +60,24 @@ class ReplicaInvarianceTest(tf.test.TestCase):
     # statistics, which need the gradient summed over replicas, agree; with frozen BN
     # statistics (--batch_norm=frozen) also on a network whose BN would otherwise see each
     # replica's half batch.
-    for method in ("kd-cls-t", "rw", "frozen-bn:kd-cls"):
-      one = _run("one", method, self.get_temp_dir())[0]
-      self.assertSameStep(one, _run("mirrored", method, self.get_temp_dir())[0],
-                          f"mirrored {method}")
+    methods = ("kd-cls-t", "rw", "frozen-bn:kd-cls")
+    (one,) = _run("one", methods, self.get_temp_dir())
+    (mirrored,) = _run("mirrored", methods, self.get_temp_dir())
+    for method in methods:
+      self.assertSameStep(one[method], mirrored[method], f"mirrored {method}")
 
   def test_two_localhost_workers_match_one_device(self):
-    one = _run("one", "rw", self.get_temp_dir())[0]
-    first, second = _run("multiworker", "rw", self.get_temp_dir())
-    self.assertSameStep(one, first, "multiworker worker 0")
-    self.assertSameStep(first, second, "multiworker workers 0 vs 1")
+    (one,) = _run("one", ["rw"], self.get_temp_dir())
+    first, second = _run("multiworker", ["rw"], self.get_temp_dir())
+    self.assertSameStep(one["rw"], first["rw"], "multiworker worker 0")
+    self.assertSameStep(first["rw"], second["rw"], "multiworker workers 0 vs 1")
 
   def test_xla_compiled_step_matches(self):
-    plain = _run("one", "kd-cls-t", self.get_temp_dir())[0]
-    self.assertSameStep(plain, _run("one", "kd-cls-t", self.get_temp_dir(), jit=True)[0], "jit")
-    self.assertSameStep(plain, _run("mirrored", "kd-cls-t", self.get_temp_dir(), jit=True)[0],
-                        "mirrored jit")
+    (plain,) = _run("one", ["kd-cls-t"], self.get_temp_dir())
+    (jit,) = _run("one", ["kd-cls-t"], self.get_temp_dir(), jit=True)
+    (mirrored_jit,) = _run("mirrored", ["kd-cls-t"], self.get_temp_dir(), jit=True)
+    self.assertSameStep(plain["kd-cls-t"], jit["kd-cls-t"], "jit")
+    self.assertSameStep(plain["kd-cls-t"], mirrored_jit["kd-cls-t"], "mirrored jit")
 
 
 if __name__ == "__main__":
