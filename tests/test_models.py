@@ -33,7 +33,9 @@ class AtrousConvTest(tf.test.TestCase):
 
   def test_taps_reading_only_padding_are_skipped(self):
     # 21x21 map, rate 18, 3x3: each axis has the centre tap on 21 outputs and the two side taps
-    # on 21 - 18 = 3 outputs each: (21 + 3 + 3)^2 of the 9 * 21^2 multiply-adds.
+    # on 21 - 18 = 3 outputs each: (21 + 3 + 3)^2 of the 9 * 21^2 multiply-adds. The layer
+    # (native dilated kernels: TensorFlow's forward, per-tap kernel gradient) and the per-tap
+    # forward of dtypes without them (dense=False) both give Keras' sums.
     self.assertAlmostEqual(model_layers.tap_work_fraction(
         (2, 21, 21, 8), (3, 3, 8, 4), (1, 1), "same", (18, 18)), 27 ** 2 / (9 * 21 ** 2))
     self.assertEqual(model_layers.tap_work_fraction(   # rate >= size: the centre tap alone
@@ -50,11 +52,14 @@ class AtrousConvTest(tf.test.TestCase):
       with tf.GradientTape(persistent=True) as tape:
         tape.watch(images)
         ours_loss = tf.reduce_sum(tf.sin(ours(images)))
+        taps_loss = tf.reduce_sum(tf.sin(model_layers.tap_convolution(
+            images, ours.kernel, (rate, rate), dense=False) + ours.bias))
         reference_loss = tf.reduce_sum(tf.sin(reference(images)))
-      self.assertAllClose(ours_loss, reference_loss, rtol=1e-5)
-      self.assertAllClose(tape.gradient(ours_loss, [images, ours.kernel]),
-                          tape.gradient(reference_loss, [images, reference.kernel]),
-                          rtol=1e-4, atol=1e-4)
+      for loss in (ours_loss, taps_loss):
+        self.assertAllClose(loss, reference_loss, rtol=1e-5)
+        self.assertAllClose(tape.gradient(loss, [images, ours.kernel]),
+                            tape.gradient(reference_loss, [images, reference.kernel]),
+                            rtol=1e-4, atol=1e-4)
 
   def test_kernel_gradient_by_taps_matches_keras_in_graphs_and_xla(self):
     # Stride-1 "same" kernels > 1x1 take their kernel gradient as per-tap products (dense

@@ -62,12 +62,19 @@ class AtrousConv2D(layers.Conv2D):
   rows and columns where that tap reads the map, faster than oneDNN's filter-gradient kernel on
   all but one shape of these networks (profile of the MiB network's train step on an AVX2 CPU:
   oneDNN's filter gradients of the 3x3 convolutions took 2.7x their forward, of the dilated
-  ASPP branch at rate 6 4.8x); the forward and input gradient stay the native kernels. Where a
-  dilation rate is large against the map (DeepLab's ASPP: rates 6-18 on the 21x21 map of a 321
-  crop at output stride 16; 12-32 on 41x41 at 8), most taps read the zero padding -- at rate 18
-  on 21x21, 81 % of a 3x3 kernel's multiply-adds -- and when skipping them saves at least
-  `TAP_SAVING` of the work the forward and input gradient are per-tap products too.
-  Same variables and the same sums either way (tests compare all three with Keras' Conv2D).
+  ASPP branch at rate 6 4.8x); the forward and input gradient stay the native kernels. Each
+  tap's product covers only the outputs where that tap reads the map: where a dilation rate is
+  large against the map (DeepLab's ASPP: rates 6-18 on the 21x21 map of a 321 crop at output
+  stride 16; 12-32 on 41x41 at 8) most taps read the zero padding -- at rate 18 on 21x21, 81 %
+  of a 3x3 kernel's multiply-adds -- and those products shrink or vanish. For dtypes without
+  native dilated kernels, when skipping the padding saves at least `TAP_SAVING` of the work, the
+  forward and input gradient are such per-tap products too (Keras' lowering otherwise). With the
+  native kernels that per-tap forward no longer pays once the kernel gradient is per-tap: timed
+  alone (AVX2, 2048 input channels, batch 2) it was 30-40 % slower for DeepLab-v2's 21-channel
+  classifiers and even (±5 %) for the 256-channel ASPP branches; train steps alternated in one
+  process: DeepLab-v2 1.009x, MiB network 1.031x (321²) and 1.010x (512²) with the native
+  forward. Same variables and the same sums either way (tests compare all three with Keras'
+  Conv2D).
   """
 
   def convolution_op(self, inputs, kernel):
@@ -79,8 +86,10 @@ class AtrousConv2D(layers.Conv2D):
                                  self.dilation_rate)
     # Undilated forwards stay TensorFlow's kernel even on maps small enough for padding taps
     # to matter (only in toy sizes): ImageNet backbones then reproduce keras.applications
-    # bit for bit.
-    skip_padding = dilated and fraction <= 1 - TAP_SAVING
+    # bit for bit. Where the native dilated kernel exists its forward and input gradient win
+    # (they skip most padding work themselves), so the padding-tap forward is for the dtypes
+    # without it, instead of Keras' space-to-batch lowering.
+    skip_padding = dilated and not native and fraction <= 1 - TAP_SAVING
     if skip_padding or (native and fraction < 1.0):
       return tap_convolution(inputs, kernel, self.dilation_rate, dense=not skip_padding)
     if not dilated or not native:
