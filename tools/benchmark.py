@@ -416,12 +416,15 @@ def run_rates(config: dict) -> dict:
   result["train_images_per_second_at_eval_size"] = batch / seconds_per_call(
       train, itertools.repeat(_random_batch(batch, EVAL_SIZE[0], EVAL_SIZE[1])))
   scales = (0.5, 0.75, 1.0, 1.25, 1.5)
+  # One image at a time, and batches of two images of one size (what kdseg.evaluate's batches
+  # hold: images of one size, never padded).
   for name, test_time in (("eval_single", TestTime()),
                           ("eval_multiscale_flip", TestTime(scales, True))):
     predict = tf.function(lambda images, t=test_time: predict_probabilities(model, images, t))
-    image = tf.random.stateless_normal([1, *EVAL_SIZE, 3], seed=[0, 3])
-    result[f"{name}_images_per_second"] = 1 / seconds_per_call(
-        lambda x: predict(x).numpy(), itertools.repeat(image))
+    for images, suffix in ((1, ""), (2, "_batch2")):
+      image = tf.random.stateless_normal([images, *EVAL_SIZE, 3], seed=[0, 3])
+      result[f"{name}{suffix}_images_per_second"] = images / seconds_per_call(
+          lambda x: predict(x).numpy(), itertools.repeat(image))
   # What the multi-scale + flip test computes, in single-scale forwards: sum of scale^2, twice.
   result["multiscale_flip_forwards"] = 2 * sum(s * s for s in scales)
   root = tempfile.mkdtemp(prefix="kdseg_input_")
@@ -447,14 +450,19 @@ def run_rates(config: dict) -> dict:
     result["train_images_per_second_with_input"] = batch / seconds_per_call(train, batches())
   finally:
     shutil.rmtree(root, ignore_errors=True)
+  result["measured"] = time.strftime("%Y-%m-%d %H:%M")
   rate = result["train_images_per_second"]
   for ratio, measured in (("eval_single_ratio", "eval_single_images_per_second"),
                           ("eval_multiscale_flip_ratio", "eval_multiscale_flip_images_per_second"),
+                          ("eval_single_batch2_ratio", "eval_single_batch2_images_per_second"),
+                          ("eval_multiscale_flip_batch2_ratio",
+                           "eval_multiscale_flip_batch2_images_per_second"),
                           ("input_ratio", "input_images_per_second"),
                           ("train_with_input_ratio", "train_images_per_second_with_input")):
     result[ratio] = result[measured] / rate
   same_size = result["train_images_per_second_at_eval_size"]
-  for name in ("eval_single", "eval_multiscale_flip"):
+  for name in ("eval_single", "eval_multiscale_flip", "eval_single_batch2",
+               "eval_multiscale_flip_batch2"):
     result[f"{name}_ratio_same_size"] = result[f"{name}_images_per_second"] / same_size
   # The train step in single-scale forwards of the same size, and the ratio the multi-scale
   # test would have if each of its forwards cost its pixels' share of a single-scale one
@@ -467,10 +475,13 @@ def run_rates(config: dict) -> dict:
 
 
 def format_rates_table(rows: list[dict]) -> str:
-  lines = ["| MiB network (v3, resnet101_iabn) | images/s | ratio to the train step |",
-           "| --- | --- | --- |"]
-  for r in rows:
-    lines += [f"| train step, crop {r['crop']}, batch {r['batch_size']} | "
+  lines = []
+  for r in rows:   # one pair of tables per run
+    lines += ["" if lines else None,
+              "| MiB network (v3, resnet101_iabn) | images/s | ratio to the train step |",
+              "| --- | --- | --- |"]
+    when = f" ({r['measured']}, {r['steps']} timed calls each)" if "measured" in r else ""
+    lines += [f"| train step, crop {r['crop']}, batch {r['batch_size']}{when} | "
               f"{r['train_images_per_second']:.3f} | 1 |",
               f"| train step fed by tf.data (decode + augment) | "
               f"{r['train_images_per_second_with_input']:.3f} | {r['train_with_input_ratio']:.2f} |",
@@ -481,6 +492,13 @@ def format_rates_table(rows: list[dict]) -> str:
               f"| evaluation, scales 0.5-1.5 + flip | "
               f"{r['eval_multiscale_flip_images_per_second']:.3f} | "
               f"{r['eval_multiscale_flip_ratio']:.2f} |"]
+    if "eval_single_batch2_images_per_second" in r:
+      lines += [f"| evaluation, single scale, batches of 2 images of 500x375 | "
+                f"{r['eval_single_batch2_images_per_second']:.3f} | "
+                f"{r['eval_single_batch2_ratio']:.2f} |",
+                f"| evaluation, scales 0.5-1.5 + flip, batches of 2 images | "
+                f"{r['eval_multiscale_flip_batch2_images_per_second']:.3f} | "
+                f"{r['eval_multiscale_flip_batch2_ratio']:.2f} |"]
     if "train_images_per_second_at_eval_size" in r:
       lines += [f"| train step at the evaluation's size (500x375), batch {r['batch_size']} | "
                 f"{r['train_images_per_second_at_eval_size']:.3f} | "
@@ -490,10 +508,15 @@ def format_rates_table(rows: list[dict]) -> str:
                 f"| evaluation, single scale | {r['eval_single_ratio_same_size']:.2f} |",
                 f"| evaluation, scales 0.5-1.5 + flip | "
                 f"{r['eval_multiscale_flip_ratio_same_size']:.2f} |",
+                *([f"| evaluation, single scale, batches of 2 | "
+                   f"{r['eval_single_batch2_ratio_same_size']:.2f} |",
+                   f"| evaluation, scales 0.5-1.5 + flip, batches of 2 | "
+                   f"{r['eval_multiscale_flip_batch2_ratio_same_size']:.2f} |"]
+                  if "eval_single_batch2_ratio_same_size" in r else []),
                 f"| from pixels alone: a train step costs {r['train_step_forwards']:.2f} "
                 f"single-scale forwards, the test {r['multiscale_flip_forwards']:.2f} | "
                 f"{r['multiscale_flip_ratio_from_pixels']:.2f} |"]
-  return "\n".join(lines)
+  return "\n".join(line for line in lines if line is not None)
 
 
 BASELINES = {"rebuild": "tools/torch_networks.py in-place ABN rebuild",
