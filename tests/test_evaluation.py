@@ -148,6 +148,34 @@ class EvaluationBatchTest(tf.test.TestCase):
       self.assertAllEqual(confusion(batch_size), alone)
 
 
+  def test_summary_panels_predict_each_image_alone(self):
+    from types import SimpleNamespace  # pylint: disable=g-import-not-at-top
+    from kdseg.engine import summaries  # pylint: disable=g-import-not-at-top
+    from kdseg.run import scoring  # pylint: disable=g-import-not-at-top
+    from kdseg.data.voc import voc_palette  # pylint: disable=g-import-not-at-top
+    shapes = [(6, 8), (5, 5), (6, 8)]
+    rng = np.random.default_rng(4)
+    labels = {f"i{k}": rng.integers(0, 2, shape).astype(np.uint8)
+              for k, shape in enumerate(shapes)}
+    root = write_voc_tree(os.path.join(self.get_temp_dir(), "VOC2012"), {"val": labels})
+    source = read_voc_layout(root, splits=("val",))
+    dataset = eval_dataset(source, source.split("val"), identity_table(2), 2)
+    experiment = SimpleNamespace(
+        config=SimpleNamespace(evaluation=SimpleNamespace(summary_images=3,
+                                                          test_time=TestTime())),
+        source=SimpleNamespace(palette=voc_palette()))
+    panels = scoring._panels(ImageMeanModel(), dataset, [0, 1], experiment)  # pylint: disable=protected-access
+    self.assertEqual(panels.shape, (3, 6, 3 * 8, 3))
+    palette = tf.constant(np.asarray(voc_palette(), np.uint8))
+    for row, (image, label) in enumerate(dataset.unbatch().take(3)):
+      height, width = label.shape
+      alone = tf.argmax(ImageMeanModel()(image[None])["logits"], axis=-1)
+      expected = summaries.colorize(alone, tf.constant([0, 1]), palette)[0]
+      self.assertAllEqual(panels[row, :height, 16:16 + width], expected)
+      if width < 8:   # the padding of a smaller image is shown as void
+        self.assertAllEqual(panels[row, 0, 16 + width], palette[255])
+
+
 class CenterCropTest(tf.test.TestCase):
 
   def test_shorter_side_resized_then_center_crop(self):

@@ -4,7 +4,8 @@ Training scalars (every loss term, the learning rate) are written by the loop; t
 per method and step, in <run_dir>/tensorboard/<method>/eval:
   eval/miou_old, eval/miou_new, eval/miou_all, eval/pixel_accuracy, eval/mean_class_accuracy
   eval/images      input | ground truth | prediction, in the dataset's palette, for the first
-                   `num_images` validation images of the step (the same images every time)
+                   `num_images` validation images the step's evaluation reads (the same images
+                   every time), each predicted alone
   eval/per_class   the step's per-class table (text)
 and, once per method, the method record and main flags through the hparams plugin.
 """

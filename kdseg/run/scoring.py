@@ -143,14 +143,26 @@ def _unchanged(path: str, record: dict) -> bool:
 
 
 def _panels(model, dataset: tf.data.Dataset, order, experiment: Experiment):
-  """Input | ground truth | prediction of the first summary_images validation images."""
+  """Input | ground truth | prediction of the first summary_images images the evaluation reads
+  (the same ones every time), each predicted alone as it was scored, then padded to a common
+  size for the summary (padding shown as void)."""
   evaluation = experiment.config.evaluation
   count = evaluation.summary_images
   if count <= 0:
     return None
-  images, labels = next(iter(dataset.unbatch().take(count).padded_batch(
-      count, padding_values=(0.0, IGNORE_LABEL))))
-  predictions = tf.argmax(predict_probabilities(model, images, evaluation.test_time), axis=-1)
+  shown = [(image, label, tf.argmax(predict_probabilities(model, image[None],
+                                                          evaluation.test_time), axis=-1)[0])
+           for image, label in dataset.unbatch().take(count)]
+  height = max(int(image.shape[0]) for image, _, _ in shown)
+  width = max(int(image.shape[1]) for image, _, _ in shown)
+
+  def padded(tensor, value):
+    rows, cols = height - tensor.shape[0], width - tensor.shape[1]
+    return tf.pad(tensor, [[0, rows], [0, cols]] + [[0, 0]] * (len(tensor.shape) - 2),
+                  constant_values=value)
+
+  images, labels, predictions = (tf.stack([padded(parts[i], value) for parts in shown])
+                                 for i, value in ((0, 0.0), (1, IGNORE_LABEL), (2, IGNORE_LABEL)))
   return summaries.image_panels(images, labels, predictions, order, experiment.source.palette)
 
 
