@@ -159,8 +159,8 @@ def eval_dataset(source: SegmentationSource, files: SplitFiles, label_table: np.
                  batch_size: int, crop_size: int = 0) -> tf.data.Dataset:
   """Full-resolution images (crop_size 0), or resized and center-cropped to crop_size² (MiB's
   VOC/ADE test), in batches of up to `batch_size` images of one size: never padded, so every
-  image is predicted as it would be alone (the references test full-resolution images one at a
-  time) and results do not depend on `batch_size` -- padding would reach every pixel through
+  image is predicted as it would be alone (the MiB reference tests full-resolution images one
+  at a time) and results do not depend on `batch_size` -- padding would reach every pixel through
   DeepLab-v3's image pooling and the borders through the convolutions. At full resolution the
   images of each size wait, as uint8, until `batch_size` of them are read (those of sizes left
   short come at the split's end): at most the split's uint8 images and labels are held, 0.75 MB

@@ -153,6 +153,8 @@ def _panels(model, dataset: tf.data.Dataset, order, experiment: Experiment):
   shown = [(image, label, tf.argmax(predict_probabilities(model, image[None],
                                                           evaluation.test_time), axis=-1)[0])
            for image, label in dataset.unbatch().take(count)]
+  if not shown:
+    return None
   height = max(int(image.shape[0]) for image, _, _ in shown)
   width = max(int(image.shape[1]) for image, _, _ in shown)
 
