@@ -475,11 +475,10 @@ def run_rates(config: dict) -> dict:
 
 
 def format_rates_table(rows: list[dict]) -> str:
-  lines = []
+  blocks = []
   for r in rows:   # one pair of tables per run
-    lines += ["" if lines else None,
-              "| MiB network (v3, resnet101_iabn) | images/s | ratio to the train step |",
-              "| --- | --- | --- |"]
+    lines = ["| MiB network (v3, resnet101_iabn) | images/s | ratio to the train step |",
+             "| --- | --- | --- |"]
     when = f" ({r['measured']}, {r['steps']} timed calls each)" if "measured" in r else ""
     lines += [f"| train step, crop {r['crop']}, batch {r['batch_size']}{when} | "
               f"{r['train_images_per_second']:.3f} | 1 |",
@@ -516,7 +515,8 @@ def format_rates_table(rows: list[dict]) -> str:
                 f"| from pixels alone: a train step costs {r['train_step_forwards']:.2f} "
                 f"single-scale forwards, the test {r['multiscale_flip_forwards']:.2f} | "
                 f"{r['multiscale_flip_ratio_from_pixels']:.2f} |"]
-  return "\n".join(line for line in lines if line is not None)
+    blocks.append("\n".join(lines))
+  return "\n\n".join(blocks)
 
 
 BASELINES = {"rebuild": "tools/torch_networks.py in-place ABN rebuild",
