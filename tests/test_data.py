@@ -146,6 +146,28 @@ class PipelineTest(tf.test.TestCase):
                                  in enumerate(shapes, start=1)])
     self.assertCountEqual(batch_sizes, [2, 1, 2, 1])
 
+  def test_eval_batches_hold_back_at_most_held_images(self):
+    # a and c share a size but lie in different runs of 2 images: they are not waited for
+    # (a batch of [a, c] would hold a while b is read), so every batch is of one image and the
+    # first run's images come before the second's. The default run of 16 batches joins them.
+    shapes = {"a": (4, 4), "b": (3, 5), "c": (4, 4), "d": (5, 3)}
+    labels = {image_id: np.full(shape, value, np.uint8)
+              for value, (image_id, shape) in enumerate(shapes.items(), start=1)}
+    root = write_voc_tree(os.path.join(self.get_temp_dir(), "VOC2012"), {"val": labels})
+    source = read_voc_layout(root, splits=("val",))
+
+    def batches(**held):
+      dataset = pipeline.eval_dataset(source, source.split("val"), identity_table(21),
+                                      batch_size=2, **held)
+      return [sorted(int(label[0, 0]) for label in batch_labels.numpy())
+              for _, batch_labels in dataset]
+
+    held = batches(held_images=2)
+    self.assertLen(held, 4)
+    self.assertCountEqual(held[:2], [[1], [2]])
+    self.assertCountEqual(held[2:], [[3], [4]])
+    self.assertCountEqual(batches(), [[1, 3], [2], [4]])
+
   def test_train_pipeline_crops_and_keeps_label_values_valid(self):
     root = write_voc_tree(os.path.join(self.get_temp_dir(), "VOC2012"),
                           {"train": {"a": LABEL_A, "b": LABEL_B}})

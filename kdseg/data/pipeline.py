@@ -155,17 +155,25 @@ def train_dataset(source: SegmentationSource, files: SplitFiles, label_table: np
           .prefetch(tf.data.AUTOTUNE))
 
 
+# Full-resolution evaluation groups images by size within runs of this many batches' images
+# (eval_dataset): a bound on the uint8 images held back, whatever the split's sizes.
+HELD_BATCHES = 16
+
+
 def eval_dataset(source: SegmentationSource, files: SplitFiles, label_table: np.ndarray,
-                 batch_size: int, crop_size: int = 0) -> tf.data.Dataset:
+                 batch_size: int, crop_size: int = 0,
+                 held_images: int | None = None) -> tf.data.Dataset:
   """Full-resolution images (crop_size 0), or resized and center-cropped to crop_size² (MiB's
   VOC/ADE test), in batches of up to `batch_size` images of one size: never padded, so every
   image is predicted as it would be alone (the MiB reference tests full-resolution images one
   at a time) and results do not depend on `batch_size` -- padding would reach every pixel through
   DeepLab-v3's image pooling and the borders through the convolutions. At full resolution the
-  images of each size wait, as uint8, until `batch_size` of them are read (those of sizes left
-  short come at the split's end): at most the split's uint8 images and labels are held, 0.75 MB
-  per 500x375 VOC image; --eval_batch_size=1 holds none. Batches follow the split's order where
-  sizes allow, not exactly; the confusion matrix does not depend on it."""
+  split is read in runs of `held_images` images (default HELD_BATCHES x batch_size) and each
+  run is grouped by size: images wait, as uint8, until `batch_size` of their size are read or
+  the run ends, so at most `held_images` images and labels are held (0.75 MB per 500x375 VOC
+  image: 96 MB at batch 8) whatever the split's sizes -- ADE20K's are mostly unique --;
+  --eval_batch_size=1 holds none. Batches follow the split's order where sizes allow, not
+  exactly; the confusion matrix does not depend on it."""
   read = _reader(source, label_table)
 
   def load(image_path, label_path):
@@ -185,9 +193,12 @@ def eval_dataset(source: SegmentationSource, files: SplitFiles, label_table: np.
       shape = tf.shape(image, out_type=tf.int64)
       return shape[0] * (1 << 32) + shape[1]
 
-    dataset = (dataset
-               .group_by_window(size, lambda _, window: window.batch(batch_size),
-                                window_size=batch_size)
+    def by_size(images, labels):
+      return tf.data.Dataset.zip((images, labels)).group_by_window(
+          size, lambda _, window: window.batch(batch_size), window_size=batch_size)
+
+    held = max(held_images or HELD_BATCHES * batch_size, batch_size)
+    dataset = (dataset.window(held).flat_map(by_size)
                .map(lambda images, labels: (normalize(images), tf.cast(labels, tf.int32)),
                     num_parallel_calls=tf.data.AUTOTUNE))
   return dataset.prefetch(tf.data.AUTOTUNE)
