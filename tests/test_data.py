@@ -168,6 +168,24 @@ class PipelineTest(tf.test.TestCase):
     self.assertCountEqual(held[2:], [[3], [4]])
     self.assertCountEqual(batches(), [[1, 3], [2], [4]])
 
+  def test_eval_batches_come_before_later_images_are_read(self):
+    # The third image is corrupt: what comes before it is predicted before it is read -- at
+    # batch 1 image by image (nothing held), at batch 2 run by run (runs of held_images).
+    labels = {image_id: np.full((4, 4), value, np.uint8)
+              for value, image_id in enumerate("abcde", start=1)}
+    root = write_voc_tree(os.path.join(self.get_temp_dir(), "VOC2012"), {"val": labels})
+    with open(os.path.join(root, "JPEGImages", "c.jpg"), "wb") as broken:
+      broken.write(b"not a jpeg")
+    source = read_voc_layout(root, splits=("val",))
+    for batch_size, held, before in ((1, None, [[1], [2]]), (2, 2, [[1, 2]])):
+      iterator = iter(pipeline.eval_dataset(source, source.split("val"), identity_table(21),
+                                            batch_size=batch_size, held_images=held))
+      for expected in before:
+        _, batch_labels = next(iterator)
+        self.assertEqual(sorted(int(label[0, 0]) for label in batch_labels.numpy()), expected)
+      with self.assertRaises(tf.errors.OpError):
+        next(iterator)
+
   def test_train_pipeline_crops_and_keeps_label_values_valid(self):
     root = write_voc_tree(os.path.join(self.get_temp_dir(), "VOC2012"),
                           {"train": {"a": LABEL_A, "b": LABEL_B}})

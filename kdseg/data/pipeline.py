@@ -197,8 +197,11 @@ def eval_dataset(source: SegmentationSource, files: SplitFiles, label_table: np.
       return tf.data.Dataset.zip((images, labels)).group_by_window(
           size, lambda _, window: window.batch(batch_size), window_size=batch_size)
 
-    held = max(held_images or HELD_BATCHES * batch_size, batch_size)
-    dataset = (dataset.window(held).flat_map(by_size)
-               .map(lambda images, labels: (normalize(images), tf.cast(labels, tf.int32)),
-                    num_parallel_calls=tf.data.AUTOTUNE))
+    if batch_size == 1:   # nothing to group: no image waits
+      dataset = dataset.batch(1)
+    else:
+      held = max(held_images or HELD_BATCHES * batch_size, batch_size)
+      dataset = dataset.window(held).flat_map(by_size)
+    dataset = dataset.map(lambda images, labels: (normalize(images), tf.cast(labels, tf.int32)),
+                          num_parallel_calls=tf.data.AUTOTUNE)
   return dataset.prefetch(tf.data.AUTOTUNE)
