@@ -1,6 +1,7 @@
 """Test-time options (multi-scale, flip, merge), the MiB center-crop test and the evaluation
 confusion matrix, against hand-computed values."""
 import os
+from types import SimpleNamespace
 
 import numpy as np
 import tensorflow as tf
@@ -8,10 +9,12 @@ import tensorflow as tf
 from kdseg.data.augment import resize_and_center_crop
 from kdseg.data.pipeline import IMAGENET_MEAN, IMAGENET_STD, denormalize, eval_dataset, normalize
 from kdseg.data.source import identity_table
-from kdseg.data.voc import read_voc_layout
+from kdseg.data.voc import read_voc_layout, voc_palette
+from kdseg.engine import summaries
 from kdseg.engine.crf import DenseCRF, dense_crf
 from kdseg.engine.evaluation import TestTime, confusion_matrix, predict_probabilities
 from kdseg.models.segmenter import ModelConfig, build_segmenter
+from kdseg.run import scoring
 from tests.helpers import write_voc_tree
 
 
@@ -147,12 +150,7 @@ class EvaluationBatchTest(tf.test.TestCase):
     for batch_size in (2, 3, 8):
       self.assertAllEqual(confusion(batch_size), alone)
 
-
   def test_summary_panels_predict_each_image_alone(self):
-    from types import SimpleNamespace  # pylint: disable=g-import-not-at-top
-    from kdseg.engine import summaries  # pylint: disable=g-import-not-at-top
-    from kdseg.run import scoring  # pylint: disable=g-import-not-at-top
-    from kdseg.data.voc import voc_palette  # pylint: disable=g-import-not-at-top
     shapes = [(6, 8), (5, 5), (6, 8)]
     rng = np.random.default_rng(4)
     labels = {f"i{k}": rng.integers(0, 2, shape).astype(np.uint8)

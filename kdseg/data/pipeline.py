@@ -186,22 +186,22 @@ def eval_dataset(source: SegmentationSource, files: SplitFiles, label_table: np.
 
   dataset = _files_dataset(source, files).map(load, num_parallel_calls=tf.data.AUTOTUNE)
   if crop_size:
-    dataset = dataset.batch(batch_size)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+  def size(image, label):
+    del label
+    shape = tf.shape(image, out_type=tf.int64)
+    return shape[0] * (1 << 32) + shape[1]
+
+  def by_size(images, labels):
+    return tf.data.Dataset.zip((images, labels)).group_by_window(
+        size, lambda _, window: window.batch(batch_size), window_size=batch_size)
+
+  if batch_size == 1:   # nothing to group: no image waits
+    dataset = dataset.batch(1)
   else:
-    def size(image, label):
-      del label
-      shape = tf.shape(image, out_type=tf.int64)
-      return shape[0] * (1 << 32) + shape[1]
-
-    def by_size(images, labels):
-      return tf.data.Dataset.zip((images, labels)).group_by_window(
-          size, lambda _, window: window.batch(batch_size), window_size=batch_size)
-
-    if batch_size == 1:   # nothing to group: no image waits
-      dataset = dataset.batch(1)
-    else:
-      held = max(held_images or HELD_BATCHES * batch_size, batch_size)
-      dataset = dataset.window(held).flat_map(by_size)
-    dataset = dataset.map(lambda images, labels: (normalize(images), tf.cast(labels, tf.int32)),
-                          num_parallel_calls=tf.data.AUTOTUNE)
+    held = max(held_images or HELD_BATCHES * batch_size, batch_size)
+    dataset = dataset.window(held).flat_map(by_size)
+  dataset = dataset.map(lambda images, labels: (normalize(images), tf.cast(labels, tf.int32)),
+                        num_parallel_calls=tf.data.AUTOTUNE)
   return dataset.prefetch(tf.data.AUTOTUNE)
