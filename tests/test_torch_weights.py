@@ -177,6 +177,22 @@ class BenchmarkTablesTest(tf.test.TestCase):
                                  "10 %", "12 %"])
 
 
+  def test_compare_table_names_frozen_batch_norm_rows(self):
+    row = {"status": "ok", "head": "v2", "backbone": "resnet101_tv", "torch_norm": "torchvision",
+           "size": 321, "precision": "float32", "batch_size": 2, "kdseg_seconds_per_image": 2.0,
+           "torch_seconds_per_image": 3.0, "speed_ratio": 1.5}
+    code = ("import json, sys; sys.path.insert(0, 'tools'); import benchmark; "
+            "print(benchmark.format_compare_table(json.loads(sys.argv[1])))")
+    rows = [row, {**row, "batch_norm": "frozen"}, {**row, "batch_norm": "train"}]
+    result = subprocess.run([sys.executable, "-c", code, json.dumps(rows)], cwd=ROOT,
+                            capture_output=True, text=True, check=True)
+    networks = [line.strip("|").split("|")[0].strip()
+                for line in result.stdout.strip().splitlines()[2:]]
+    self.assertEqual(networks, ["DeepLab-v2 resnet101_tv OS8",
+                                "DeepLab-v2 resnet101_tv OS8, frozen BN",
+                                "DeepLab-v2 resnet101_tv OS8"])
+
+
 class MappingTest(tf.test.TestCase):
 
   def test_names_of_each_source(self):

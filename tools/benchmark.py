@@ -85,6 +85,13 @@ flags.DEFINE_list("torch_norms", ["rebuild"], "--compare=torch, v3: the PyTorch 
                   "layers (tools/torch_networks.py NORMS): rebuild (this repository's in-place "
                   "ABN rebuild), inplace_abn (mapillary's compiled extension), bn (PyTorch's "
                   "BatchNorm2d + LeakyReLU in place); one row each.")
+flags.DEFINE_list("batch_norms", ["train"], "--compare=torch: how both networks' BN layers "
+                  "train: train (batch statistics, the MiB recipe) and/or frozen (moving "
+                  "statistics, gamma and beta trained: the KD recipe's --batch_norm=frozen, as "
+                  "the KD paper's code runs DeepLab-v2; PyTorch's BN modules in eval mode); "
+                  "one row each.")
+flags.register_validator("batch_norms", lambda values: set(values) <= {"train", "frozen"},
+                         "--batch_norms takes train and/or frozen.")
 flags.DEFINE_integer("rates_crop", 0, "Also measure, for the MiB network (DeepLab-v3, "
                      "resnet101_iabn, OS16), as ratios to its train step's image rate at this crop "
                      "(0: skip): evaluation images/s on 500x375 images (single scale; scales "
@@ -316,9 +323,14 @@ def run_compare(config: dict) -> dict:
 
   head, batch, size = config["head"], config["batch_size"], config["size"]
   bfloat16 = config["precision"] == "mixed_bfloat16"
+  from kdseg.models.freezing import freeze_statistics  # pylint: disable=g-import-not-at-top
+
   keras.config.set_dtype_policy(config["precision"])
   model = build_segmenter(ModelConfig(COMPARED_BACKBONE[head], OUTPUT_STRIDE[head], 256,
                                       head=head), [NUM_CLASSES])
+  frozen = config.get("batch_norm", "train") == "frozen"
+  if frozen:
+    freeze_statistics(model)
   images, labels = _random_batch(batch, size)
   total = config["warmup"] + config["steps"]
   trainer = _ft_trainer(model, total, config["xla"])
@@ -330,6 +342,10 @@ def run_compare(config: dict) -> dict:
   network = (torch_networks.Segmentation([NUM_CLASSES]) if head == "v3"
              else torch_networks.DeepLabV2(NUM_CLASSES))
   network.train()
+  if frozen:   # normalise with the running statistics, keep them; weight and bias still train
+    for module in network.modules():
+      if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):  # pylint: disable=protected-access
+        module.eval()
   optimizer = torch.optim.SGD(network.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
   torch_images = torch.from_numpy(images.numpy()).permute(0, 3, 1, 2).contiguous()
   torch_labels = torch.from_numpy(labels.numpy()).long()
@@ -530,7 +546,9 @@ def _baseline(row: dict) -> str:
 
 
 def _network(row: dict) -> str:
-  return f"DeepLab-{row['head']} {row.get('backbone', '')} OS{OUTPUT_STRIDE[row['head']]}"
+  frozen = ", frozen BN" if row.get("batch_norm", "train") == "frozen" else ""
+  return (f"DeepLab-{row['head']} {row.get('backbone', '')} OS{OUTPUT_STRIDE[row['head']]}"
+          f"{frozen}")
 
 
 def format_compare_table(rows: list[dict]) -> str:
@@ -584,9 +602,10 @@ def _grid() -> list[dict]:
   if FLAGS.compare:
     return [{"compare": FLAGS.compare, "head": head, "size": int(size), "precision": precision,
              "xla": False, "batch_size": FLAGS.batch_size, "warmup": FLAGS.warmup,
-             "steps": FLAGS.steps, "torch_norm": norm if head == "v3" else "torchvision"}
-            for head, size, precision in itertools.product(FLAGS.heads, FLAGS.sizes,
-                                                           FLAGS.precisions)
+             "steps": FLAGS.steps, "torch_norm": norm if head == "v3" else "torchvision",
+             "batch_norm": batch_norm}
+            for head, size, precision, batch_norm in itertools.product(
+                FLAGS.heads, FLAGS.sizes, FLAGS.precisions, FLAGS.batch_norms)
             for norm in (FLAGS.torch_norms if head == "v3" else ["torchvision"])]
   return [{"head": head, "backbone": backbone, "size": int(size), "xla": _bool(xla),
            "precision": precision, "recompute": _bool(recompute),
