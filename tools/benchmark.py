@@ -434,8 +434,11 @@ def run_rates(config: dict) -> dict:
   scales = (0.5, 0.75, 1.0, 1.25, 1.5)
   # One image at a time, and batches of two images of one size (what kdseg.evaluate's batches
   # hold: images of one size, never padded).
+  # eval_multiscale: the MiB paper's own multi-scale test (§6.3.2: these scales, max voting,
+  # no flip).
   for name, test_time in (("eval_single", TestTime()),
-                          ("eval_multiscale_flip", TestTime(scales, True))):
+                          ("eval_multiscale_flip", TestTime(scales, True)),
+                          ("eval_multiscale", TestTime(scales, False, "max"))):
     predict = tf.function(lambda images, t=test_time: predict_probabilities(model, images, t))
     for images, suffix in ((1, ""), (2, "_batch2")):
       image = tf.random.stateless_normal([images, *EVAL_SIZE, 3], seed=[0, 3])
@@ -473,12 +476,15 @@ def run_rates(config: dict) -> dict:
                           ("eval_single_batch2_ratio", "eval_single_batch2_images_per_second"),
                           ("eval_multiscale_flip_batch2_ratio",
                            "eval_multiscale_flip_batch2_images_per_second"),
+                          ("eval_multiscale_ratio", "eval_multiscale_images_per_second"),
+                          ("eval_multiscale_batch2_ratio",
+                           "eval_multiscale_batch2_images_per_second"),
                           ("input_ratio", "input_images_per_second"),
                           ("train_with_input_ratio", "train_images_per_second_with_input")):
     result[ratio] = result[measured] / rate
   same_size = result["train_images_per_second_at_eval_size"]
   for name in ("eval_single", "eval_multiscale_flip", "eval_single_batch2",
-               "eval_multiscale_flip_batch2"):
+               "eval_multiscale_flip_batch2", "eval_multiscale", "eval_multiscale_batch2"):
     result[f"{name}_ratio_same_size"] = result[f"{name}_images_per_second"] / same_size
   # The train step in single-scale forwards of the same size, and the ratio the multi-scale
   # test would have if each of its forwards cost its pixels' share of a single-scale one
@@ -514,6 +520,13 @@ def format_rates_table(rows: list[dict]) -> str:
                 f"| evaluation, scales 0.5-1.5 + flip, batches of 2 images | "
                 f"{r['eval_multiscale_flip_batch2_images_per_second']:.3f} | "
                 f"{r['eval_multiscale_flip_batch2_ratio']:.2f} |"]
+    if "eval_multiscale_images_per_second" in r:
+      lines += [f"| evaluation, scales 0.5-1.5, max voting, no flip (the MiB paper's test) | "
+                f"{r['eval_multiscale_images_per_second']:.3f} | "
+                f"{r['eval_multiscale_ratio']:.2f} |",
+                f"| the same, batches of 2 images | "
+                f"{r['eval_multiscale_batch2_images_per_second']:.3f} | "
+                f"{r['eval_multiscale_batch2_ratio']:.2f} |"]
     if "train_images_per_second_at_eval_size" in r:
       lines += [f"| train step at the evaluation's size (500x375), batch {r['batch_size']} | "
                 f"{r['train_images_per_second_at_eval_size']:.3f} | "
@@ -528,6 +541,11 @@ def format_rates_table(rows: list[dict]) -> str:
                    f"| evaluation, scales 0.5-1.5 + flip, batches of 2 | "
                    f"{r['eval_multiscale_flip_batch2_ratio_same_size']:.2f} |"]
                   if "eval_single_batch2_ratio_same_size" in r else []),
+                *([f"| evaluation, scales 0.5-1.5, max voting, no flip (the MiB paper's test) | "
+                   f"{r['eval_multiscale_ratio_same_size']:.2f} |",
+                   f"| the same, batches of 2 | "
+                   f"{r['eval_multiscale_batch2_ratio_same_size']:.2f} |"]
+                  if "eval_multiscale_ratio_same_size" in r else []),
                 f"| from pixels alone: a train step costs {r['train_step_forwards']:.2f} "
                 f"single-scale forwards, the test {r['multiscale_flip_forwards']:.2f} | "
                 f"{r['multiscale_flip_ratio_from_pixels']:.2f} |"]
