@@ -342,10 +342,8 @@ def run_compare(config: dict) -> dict:
   network = (torch_networks.Segmentation([NUM_CLASSES]) if head == "v3"
              else torch_networks.DeepLabV2(NUM_CLASSES))
   network.train()
-  if frozen:   # normalise with the running statistics, keep them; weight and bias still train
-    for module in network.modules():
-      if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):  # pylint: disable=protected-access
-        module.eval()
+  if frozen:
+    torch_networks.freeze_statistics(network)
   optimizer = torch.optim.SGD(network.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
   torch_images = torch.from_numpy(images.numpy()).permute(0, 3, 1, 2).contiguous()
   torch_labels = torch.from_numpy(labels.numpy()).long()

@@ -284,6 +284,19 @@ class DeepLabV2(nn.Module):
     return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
+def freeze_statistics(network) -> int:
+  """Every norm layer of `network` (BatchNorm2d, the ABN rebuild, mapillary's ABN and
+  InPlaceABN) normalises with its running statistics and keeps them while its weight and bias
+  still train: eval mode on those modules only (kdseg's --batch_norm=frozen). Returns how many."""
+  count = 0
+  for module in network.modules():
+    if (isinstance(module, nn.modules.batchnorm._BatchNorm)  # pylint: disable=protected-access
+        or type(module).__module__.startswith("inplace_abn")):
+      module.eval()
+      count += 1
+  return count
+
+
 def randomise_bn(model, generator) -> None:
   """BN statistics and affine parameters away from their (1, 0) defaults, so a wrong mapping
   of any of the four shows (signed weights: in-place ABN's |weight| matters)."""
