@@ -176,7 +176,6 @@ class BenchmarkTablesTest(tf.test.TestCase):
     self.assertEqual(cells[3:], ["100 / 200", "10.0", "20 %", "13 %", "10 %", "10 %", "15 %",
                                  "10 %", "12 %"])
 
-
   def test_compare_table_names_frozen_batch_norm_rows(self):
     row = {"status": "ok", "head": "v2", "backbone": "resnet101_tv", "torch_norm": "torchvision",
            "size": 321, "precision": "float32", "batch_size": 2, "kdseg_seconds_per_image": 2.0,

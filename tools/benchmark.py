@@ -88,7 +88,7 @@ flags.DEFINE_list("torch_norms", ["rebuild"], "--compare=torch, v3: the PyTorch 
 flags.DEFINE_list("batch_norms", ["train"], "--compare=torch: how both networks' BN layers "
                   "train: train (batch statistics, the MiB recipe) and/or frozen (moving "
                   "statistics, gamma and beta trained: the KD recipe's --batch_norm=frozen, as "
-                  "the KD paper's code runs DeepLab-v2; PyTorch's BN modules in eval mode); "
+                  "the KD paper's code runs DeepLab-v2; PyTorch's norm layers in eval mode); "
                   "one row each.")
 flags.register_validator("batch_norms", lambda values: set(values) <= {"train", "frozen"},
                          "--batch_norms takes train and/or frozen.")
@@ -319,12 +319,11 @@ def run_compare(config: dict) -> dict:
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import keras  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from kdseg.models.freezing import freeze_statistics  # pylint: disable=g-import-not-at-top
   from kdseg.models.segmenter import ModelConfig, build_segmenter  # pylint: disable=g-import-not-at-top
 
   head, batch, size = config["head"], config["batch_size"], config["size"]
   bfloat16 = config["precision"] == "mixed_bfloat16"
-  from kdseg.models.freezing import freeze_statistics  # pylint: disable=g-import-not-at-top
-
   keras.config.set_dtype_policy(config["precision"])
   model = build_segmenter(ModelConfig(COMPARED_BACKBONE[head], OUTPUT_STRIDE[head], 256,
                                       head=head), [NUM_CLASSES])
@@ -431,9 +430,8 @@ def run_rates(config: dict) -> dict:
       train, itertools.repeat(_random_batch(batch, EVAL_SIZE[0], EVAL_SIZE[1])))
   scales = (0.5, 0.75, 1.0, 1.25, 1.5)
   # One image at a time, and batches of two images of one size (what kdseg.evaluate's batches
-  # hold: images of one size, never padded).
-  # eval_multiscale: the MiB paper's own multi-scale test (§6.3.2: these scales, max voting,
-  # no flip).
+  # hold: images of one size, never padded). eval_multiscale: the MiB paper's own multi-scale
+  # test (§6.3.2: these scales, max voting, no flip).
   for name, test_time in (("eval_single", TestTime()),
                           ("eval_multiscale_flip", TestTime(scales, True)),
                           ("eval_multiscale", TestTime(scales, False, "max"))):
